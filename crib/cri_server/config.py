@@ -1,0 +1,351 @@
+"""cribd's configuration: one TOML file, every key optional, flags on top.
+
+Unknown keys and wrong types are refused with the key's dotted name, so a typo
+in `/etc/crib/crib.toml` stops the daemon instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG_PATH = Path("/etc/crib/crib.toml")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "console")
+CGROUP_DRIVERS = ("cgroupfs", "systemd")
+
+
+class ConfigError(Exception):
+    """A config file or flag that cribd refuses; `key` is its dotted name."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}" if key else reason)
+        self.key = key
+        self.reason = reason
+
+
+@dataclass
+class RegistryMirror:
+    """Where to pull a registry host's images from, tried in order."""
+
+    endpoints: list[str] = field(default_factory=list)
+    # Never fall back to the upstream host (air-gapped nodes).
+    mirrors_only: bool = False
+
+
+@dataclass
+class ImageSection:
+    sandbox_image: str = "registry.k8s.io/pause:3.10"
+    mirrors: dict[str, RegistryMirror] = field(default_factory=dict)
+    insecure_registries: list[str] = field(default_factory=list)
+    auth_file: str = ""
+    max_concurrent_downloads: int = 3
+    # Seconds without a single byte from the registry before a pull is cancelled.
+    stall_timeout: float = 60.0
+
+
+@dataclass
+class CNISection:
+    bin_dirs: list[str] = field(default_factory=lambda: ["/opt/cni/bin", "/usr/lib/cni"])
+    conf_dir: str = "/etc/cni/net.d"
+    # Empty: the first usable config file in name order, as libcni picks it.
+    network_name: str = ""
+
+
+@dataclass
+class RuntimeHandler:
+    """One CRI runtime handler (RuntimeClass) backed by an OCI runtime binary."""
+
+    binary: str = "runc"
+
+
+def _default_handlers() -> dict[str, RuntimeHandler]:
+    return {"runc": RuntimeHandler("runc"), "crun": RuntimeHandler("crun")}
+
+
+@dataclass
+class RuntimeSection:
+    default_handler: str = "runc"
+    handlers: dict[str, RuntimeHandler] = field(default_factory=_default_handlers)
+    conmon: str = "conmon"
+    cgroup_driver: str = "cgroupfs"
+
+
+@dataclass
+class StreamingSection:
+    address: str = "127.0.0.1"
+    # 0 picks a free port at start-up, as containerd and CRI-O do.
+    port: int = 0
+
+
+@dataclass
+class Config:
+    # Empty: `<state>/crib.sock`.
+    listen: str = ""
+    root: str = "/var/lib/crib"
+    state: str = "/run/crib"
+    log_level: str = "info"
+    log_format: str = "json"
+    image: ImageSection = field(default_factory=ImageSection)
+    cni: CNISection = field(default_factory=CNISection)
+    runtime: RuntimeSection = field(default_factory=RuntimeSection)
+    streaming: StreamingSection = field(default_factory=StreamingSection)
+
+    @property
+    def socket_path(self) -> Path:
+        return Path(self.listen) if self.listen else Path(self.state) / "crib.sock"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["listen"] = str(self.socket_path)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+# --- building from TOML -----------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
+    if origin is dict:
+        return "a table"
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    return {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}[tp]
+
+
+def _toml_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    wrong = ConfigError(key, f"expected {_type_name(tp)}, got {_toml_type(value)}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise wrong
+        return _build(tp, value, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise wrong
+        (item_tp,) = typing.get_args(tp)
+        return [_convert(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise wrong
+        _, item_tp = typing.get_args(tp)
+        return {k: _convert(item_tp, v, f"{key}.{_quote(k)}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise wrong
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise wrong
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise wrong
+        return value
+    raise TypeError(f"unsupported config type {tp!r}")
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _quote(k: str) -> str:
+    """A TOML key: bare when it can be, quoted otherwise (`"docker.io"`)."""
+    return k if _BARE_KEY.fullmatch(k) else json.dumps(k)
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"{prefix}.{key}" if prefix else key, "unknown key")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        tp = hints[name]
+        if isinstance(tp, types.UnionType):
+            raise TypeError(f"unsupported config type {tp!r}")
+        kwargs[name] = _convert(tp, value, key)
+    return cls(**kwargs)
+
+
+def parse(text: str, source: str = "config") -> Config:
+    """Parse TOML text into a validated Config."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"{source} is not valid TOML: {exc}") from exc
+    config = _build(Config, data)
+    validate(config)
+    return config
+
+
+def load(path: Path | None) -> Config:
+    """Load the config file; a missing default file means built-in defaults.
+
+    An explicitly named file (`path` given) must exist.
+    """
+    target = path or DEFAULT_CONFIG_PATH
+    try:
+        text = target.read_text()
+    except FileNotFoundError:
+        if path is not None:
+            raise ConfigError("", f"config file {target} does not exist") from None
+        config = Config()
+        validate(config)
+        return config
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {target}: {exc.strerror}") from exc
+    return parse(text, str(target))
+
+
+def apply_overrides(config: Config, **overrides: str | None) -> Config:
+    """Apply command-line flags (None means not given) and validate again."""
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    config = dataclasses.replace(config, **changes)
+    validate(config)
+    return config
+
+
+# --- semantic checks --------------------------------------------------------------------------
+
+
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(key, f"must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _absolute(key: str, value: str) -> None:
+    if not value.startswith("/"):
+        raise ConfigError(key, f"must be an absolute path, got {value!r}")
+
+
+def normalize_listen(value: str) -> str:
+    """`unix:///run/x.sock` or `/run/x.sock` → `/run/x.sock`."""
+    if value.startswith("unix://"):
+        value = value[len("unix://") :]
+    return value
+
+
+def validate(config: Config) -> None:
+    config.listen = normalize_listen(config.listen)
+    if config.listen:
+        _absolute("listen", config.listen)
+    _absolute("root", config.root)
+    _absolute("state", config.state)
+    _one_of("log_level", config.log_level, LOG_LEVELS)
+    _one_of("log_format", config.log_format, LOG_FORMATS)
+
+    image = config.image
+    if image.max_concurrent_downloads < 1:
+        raise ConfigError("image.max_concurrent_downloads", "must be at least 1")
+    if image.stall_timeout <= 0:
+        raise ConfigError("image.stall_timeout", "must be a positive number of seconds")
+    if image.auth_file:
+        _absolute("image.auth_file", image.auth_file)
+    for host, mirror in image.mirrors.items():
+        key = f"image.mirrors.{_quote(host)}"
+        if not mirror.endpoints:
+            raise ConfigError(f"{key}.endpoints", "must list at least one mirror endpoint")
+        for i, endpoint in enumerate(mirror.endpoints):
+            if not endpoint.startswith(("http://", "https://")):
+                raise ConfigError(
+                    f"{key}.endpoints[{i}]", f"must start with http:// or https://: {endpoint!r}"
+                )
+
+    _absolute("cni.conf_dir", config.cni.conf_dir)
+    for i, d in enumerate(config.cni.bin_dirs):
+        _absolute(f"cni.bin_dirs[{i}]", d)
+
+    runtime = config.runtime
+    _one_of("runtime.cgroup_driver", runtime.cgroup_driver, CGROUP_DRIVERS)
+    if not runtime.handlers:
+        raise ConfigError("runtime.handlers", "must define at least one runtime handler")
+    if runtime.default_handler not in runtime.handlers:
+        raise ConfigError(
+            "runtime.default_handler",
+            f"{runtime.default_handler!r} is not one of the handlers ({', '.join(sorted(runtime.handlers))})",
+        )
+    for name, handler in runtime.handlers.items():
+        if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise ConfigError(f"runtime.handlers.{_quote(name)}", "handler names are letters, digits, - _ .")
+        if not handler.binary:
+            raise ConfigError(f"runtime.handlers.{_quote(name)}.binary", "must not be empty")
+    if not runtime.conmon:
+        raise ConfigError("runtime.conmon", "must not be empty")
+
+    streaming = config.streaming
+    try:
+        ipaddress.ip_address(streaming.address)
+    except ValueError:
+        raise ConfigError("streaming.address", f"must be an IP address, got {streaming.address!r}") from None
+    if not 0 <= streaming.port <= 65535:
+        raise ConfigError("streaming.port", f"must be 0..65535, got {streaming.port}")
+
+
+# --- printing ---------------------------------------------------------------------------------
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        # JSON string escapes are a subset of TOML basic-string escapes.
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot print {value!r} as TOML")
+
+
+def _emit_table(data: dict[str, Any], path: list[str], out: list[str]) -> None:
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    if path and (scalars or not tables):
+        out.append("")
+        out.append("[" + ".".join(_quote(p) for p in path) + "]")
+    for k, v in scalars.items():
+        out.append(f"{_quote(k)} = {_toml_value(v)}")
+    for k, v in tables.items():
+        _emit_table(v, [*path, k], out)
+
+
+def to_toml(config: Config) -> str:
+    """The effective config as a TOML file cribd would accept unchanged."""
+    out: list[str] = []
+    _emit_table(config.to_dict(), [], out)
+    return "\n".join(out).lstrip("\n") + "\n"

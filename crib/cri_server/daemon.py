@@ -1,0 +1,231 @@
+"""cribd: the CRI daemon's start-up, socket, signals and shutdown.
+
+Exit codes: 0 after SIGTERM/SIGINT, 1 when it cannot start (socket in use,
+directories unusable), 2 for a configuration it refuses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import fcntl
+import os
+import signal
+import socket
+import stat
+import sys
+from pathlib import Path
+
+import grpc
+
+from crib import __version__
+from crib.container import cgroup_driver, runtime_handler
+from crib.cri_server import config as config_mod
+from crib.cri_server.config import Config, ConfigError
+from crib.cri_server.image_servicer import ImageServicer
+from crib.cri_server.rpc import generic_handler
+from crib.cri_server.runtime_servicer import RuntimeServicer
+from crib.log_setup import configure as configure_logging
+from crib.log_setup import get_logger
+from crib.store.state_store import StateStore
+
+log = get_logger("crib.daemon")
+
+# In-flight calls get this long to finish after SIGTERM/SIGINT.
+SHUTDOWN_GRACE_S = 10.0
+# The kubelet's client limit; list replies must stay under it.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+class StartupError(Exception):
+    """cribd cannot start; the message says why, for the operator."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="cribd", description="crib: a CRI-only container runtime daemon")
+    p.add_argument("--config", type=Path, help=f"TOML config file (default {config_mod.DEFAULT_CONFIG_PATH})")
+    p.add_argument("--listen", help="CRI socket path or unix:// URL (default <state>/crib.sock)")
+    p.add_argument("--root", help="persistent state directory (default /var/lib/crib)")
+    p.add_argument("--state", help="runtime state directory (default /run/crib)")
+    p.add_argument("--log-level", choices=config_mod.LOG_LEVELS)
+    p.add_argument("--log-format", choices=config_mod.LOG_FORMATS)
+    p.add_argument("--print-config", action="store_true", help="print the effective config as TOML and exit")
+    p.add_argument("--version", action="version", version=f"cribd {__version__}")
+    return p.parse_args(argv)
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    config = config_mod.load(args.config)
+    return config_mod.apply_overrides(
+        config,
+        listen=args.listen,
+        root=args.root,
+        state=args.state,
+        log_level=args.log_level,
+        log_format=args.log_format,
+    )
+
+
+class SocketLock:
+    """Only one cribd per socket: an flock on `<socket>.lock`, held for the daemon's life.
+
+    The kernel drops the lock when the process dies, so a crashed cribd never
+    blocks its successor, and the stale socket it left is then safe to remove.
+    """
+
+    def __init__(self, socket_path: Path) -> None:
+        self.path = socket_path.with_name(socket_path.name + ".lock")
+        self.fd = -1
+
+    def acquire(self, socket_path: Path) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise StartupError(
+                    f"another cribd (pid {holder}) is already serving {socket_path}; stop it first"
+                ) from None
+            raise StartupError(f"cannot lock {self.path}: {exc.strerror}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _socket_is_live(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+        return True
+
+
+def prepare_socket_path(path: Path) -> None:
+    """Remove a stale socket; refuse one that something still serves."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise StartupError(f"{path} exists and is not a socket; refusing to replace it")
+    if _socket_is_live(path):
+        raise StartupError(f"{path} is served by another process; refusing to take it over")
+    path.unlink()
+
+
+def prepare_dirs(config: Config) -> None:
+    for d in (config.root, config.state):
+        try:
+            os.makedirs(d, mode=0o711, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(f"cannot create {d}: {exc.strerror}") from None
+    try:
+        config.socket_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(f"cannot create {config.socket_path.parent}: {exc.strerror}") from None
+
+
+async def serve(config: Config) -> int:
+    prepare_dirs(config)
+    sock = config.socket_path
+    lock = SocketLock(sock)
+    lock.acquire(sock)
+    store: StateStore | None = None
+    server: grpc.aio.Server | None = None
+    bound = False
+    try:
+        prepare_socket_path(sock)
+        store = StateStore(Path(config.root) / "state.db")
+        driver, warning = cgroup_driver.effective_driver(config.runtime.cgroup_driver)
+        if warning:
+            log.warning("cgroup_driver.fallback", reason=warning)
+        handlers = await runtime_handler.probe_all(
+            {name: h.binary for name, h in config.runtime.handlers.items()}
+        )
+
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ]
+        )
+        server.add_generic_rpc_handlers(
+            (
+                generic_handler("RuntimeService", RuntimeServicer(config, store, handlers, driver)),
+                generic_handler("ImageService", ImageServicer(config, store)),
+            )
+        )
+        # The socket is root-only (0660) from the moment it exists.
+        old_umask = os.umask(0o117)
+        try:
+            server.add_insecure_port(f"unix://{sock}")
+            bound = True
+            await server.start()
+        finally:
+            os.umask(old_umask)
+        os.chmod(sock, 0o660)
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda s=sig: (log.info("cribd.signal", signal=s.name), stop.set()))
+        log.info(
+            "cribd.started",
+            version=__version__,
+            pid=os.getpid(),
+            socket=str(sock),
+            root=config.root,
+            state=config.state,
+            cgroup_driver=driver,
+            handlers=sorted(n for n, h in handlers.items() if h.path),
+        )
+        await stop.wait()
+        # Stop accepting calls; in-flight ones get the grace period. Containers
+        # are never touched: they live on under their own conmon.
+        await server.stop(SHUTDOWN_GRACE_S)
+        server = None
+        log.info("cribd.stopped")
+        return 0
+    finally:
+        if server is not None:
+            await server.stop(None)
+        if store is not None:
+            store.close()
+        if bound:
+            with contextlib.suppress(FileNotFoundError):
+                sock.unlink()
+        lock.release()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load_config(args)
+    except ConfigError as exc:
+        print(f"cribd: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        sys.stdout.write(config_mod.to_toml(config))
+        return 0
+    configure_logging(config.log_level, config.log_format)
+    try:
+        return asyncio.run(serve(config))
+    except StartupError as exc:
+        log.error("cribd.start_failed", error=str(exc))
+        print(f"cribd: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

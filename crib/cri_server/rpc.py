@@ -1,0 +1,207 @@
+"""Registering the CRI services: every RPC of the proto, each wrapped once.
+
+The wrapper is the single place where a call is timed, logged (one event per
+RPC with its latency, gRPC code and the pod/container/image it concerns) and
+where domain errors become gRPC statuses. An RPC a servicer does not define
+answers exactly UNIMPLEMENTED naming the RPC: the kubelet falls back only on
+that code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import Descriptor, ServiceDescriptor
+from google.protobuf.message import Message
+
+from crib.errors import CribError, Unimplemented
+from crib.log_setup import get_logger
+from crib.proto.cri import api_pb2
+
+log = get_logger("crib.rpc")
+
+# Read-only calls the kubelet makes every second or so (PLEG, node status).
+# They log at debug so an idle node's log stays readable at info.
+QUIET_RPCS = frozenset(
+    {
+        "Version",
+        "Status",
+        "RuntimeConfig",
+        "ListPodSandbox",
+        "StreamPodSandboxes",
+        "PodSandboxStatus",
+        "ListContainers",
+        "StreamContainers",
+        "ContainerStatus",
+        "ContainerStats",
+        "ListContainerStats",
+        "StreamContainerStats",
+        "PodSandboxStats",
+        "ListPodSandboxStats",
+        "StreamPodSandboxStats",
+        "ListMetricDescriptors",
+        "ListPodSandboxMetrics",
+        "StreamPodSandboxMetrics",
+        "ListImages",
+        "StreamImages",
+        "ImageStatus",
+        "ImageFsInfo",
+    }
+)
+
+Subjects = Callable[[Message], dict[str, str]]
+
+
+def _subjects_for(desc: Descriptor) -> Subjects:
+    """What a request concerns, for the log: built once per method."""
+    fields = desc.fields_by_name
+    getters: list[Callable[[Any, dict[str, str]], None]] = []
+    if "pod_sandbox_id" in fields:
+        getters.append(lambda r, out: out.__setitem__("pod", r.pod_sandbox_id) if r.pod_sandbox_id else None)
+    if "container_id" in fields:
+        getters.append(
+            lambda r, out: out.__setitem__("container", r.container_id) if r.container_id else None
+        )
+    image = fields.get("image")
+    if image is not None and image.message_type is not None and image.message_type.name == "ImageSpec":
+        getters.append(lambda r, out: out.__setitem__("image", r.image.image) if r.image.image else None)
+    config = fields.get("config")
+    if (
+        config is not None
+        and config.message_type is not None
+        and "metadata" in config.message_type.fields_by_name
+    ):
+
+        def name(r: Any, out: dict[str, str]) -> None:
+            meta = r.config.metadata
+            if meta.name:
+                out["name"] = f"{meta.namespace}/{meta.name}" if getattr(meta, "namespace", "") else meta.name
+
+        getters.append(name)
+
+    def subjects(request: Message) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for get in getters:
+            get(request, out)
+        return out
+
+    return subjects
+
+
+def _log_outcome(method: str, started: float, code: str, subjects: dict[str, str], error: str | None) -> None:
+    duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    if error is None:
+        emit = log.debug if method in QUIET_RPCS else log.info
+        emit("rpc", method=method, duration_ms=duration_ms, code=code, **subjects)
+    elif code in ("NOT_FOUND", "UNIMPLEMENTED", "CANCELLED"):
+        log.info("rpc", method=method, duration_ms=duration_ms, code=code, error=error, **subjects)
+    else:
+        log.warning("rpc", method=method, duration_ms=duration_ms, code=code, error=error, **subjects)
+
+
+def _status_for(exc: BaseException, method: str) -> tuple[str, str]:
+    """Map an exception to (code name, message); the caller aborts with it."""
+    if isinstance(exc, CribError):
+        return exc.code, exc.message
+    log.error("rpc.crashed", method=method, exc_info=exc)
+    return "INTERNAL", f"{method}: internal error: {type(exc).__name__}: {exc}"
+
+
+UnaryHandler = Callable[[Message, grpc.aio.ServicerContext], Awaitable[Message]]
+StreamHandler = Callable[[Message, grpc.aio.ServicerContext], AsyncIterator[Message]]
+
+
+@asynccontextmanager
+async def _outcome(method: str, request: Message, subjects_of: Subjects, context: grpc.aio.ServicerContext):
+    """Time the call, log its outcome once, and turn exceptions into statuses."""
+    started = time.perf_counter()
+    subjects = subjects_of(request)
+    try:
+        yield
+    except asyncio.CancelledError:
+        _log_outcome(method, started, "CANCELLED", subjects, "cancelled by the client or its deadline")
+        raise
+    except grpc.aio.AbortError:
+        code = context.code()
+        _log_outcome(method, started, code.name if code else "UNKNOWN", subjects, context.details() or "")
+        raise
+    except Exception as exc:
+        code_name, message = _status_for(exc, method)
+        _log_outcome(method, started, code_name, subjects, message)
+        await context.abort(grpc.StatusCode[code_name], message)
+    else:
+        _log_outcome(method, started, "OK", subjects, None)
+
+
+def _wrap_unary(method: str, fn: UnaryHandler, subjects_of: Subjects) -> UnaryHandler:
+    async def call(request: Message, context: grpc.aio.ServicerContext) -> Message:
+        async with _outcome(method, request, subjects_of, context):
+            return await fn(request, context)
+        raise AssertionError("unreachable: _outcome re-raises or aborts")
+
+    return call
+
+
+def _wrap_stream(method: str, fn: StreamHandler, subjects_of: Subjects) -> StreamHandler:
+    async def call(request: Message, context: grpc.aio.ServicerContext) -> AsyncIterator[Message]:
+        async with _outcome(method, request, subjects_of, context):
+            async for item in fn(request, context):
+                yield item
+
+    return call
+
+
+def _unimplemented(service: str, method: str, streaming: bool) -> Callable[..., Any]:
+    message = f"{service}.{method} is not implemented by crib yet"
+    if streaming:
+
+        async def stream(request: Message, context: grpc.aio.ServicerContext) -> AsyncIterator[Message]:
+            raise Unimplemented(message)
+            yield  # pragma: no cover - makes this an async generator
+
+        return stream
+
+    async def unary(request: Message, context: grpc.aio.ServicerContext) -> Message:
+        raise Unimplemented(message)
+
+    return unary
+
+
+def service_descriptor(name: str) -> ServiceDescriptor:
+    return api_pb2.DESCRIPTOR.services_by_name[name]
+
+
+def _message_class(desc: Descriptor) -> type[Message]:
+    return getattr(api_pb2, desc.name)
+
+
+def generic_handler(service_name: str, servicer: object) -> grpc.GenericRpcHandler:
+    """A handler for every method of `service_name`: the servicer's coroutine
+    named like the RPC where it has one, UNIMPLEMENTED otherwise."""
+    service = service_descriptor(service_name)
+    handlers: dict[str, grpc.RpcMethodHandler] = {}
+    for m in service.methods:
+        if m.client_streaming:
+            raise TypeError(f"{service_name}.{m.name}: client streaming is not used by the CRI")
+        request_cls = _message_class(m.input_type)
+        response_cls = _message_class(m.output_type)
+        fn = getattr(servicer, m.name, None) or _unimplemented(service_name, m.name, m.server_streaming)
+        subjects = _subjects_for(m.input_type)
+        if m.server_streaming:
+            handlers[m.name] = grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(m.name, fn, subjects),
+                request_deserializer=request_cls.FromString,
+                response_serializer=response_cls.SerializeToString,
+            )
+        else:
+            handlers[m.name] = grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(m.name, fn, subjects),
+                request_deserializer=request_cls.FromString,
+                response_serializer=response_cls.SerializeToString,
+            )
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)

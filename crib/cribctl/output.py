@@ -1,0 +1,96 @@
+"""Output in crictl's formats, so scripts written for crictl read cribctl alike.
+
+crictl renders CRI messages two ways: protojson (lowerCamelCase names, default
+values included) for whole messages, and Go's encoding/json on the generated
+structs (snake_case names, zero values omitted) for some nested lists. Go's
+json sorts map keys and escapes <, > and & in strings.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import yaml
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+
+def proto_json(msg: Message) -> dict[str, Any]:
+    """protojson.MarshalOptions{EmitDefaultValues: true}, as a dict."""
+    return json_format.MessageToDict(msg, always_print_fields_with_no_presence=True)
+
+
+def _go_value(field: FieldDescriptor, value: Any) -> Any:
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        return go_struct_json(value)
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        return base64.b64encode(value).decode()
+    return value
+
+
+def go_struct_json(msg: Message) -> dict[str, Any]:
+    """encoding/json of a generated Go struct: `json:"name,omitempty"` on every field."""
+    out: dict[str, Any] = {}
+    for field in msg.DESCRIPTOR.fields:
+        value = getattr(msg, field.name)
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            if value:
+                vfield = field.message_type.fields_by_name["value"]
+                out[field.name] = {k: _go_value(vfield, v) for k, v in value.items()}
+        elif field.is_repeated:
+            if value:
+                out[field.name] = [_go_value(field, v) for v in value]
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            # A set message is a non-nil pointer: kept even when empty.
+            if msg.HasField(field.name):
+                out[field.name] = go_struct_json(value)
+        elif value:
+            out[field.name] = _go_value(field, value)
+    return out
+
+
+def _go_numbers(obj: Any) -> Any:
+    """Go decodes JSON numbers to float64 and prints 60.0 as 60."""
+    if isinstance(obj, float) and obj.is_integer():
+        return int(obj)
+    if isinstance(obj, dict):
+        return {k: _go_numbers(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_go_numbers(v) for v in obj]
+    return obj
+
+
+def go_json_indent(obj: Any) -> str:
+    """json.Marshal then json.Indent(.., "", "  ")."""
+    text = json.dumps(_go_numbers(obj), indent=2, sort_keys=True, ensure_ascii=False)
+    return (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
+
+
+class _GoYamlDumper(yaml.SafeDumper):
+    pass
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    # go-yaml writes the empty string as "" where PyYAML writes ''.
+    if value == "":
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+    return dumper.represent_str(value)
+
+
+_GoYamlDumper.add_representer(str, _represent_str)
+
+
+def go_yaml(obj: Any) -> str:
+    """sigs.k8s.io/yaml's JSONToYAML: block style, sorted keys."""
+    return yaml.dump(
+        _go_numbers(obj), Dumper=_GoYamlDumper, default_flow_style=False, sort_keys=True, allow_unicode=True
+    )

@@ -1,0 +1,109 @@
+"""A real OCI registry for the tests: Debian's docker-registry on 127.0.0.1.
+
+Storage lives in a temp dir; with `users`, the registry requires htpasswd
+basic auth. Each start picks a free port; if another process wins the race for
+it, the start is retried on a new one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import bcrypt
+
+REGISTRY_BIN = "/usr/bin/docker-registry"
+START_TIMEOUT_S = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        try:
+            s.connect(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+class Registry:
+    def __init__(self, users: dict[str, str] | None = None) -> None:
+        self.users = users or {}
+        self.dir = Path(tempfile.mkdtemp(prefix="crib-e2e-registry-"))
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.dir / "registry.log"
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def _write_config(self) -> Path:
+        auth = ""
+        if self.users:
+            htpasswd = self.dir / "htpasswd"
+            htpasswd.write_text(
+                "".join(
+                    f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=4)).decode()}\n"
+                    for u, p in self.users.items()
+                )
+            )
+            auth = f"auth:\n  htpasswd:\n    realm: crib-e2e\n    path: {htpasswd}\n"
+        config = self.dir / "config.yml"
+        config.write_text(
+            "version: 0.1\n"
+            "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.dir / 'data'}\n"
+            "  delete:\n    enabled: true\n"
+            "  maintenance:\n    uploadpurging:\n      enabled: false\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n"
+            f"{auth}"
+        )
+        return config
+
+    def start(self) -> Registry:
+        for _ in range(3):
+            self.port = free_port()
+            config = self._write_config()
+            log = self.log_path.open("ab")
+            self.proc = subprocess.Popen(
+                [REGISTRY_BIN, "serve", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            log.close()
+            deadline = time.monotonic() + START_TIMEOUT_S
+            # Bounded readiness poll: the registry has no readiness signal but its port.
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                if _accepts(self.port):
+                    return self
+                time.sleep(0.01)
+            self.kill()
+        raise RuntimeError(f"docker-registry did not start; its log:\n{self.log_path.read_text()[-4000:]}")
+
+    def kill(self) -> None:
+        """Stop the registry at once (tests use it to break a pull midway)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Set up crib on a fresh Debian 12 machine and start cribd.
+#
+#   sudo scripts/install.sh             # install everything, start cribd on /run/crib/crib.sock
+#   sudo scripts/install.sh --no-start  # install only (CI)
+#
+# Installs the Debian packages crib runs with (runc, crun, conmon, catatonit,
+# CNI plugins, iptables, iproute2) and those its tests use (docker-registry,
+# busybox-static), makes a virtualenv in .venv with crib and its test tools,
+# links cribd and cribctl into /usr/local/bin, and writes /etc/crib/crib.toml
+# if there is none. Safe to run again.
+set -euo pipefail
+
+start=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-start) start=0 ;;
+    *) echo "usage: $0 [--no-start]" >&2; exit 2 ;;
+  esac
+done
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install.sh: run as root (crib manages containers, mounts and network namespaces)" >&2
+  exit 1
+fi
+
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+  python3 python3-venv python3-pip ca-certificates \
+  runc crun conmon catatonit containernetworking-plugins iptables iproute2 \
+  docker-registry busybox-static >/dev/null
+
+# The docker-registry package starts a registry on :5000 where systemd runs;
+# crib's tests start their own on free loopback ports, so turn that one off.
+if [ -d /run/systemd/system ]; then
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
+
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+  echo "install.sh: crib needs Python 3.11 or newer (python3 is $(python3 --version))" >&2
+  exit 1
+}
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+ln -sf "$repo/.venv/bin/cribd" /usr/local/bin/cribd
+ln -sf "$repo/.venv/bin/cribctl" /usr/local/bin/cribctl
+install -d -m 0755 /etc/crib
+[ -e /etc/crib/crib.toml ] || install -m 0644 deploy/crib.toml /etc/crib/crib.toml
+
+[ "$start" -eq 1 ] || exit 0
+
+if [ -d /run/systemd/system ]; then
+  install -m 0644 deploy/cribd.service /etc/systemd/system/cribd.service
+  systemctl daemon-reload
+  systemctl enable --now cribd
+  systemctl restart cribd
+else
+  # No systemd (containers, CI sandboxes): run it detached with its log in /var/log/crib.
+  install -d -m 0755 /var/log/crib
+  if cribctl --timeout 2s version >/dev/null 2>&1; then
+    echo "cribd is already running on /run/crib/crib.sock"
+    exit 0
+  fi
+  setsid /usr/local/bin/cribd >>/var/log/crib/cribd.log 2>&1 </dev/null &
+fi
+
+# Wait (bounded) until cribd answers on its socket.
+for _ in $(seq 100); do
+  if cribctl --timeout 1s version >/dev/null 2>&1; then
+    cribctl version
+    echo "cribd is serving unix:///run/crib/crib.sock"
+    exit 0
+  fi
+  sleep 0.1
+done
+echo "install.sh: cribd did not come up; see /var/log/crib/cribd.log or journalctl -u cribd" >&2
+exit 1

@@ -1,0 +1,97 @@
+"""Which CNI config a node uses, and why it is not ready without one."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from crib.cni.config import NetworkNotReady, load_network
+
+
+@pytest.fixture
+def bin_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "bin"
+    d.mkdir()
+    for name in ("bridge", "host-local", "loopback", "portmap"):
+        p = d / name
+        p.write_text("#!/bin/sh\n")
+        p.chmod(0o755)
+    return d
+
+
+def _write(d: Path, name: str, data: object) -> None:
+    d.mkdir(exist_ok=True)
+    (d / name).write_text(data if isinstance(data, str) else json.dumps(data))
+
+
+CONFLIST = {"cniVersion": "1.0.0", "name": "crib", "plugins": [{"type": "bridge"}, {"type": "portmap"}]}
+
+
+def test_missing_dir_and_empty_dir_are_not_ready(tmp_path: Path, bin_dir: Path) -> None:
+    with pytest.raises(NetworkNotReady, match="does not exist"):
+        load_network(str(tmp_path / "net.d"), [str(bin_dir)])
+    (tmp_path / "net.d").mkdir()
+    with pytest.raises(NetworkNotReady, match="no usable network config"):
+        load_network(str(tmp_path / "net.d"), [str(bin_dir)])
+
+
+def test_first_usable_file_in_name_order_wins(tmp_path: Path, bin_dir: Path) -> None:
+    conf = tmp_path / "net.d"
+    _write(conf, "05-broken.conflist", "{not json")
+    _write(conf, "10-crib.conflist", CONFLIST)
+    _write(conf, "20-other.conf", {"cniVersion": "0.4.0", "name": "other", "type": "bridge"})
+    _write(conf, "00-ignored.txt", CONFLIST | {"name": "txt"})
+    net = load_network(str(conf), [str(bin_dir)])
+    assert (net.name, net.path.name, net.cni_version) == ("crib", "10-crib.conflist", "1.0.0")
+    assert [p["type"] for p in net.plugins] == ["bridge", "portmap"]
+
+
+def test_a_single_plugin_conf_is_a_list_of_one(tmp_path: Path, bin_dir: Path) -> None:
+    conf = tmp_path / "net.d"
+    _write(conf, "10-one.conf", {"cniVersion": "0.4.0", "name": "one", "type": "bridge", "bridge": "cni0"})
+    net = load_network(str(conf), [str(bin_dir)])
+    assert net.name == "one"
+    assert net.plugins == [{"cniVersion": "0.4.0", "name": "one", "type": "bridge", "bridge": "cni0"}]
+
+
+def test_the_named_network_is_chosen(tmp_path: Path, bin_dir: Path) -> None:
+    conf = tmp_path / "net.d"
+    _write(conf, "10-crib.conflist", CONFLIST)
+    _write(conf, "20-pods.conflist", CONFLIST | {"name": "pods"})
+    assert load_network(str(conf), [str(bin_dir)], "pods").name == "pods"
+    with pytest.raises(NetworkNotReady, match="no usable network 'absent'"):
+        load_network(str(conf), [str(bin_dir)], "absent")
+
+
+def test_missing_plugin_binaries_make_a_config_unusable(tmp_path: Path, bin_dir: Path) -> None:
+    conf = tmp_path / "net.d"
+    _write(conf, "10-crib.conflist", CONFLIST | {"plugins": [{"type": "bridge"}, {"type": "flannel"}]})
+    with pytest.raises(NetworkNotReady, match="flannel not found"):
+        load_network(str(conf), [str(bin_dir)])
+    os.chmod(bin_dir / "bridge", 0o644)
+    _write(conf, "10-crib.conflist", CONFLIST)
+    with pytest.raises(NetworkNotReady, match="bridge not found"):
+        load_network(str(conf), [str(bin_dir)])
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "why"),
+    [
+        ("a.conflist", {"name": "x", "plugins": []}, "non-empty 'plugins'"),
+        ("a.conflist", {"plugins": [{"type": "bridge"}]}, "no network 'name'"),
+        ("a.conflist", {"name": "x", "plugins": [{"kind": "bridge"}]}, "plugin 0 has no 'type'"),
+        ("a.conf", ["bridge"], "not a JSON object"),
+        ("a.conf", {"name": "x", "type": "../../bin/sh"}, "not found"),
+    ],
+)
+def test_invalid_configs_are_skipped_with_a_reason(
+    tmp_path: Path, bin_dir: Path, name: str, data: object, why: str
+) -> None:
+    conf = tmp_path / "net.d"
+    _write(conf, name, data)
+    with pytest.raises(NetworkNotReady) as info:
+        load_network(str(conf), [str(bin_dir)])
+    assert why in str(info.value)

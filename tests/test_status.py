@@ -1,0 +1,120 @@
+"""Status, RuntimeConfig and UpdateRuntimeConfig, below the gRPC layer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from crib.container.runtime_handler import HandlerInfo
+from crib.cri_server import config as cfg
+from crib.cri_server.runtime_config import (
+    parse_pod_cidr,
+    runtime_config_response,
+    stored_pod_cidr,
+    update_pod_cidr,
+)
+from crib.cri_server.status import status_response
+from crib.errors import InvalidArgument
+from crib.proto.cri import api_pb2
+from crib.store.state_store import StateStore
+
+HANDLERS = {
+    "runc": HandlerInfo("runc", "runc", "/usr/sbin/runc", recursive_read_only_mounts=True),
+    "crun": HandlerInfo("crun", "crun", "/usr/bin/crun"),
+    "kata": HandlerInfo("kata", "kata-runtime", None),
+}
+
+
+def _config(tmp_path: Path, **runtime: str) -> cfg.Config:
+    bins = tmp_path / "bin"
+    bins.mkdir(exist_ok=True)
+    conmon = bins / "conmon"
+    conmon.write_text("#!/bin/sh\n")
+    conmon.chmod(0o755)
+    c = cfg.Config(cni=cfg.CNISection(bin_dirs=[str(bins)], conf_dir=str(tmp_path / "net.d")))
+    c.runtime.conmon = runtime.get("conmon", str(conmon))
+    c.runtime.handlers["kata"] = cfg.RuntimeHandler("kata-runtime")
+    c.runtime.default_handler = runtime.get("default", "runc")
+    return cfg.apply_overrides(c)
+
+
+def _conditions(r: api_pb2.StatusResponse) -> dict[str, api_pb2.RuntimeCondition]:
+    return {c.type: c for c in r.status.conditions}
+
+
+def test_ready_runtime_without_cni_config(tmp_path: Path) -> None:
+    r = status_response(_config(tmp_path), HANDLERS, verbose=False)
+    cond = _conditions(r)
+    assert cond["RuntimeReady"].status is True
+    assert cond["NetworkReady"].status is False
+    assert cond["NetworkReady"].reason == "NetworkPluginNotReady"
+    assert "cni config uninitialized" in cond["NetworkReady"].message
+    # Default handler under "", then each installed handler; kata is not installed.
+    assert [(h.name, h.features.recursive_read_only_mounts) for h in r.runtime_handlers] == [
+        ("", True),
+        ("crun", False),
+        ("runc", True),
+    ]
+    assert not r.info
+
+
+def test_network_ready_with_a_usable_conflist(tmp_path: Path) -> None:
+    c = _config(tmp_path)
+    for plugin in ("bridge", "host-local"):
+        p = Path(c.cni.bin_dirs[0]) / plugin
+        p.write_text("#!/bin/sh\n")
+        p.chmod(0o755)
+    (tmp_path / "net.d").mkdir()
+    conflist = {
+        "cniVersion": "1.0.0",
+        "name": "crib",
+        "plugins": [{"type": "bridge"}, {"type": "host-local"}],
+    }
+    (tmp_path / "net.d" / "10-crib.conflist").write_text(json.dumps(conflist))
+    r = status_response(c, HANDLERS, verbose=True, pod_cidrs=["10.88.0.0/16"])
+    assert _conditions(r)["NetworkReady"].status is True
+    assert json.loads(r.info["config"])["root"] == "/var/lib/crib"
+    assert json.loads(r.info["cniconfig"]) == {
+        "name": "crib",
+        "file": str(tmp_path / "net.d" / "10-crib.conflist"),
+        "podCIDRs": ["10.88.0.0/16"],
+    }
+
+
+def test_runtime_not_ready_without_its_binaries(tmp_path: Path) -> None:
+    r = status_response(_config(tmp_path, default="kata"), HANDLERS, verbose=False)
+    cond = _conditions(r)["RuntimeReady"]
+    assert (cond.status, cond.reason) == (False, "OCIRuntimeNotFound")
+    assert "kata-runtime" in cond.message
+    r = status_response(_config(tmp_path, conmon="/nonexistent/conmon"), HANDLERS, verbose=False)
+    cond = _conditions(r)["RuntimeReady"]
+    assert (cond.status, cond.reason) == (False, "ConmonNotFound")
+
+
+def test_runtime_config_reports_the_driver() -> None:
+    assert runtime_config_response("cgroupfs").linux.cgroup_driver == api_pb2.CGROUPFS
+    assert runtime_config_response("systemd").linux.cgroup_driver == api_pb2.SYSTEMD
+
+
+def test_pod_cidr_is_validated_and_kept(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.db")
+    assert stored_pod_cidr(store) == []
+    empty = api_pb2.UpdateRuntimeConfigRequest()
+    assert update_pod_cidr(store, empty) is None
+    req = api_pb2.UpdateRuntimeConfigRequest(
+        runtime_config=api_pb2.RuntimeConfig(
+            network_config=api_pb2.NetworkConfig(pod_cidr="10.244.1.0/24,fd00::/64")
+        )
+    )
+    assert update_pod_cidr(store, req) == ["10.244.1.0/24", "fd00::/64"]
+    assert stored_pod_cidr(store) == ["10.244.1.0/24", "fd00::/64"]
+    bad = api_pb2.UpdateRuntimeConfigRequest(
+        runtime_config=api_pb2.RuntimeConfig(network_config=api_pb2.NetworkConfig(pod_cidr="10.244.1.0/33"))
+    )
+    with pytest.raises(InvalidArgument, match="not a CIDR"):
+        update_pod_cidr(store, bad)
+    assert stored_pod_cidr(store) == ["10.244.1.0/24", "fd00::/64"]
+    assert parse_pod_cidr("10.1.2.3/8") == ["10.0.0.0/8"]
+    store.close()
