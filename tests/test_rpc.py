@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
@@ -37,9 +38,28 @@ class FakeRuntime:
         raise errors.InvalidArgument("bad filter")
 
 
+class LogSink(io.StringIO):
+    """Captures log lines and wakes waiters: the server logs on this same loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = asyncio.Event()
+
+    def write(self, text: str) -> int:
+        self.written.set()
+        return super().write(text)
+
+    async def wait_for(self, predicate: Callable[[list[dict]], bool]) -> list[dict]:
+        async with asyncio.timeout(5.0):
+            while not predicate(events := _events(self)):
+                self.written.clear()
+                await self.written.wait()
+        return events
+
+
 @pytest.fixture
-def log_stream() -> io.StringIO:
-    stream = io.StringIO()
+def log_stream() -> LogSink:
+    stream = LogSink()
     log_setup.configure("debug", "json", stream, cache=False)
     yield stream
     log_setup.configure("info", "json", None, cache=False)
@@ -89,7 +109,7 @@ async def test_every_rpc_is_registered_and_unimplemented_ones_say_so(channel: gr
 
 
 async def test_domain_errors_bugs_and_aborts_keep_their_codes(
-    channel: grpc.aio.Channel, log_stream: io.StringIO
+    channel: grpc.aio.Channel, log_stream: LogSink
 ) -> None:
     stub = api_pb2_grpc.RuntimeServiceStub(channel)
     assert (await stub.Version(api_pb2.VersionRequest(), timeout=5)).runtime_name == "fake"
@@ -109,7 +129,9 @@ async def test_domain_errors_bugs_and_aborts_keep_their_codes(
         await stub.StopContainer(api_pb2.StopContainerRequest(container_id="c2"), timeout=5)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
-    rpcs = [e for e in _events(log_stream) if e["event"] == "rpc"]
+    # A handler's own abort sends the status before the wrapper logs it.
+    events = await log_stream.wait_for(lambda evs: sum(e["event"] == "rpc" for e in evs) >= 4)
+    rpcs = [e for e in events if e["event"] == "rpc"]
     assert [(e["method"], e["code"]) for e in rpcs] == [
         ("Version", "OK"),
         ("PodSandboxStatus", "NOT_FOUND"),
@@ -124,9 +146,7 @@ async def test_domain_errors_bugs_and_aborts_keep_their_codes(
     assert len(crash) == 1 and "ValueError: a bug" in crash[0]["exception"]
 
 
-async def test_streams_deliver_items_then_the_error(
-    channel: grpc.aio.Channel, log_stream: io.StringIO
-) -> None:
+async def test_streams_deliver_items_then_the_error(channel: grpc.aio.Channel, log_stream: LogSink) -> None:
     stub = api_pb2_grpc.RuntimeServiceStub(channel)
     got = [
         r.containers[0].id async for r in stub.StreamContainers(api_pb2.StreamContainersRequest(), timeout=5)
