@@ -1,0 +1,196 @@
+"""Benchmark: an idle daemon's memory, and the cost of the calls a kubelet polls.
+
+Starts crib (from this checkout) and, where installed, Debian's containerd,
+each on a temp socket with temp root and state dirs, then measures:
+
+- RSS and PSS of the idle daemon (after start-up, and after the calls below);
+- median and p95 latency of Version and Status (the calls every kubelet makes
+  every few seconds), from one in-process gRPC client, interleaved A B A B in
+  blocks because idle gaps slow every call on these machines.
+
+    sudo .venv/bin/python bench/daemon_idle.py [--calls 2000]
+
+Prints a table with crib / containerd ratios. DESIGN.md §7: daemon RSS idle,
+containerd ~42 MB, crib target <= 42 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from crib.proto.cri import api_pb2, api_pb2_grpc  # noqa: E402
+
+READY_TIMEOUT_S = 30.0
+
+
+@dataclass
+class Daemon:
+    name: str
+    dir: Path
+    socket: Path
+    proc: subprocess.Popen[bytes]
+    lat: dict[str, list[float]] = field(default_factory=dict)
+
+    def memory_kb(self) -> tuple[int, int]:
+        """(RSS, PSS) in kB."""
+        rss = pss = 0
+        with open(f"/proc/{self.proc.pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1])
+        return rss, pss
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _wait_ready(d: Daemon) -> None:
+    """Bounded: the first Version that answers, or the daemon's exit."""
+    with grpc.insecure_channel(f"unix://{d.socket}") as ch:
+        stub = api_pb2_grpc.RuntimeServiceStub(ch)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if d.proc.poll() is not None:
+                raise RuntimeError(f"{d.name} exited with {d.proc.returncode}")
+            try:
+                stub.Version(api_pb2.VersionRequest(), timeout=1, wait_for_ready=True)
+                return
+            except grpc.RpcError:
+                continue
+    raise RuntimeError(f"{d.name} did not answer within {READY_TIMEOUT_S}s")
+
+
+def start_crib() -> Daemon:
+    d = Path(tempfile.mkdtemp(prefix="crib-bench-"))
+    (d / "crib.toml").write_text(f'root = "{d}/root"\nstate = "{d}/state"\nlog_level = "info"\n')
+    log = (d / "cribd.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crib.cri_server.daemon", "--config", str(d / "crib.toml")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    daemon = Daemon("crib", d, d / "state" / "crib.sock", proc)
+    _wait_ready(daemon)
+    return daemon
+
+
+def start_containerd() -> Daemon | None:
+    binary = shutil.which("containerd")
+    if binary is None:
+        return None
+    d = Path(tempfile.mkdtemp(prefix="crib-bench-ctrd-"))
+    sock = d / "containerd.sock"
+    (d / "config.toml").write_text(
+        f'version = 2\nroot = "{d}/root"\nstate = "{d}/state"\n'
+        f'[grpc]\naddress = "{sock}"\n[ttrpc]\naddress = "{sock}.ttrpc"\n'
+        f'[debug]\naddress = "{d}/debug.sock"\n'
+        '[plugins."io.containerd.grpc.v1.cri".cni]\n'
+        f'conf_dir = "{d}/net.d"\nbin_dir = "/usr/lib/cni"\n'
+    )
+    log = (d / "containerd.log").open("wb")
+    cmd = [binary, "--config", str(d / "config.toml")]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    daemon = Daemon("containerd", d, sock, proc)
+    _wait_ready(daemon)
+    return daemon
+
+
+def measure(daemons: list[Daemon], calls: int, block: int = 50) -> None:
+    channels = {d.name: grpc.insecure_channel(f"unix://{d.socket}") for d in daemons}
+    stubs = {n: api_pb2_grpc.RuntimeServiceStub(ch) for n, ch in channels.items()}
+    methods = {
+        "Version": lambda s: s.Version(api_pb2.VersionRequest(), timeout=5),
+        "Status": lambda s: s.Status(api_pb2.StatusRequest(), timeout=5),
+    }
+    for _ in range(20):  # warm connections and code paths
+        for s in stubs.values():
+            for m in methods.values():
+                m(s)
+    for d in daemons:
+        d.lat = {m: [] for m in methods}
+    for _ in range(calls // block):
+        for d in daemons:
+            for name, call in methods.items():
+                for _ in range(block):
+                    t0 = time.perf_counter()
+                    call(stubs[d.name])
+                    d.lat[name].append((time.perf_counter() - t0) * 1e3)
+    for ch in channels.values():
+        ch.close()
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--calls", type=int, default=2000, help="calls per method per daemon")
+    args = p.parse_args()
+
+    daemons: list[Daemon] = []
+    try:
+        daemons.append(start_crib())
+        ctrd = start_containerd()
+        if ctrd is None:
+            print("containerd is not installed (apt-get install containerd): crib alone\n")
+        else:
+            daemons.append(ctrd)
+        idle = {d.name: d.memory_kb() for d in daemons}
+        measure(daemons, args.calls)
+        after = {d.name: d.memory_kb() for d in daemons}
+
+        rows: list[tuple[str, dict[str, float]]] = [
+            ("RSS idle (MB)", {n: v[0] / 1024 for n, v in idle.items()}),
+            ("PSS idle (MB)", {n: v[1] / 1024 for n, v in idle.items()}),
+            (f"RSS after {2 * args.calls} calls (MB)", {n: v[0] / 1024 for n, v in after.items()}),
+        ]
+        for method in ("Version", "Status"):
+            medians = {d.name: statistics.median(d.lat[method]) for d in daemons}
+            rows.append((f"{method} median (ms)", medians))
+            rows.append((f"{method} p95 (ms)", {d.name: _pct(d.lat[method], 0.95) for d in daemons}))
+
+        names = [d.name for d in daemons]
+        header = f"{'figure':32}" + "".join(f"{n:>12}" for n in names)
+        if len(names) == 2:
+            header += f"{'crib/ctrd':>12}"
+        print(header)
+        for label, values in rows:
+            line = f"{label:32}" + "".join(f"{values[n]:12.3f}" for n in names)
+            if len(names) == 2:
+                line += f"{values['crib'] / values['containerd']:12.2f}"
+            print(line)
+    finally:
+        for d in daemons:
+            d.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
