@@ -99,7 +99,7 @@ def start_crib() -> Daemon:
     return daemon
 
 
-def start_containerd() -> Daemon | None:
+def start_containerd(extra_config: str = "") -> Daemon | None:
     binary = shutil.which("containerd")
     if binary is None:
         return None
@@ -110,7 +110,7 @@ def start_containerd() -> Daemon | None:
         f'[grpc]\naddress = "{sock}"\n[ttrpc]\naddress = "{sock}.ttrpc"\n'
         f'[debug]\naddress = "{d}/debug.sock"\n'
         '[plugins."io.containerd.grpc.v1.cri".cni]\n'
-        f'conf_dir = "{d}/net.d"\nbin_dir = "/usr/lib/cni"\n'
+        f'conf_dir = "{d}/net.d"\nbin_dir = "/usr/lib/cni"\n' + extra_config
     )
     log = (d / "containerd.log").open("wb")
     cmd = [binary, "--config", str(d / "config.toml")]

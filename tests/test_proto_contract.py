@@ -35,10 +35,17 @@ def _ours() -> descriptor_pb2.FileDescriptorProto:
 
 def test_generated_modules_match_a_fresh_generation(tmp_path: Path) -> None:
     generate.generate(tmp_path)
-    fresh = tmp_path / "crib" / "proto" / "cri"
-    names = sorted(p.name for p in fresh.iterdir())
-    assert names == ["api_pb2.py", "api_pb2.pyi", "api_pb2_grpc.py"]
-    stale = [n for n in names if not filecmp.cmp(fresh / n, PROTO_DIR / n, shallow=False)]
+    fresh = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert [str(p) for p in fresh] == [
+        "crib/proto/cri/api_pb2.py",
+        "crib/proto/cri/api_pb2.pyi",
+        "crib/proto/cri/api_pb2_grpc.py",
+        "crib/proto/crib/v1/crib_pb2.py",
+        "crib/proto/crib/v1/crib_pb2.pyi",
+        "crib/proto/crib/v1/crib_pb2_grpc.py",
+    ]
+    root = Path(generate.REPO_ROOT)
+    stale = [str(p) for p in fresh if not filecmp.cmp(tmp_path / p, root / p, shallow=False)]
     assert not stale, f"{stale} differ from a fresh generation: run `python -m crib.proto.generate`"
 
 

@@ -24,11 +24,14 @@ from crib import __version__
 from crib.container import cgroup_driver, runtime_handler
 from crib.cri_server import config as config_mod
 from crib.cri_server.config import Config, ConfigError
+from crib.cri_server.crib_servicer import CribServicer
 from crib.cri_server.image_servicer import ImageServicer
 from crib.cri_server.rpc import generic_handler
 from crib.cri_server.runtime_servicer import RuntimeServicer
+from crib.image_service.images import Images
 from crib.log_setup import configure as configure_logging
 from crib.log_setup import get_logger
+from crib.proto.crib.v1 import crib_pb2
 from crib.store.state_store import StateStore
 
 log = get_logger("crib.daemon")
@@ -142,11 +145,15 @@ async def serve(config: Config) -> int:
     lock = SocketLock(sock)
     lock.acquire(sock)
     store: StateStore | None = None
+    images: Images | None = None
     server: grpc.aio.Server | None = None
     bound = False
     try:
         prepare_socket_path(sock)
         store = StateStore(Path(config.root) / "state.db")
+        images = Images(config.image, Path(config.root), store)
+        # Nothing runs yet: blobs and layers no image names are leftovers of a crash.
+        await images.collect_garbage()
         driver, warning = cgroup_driver.effective_driver(config.runtime.cgroup_driver)
         if warning:
             log.warning("cgroup_driver.fallback", reason=warning)
@@ -163,7 +170,8 @@ async def serve(config: Config) -> int:
         server.add_generic_rpc_handlers(
             (
                 generic_handler("RuntimeService", RuntimeServicer(config, store, handlers, driver)),
-                generic_handler("ImageService", ImageServicer(config, store)),
+                generic_handler("ImageService", ImageServicer(images)),
+                generic_handler("CribService", CribServicer(images), crib_pb2),
             )
         )
         # The socket is root-only (0660) from the moment it exists.
@@ -200,6 +208,8 @@ async def serve(config: Config) -> int:
     finally:
         if server is not None:
             await server.stop(None)
+        if images is not None:
+            await images.close()
         if store is not None:
             store.close()
         if bound:

@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from types import ModuleType
 from typing import Any
 
 import grpc
@@ -114,10 +115,13 @@ def _status_for(exc: BaseException, method: str) -> tuple[str, str]:
 
 UnaryHandler = Callable[[Message, grpc.aio.ServicerContext], Awaitable[Message]]
 StreamHandler = Callable[[Message, grpc.aio.ServicerContext], AsyncIterator[Message]]
+ClientStreamHandler = Callable[[AsyncIterator[Message], grpc.aio.ServicerContext], Awaitable[Message]]
 
 
 @asynccontextmanager
-async def _outcome(method: str, request: Message, subjects_of: Subjects, context: grpc.aio.ServicerContext):
+async def _outcome(
+    method: str, request: Message | None, subjects_of: Subjects, context: grpc.aio.ServicerContext
+) -> AsyncIterator[None]:
     """Time the call, log its outcome once, and turn exceptions into statuses."""
     started = time.perf_counter()
     subjects = subjects_of(request)
@@ -172,25 +176,40 @@ def _unimplemented(service: str, method: str, streaming: bool) -> Callable[..., 
     return unary
 
 
-def service_descriptor(name: str) -> ServiceDescriptor:
-    return api_pb2.DESCRIPTOR.services_by_name[name]
+def service_descriptor(name: str, module: ModuleType = api_pb2) -> ServiceDescriptor:
+    return module.DESCRIPTOR.services_by_name[name]
 
 
-def _message_class(desc: Descriptor) -> type[Message]:
-    return getattr(api_pb2, desc.name)
+def _wrap_client_stream(method: str, fn: ClientStreamHandler) -> ClientStreamHandler:
+    async def call(requests: AsyncIterator[Message], context: grpc.aio.ServicerContext) -> Message:
+        async with _outcome(method, None, lambda _: {}, context):
+            return await fn(requests, context)
+        raise AssertionError("unreachable: _outcome re-raises or aborts")
+
+    return call
 
 
-def generic_handler(service_name: str, servicer: object) -> grpc.GenericRpcHandler:
-    """A handler for every method of `service_name`: the servicer's coroutine
-    named like the RPC where it has one, UNIMPLEMENTED otherwise."""
-    service = service_descriptor(service_name)
+def generic_handler(
+    service_name: str, servicer: object, module: ModuleType = api_pb2
+) -> grpc.GenericRpcHandler:
+    """A handler for every method of `service_name` in `module` (a generated _pb2):
+    the servicer's coroutine named like the RPC where it has one, UNIMPLEMENTED otherwise."""
+    service = service_descriptor(service_name, module)
     handlers: dict[str, grpc.RpcMethodHandler] = {}
     for m in service.methods:
+        request_cls = getattr(module, m.input_type.name)
+        response_cls = getattr(module, m.output_type.name)
+        fn = getattr(servicer, m.name, None)
         if m.client_streaming:
-            raise TypeError(f"{service_name}.{m.name}: client streaming is not used by the CRI")
-        request_cls = _message_class(m.input_type)
-        response_cls = _message_class(m.output_type)
-        fn = getattr(servicer, m.name, None) or _unimplemented(service_name, m.name, m.server_streaming)
+            if m.server_streaming or fn is None:
+                raise TypeError(f"{service_name}.{m.name}: only implemented client-streaming RPCs are served")
+            handlers[m.name] = grpc.stream_unary_rpc_method_handler(
+                _wrap_client_stream(m.name, fn),
+                request_deserializer=request_cls.FromString,
+                response_serializer=response_cls.SerializeToString,
+            )
+            continue
+        fn = fn or _unimplemented(service_name, m.name, m.server_streaming)
         subjects = _subjects_for(m.input_type)
         if m.server_streaming:
             handlers[m.name] = grpc.unary_stream_rpc_method_handler(

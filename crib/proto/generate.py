@@ -13,7 +13,7 @@ from pathlib import Path
 # The source tree's root: protos are compiled with their package-relative paths
 # so generated modules import each other as `crib.proto...`.
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PROTOS = ("crib/proto/cri/api.proto",)
+PROTOS = ("crib/proto/cri/api.proto", "crib/proto/crib/v1/crib.proto")
 
 
 def generate(out_dir: Path) -> None:

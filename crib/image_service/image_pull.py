@@ -1,0 +1,347 @@
+"""Pulling an image: resolve the name (mirrors first), fetch and verify, unpack, record.
+
+Concurrent pulls of one name share one pull; concurrent pulls of different
+images share blob downloads and layer unpacks. Layers download in parallel
+(`max_concurrent_downloads` per pull) and each is unpacked as soon as it is
+complete. Everything a pull touches is leased so a concurrent RemoveImage's
+garbage collection leaves it alone; a failed or cancelled pull releases its
+leases and the blobs it brought are collected, so nothing partial remains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from crib.errors import CribError, DeadlineExceeded, InvalidArgument, NotFound, Unavailable
+from crib.image_service import auth, reference
+from crib.image_service.content_store import WRITE_BATCH, ContentStore, sha256_digest
+from crib.image_service.image_store import ImageRecord, ImageStore, LayerRef
+from crib.image_service.layer_store import LayerStore, chain_ids
+from crib.image_service.manifest import (
+    INDEX_TYPES,
+    MAX_MANIFEST_BYTES,
+    Descriptor,
+    ImageManifest,
+    choose_platform,
+    diff_ids,
+    load_json,
+    media_type_of,
+    node_platform,
+)
+from crib.image_service.reference import Reference
+from crib.image_service.registry import Endpoint, RegistrySession
+from crib.log_setup import get_logger
+from crib.shared_task import SharedTasks
+
+if TYPE_CHECKING:
+    from crib.cri_server.config import ImageSection
+
+log = get_logger("crib.pull")
+
+DOCKER_HUB_URL = "https://registry-1.docker.io"
+_LOOPBACK = ("127.", "localhost", "[::1]")
+
+
+@dataclass
+class PullStats:
+    started: float = field(default_factory=time.monotonic)
+    bytes: int = 0
+    layers_downloaded: int = 0
+    layers_present: int = 0
+
+
+@dataclass
+class Leases:
+    """Blobs and layers held by pulls in flight: garbage collection keeps them."""
+
+    blobs: Counter[str] = field(default_factory=Counter)
+    layers: Counter[str] = field(default_factory=Counter)
+
+
+def first_error(group: BaseExceptionGroup) -> BaseException:
+    """The first leaf of an exception group, preferring crib's own errors over cancellations."""
+    leaves: list[BaseException] = []
+
+    def walk(g: BaseExceptionGroup) -> None:
+        for exc in g.exceptions:
+            walk(exc) if isinstance(exc, BaseExceptionGroup) else leaves.append(exc)
+
+    walk(group)
+    for exc in leaves:
+        if isinstance(exc, CribError):
+            return exc
+    return leaves[0]
+
+
+class ImagePuller:
+    def __init__(
+        self,
+        config: ImageSection,
+        content: ContentStore,
+        layers: LayerStore,
+        images: ImageStore,
+        http: httpx.AsyncClient,
+        collect_garbage: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.config = config
+        self.content = content
+        self.layers = layers
+        self.images = images
+        self.http = http
+        self.collect_garbage = collect_garbage
+        self.leases = Leases()
+        self._pulls: SharedTasks[ImageRecord] = SharedTasks()
+        self._downloads: SharedTasks[Path] = SharedTasks()
+
+    # --- where to pull from -------------------------------------------------------------------
+
+    def _insecure(self, host: str) -> bool:
+        return host in self.config.insecure_registries or host.startswith(_LOOPBACK)
+
+    def endpoints(self, domain: str) -> list[Endpoint]:
+        """Mirrors in order, then the registry itself unless the config says mirrors only."""
+        mirror = self.config.mirrors.get(domain)
+        out = []
+        if mirror is not None:
+            for configured in mirror.endpoints:
+                url = configured.rstrip("/").removesuffix("/v2")
+                out.append(Endpoint(url, httpx.URL(url).netloc.decode(), mirror=True))
+            if mirror.mirrors_only:
+                return out
+        if domain == reference.DEFAULT_DOMAIN:
+            upstream = DOCKER_HUB_URL
+        else:
+            upstream = f"{'http' if self._insecure(domain) else 'https'}://{domain}"
+        out.append(Endpoint(upstream, domain))
+        return out
+
+    def _credentials(
+        self, endpoint: Endpoint, domain: str, given: auth.Credentials | None
+    ) -> auth.Credentials | None:
+        # The kubelet's credentials are for the image's own registry; a mirror
+        # on another host only gets what the auth file holds for that host.
+        if given and not endpoint.mirror:
+            return given
+        return auth.from_auth_file(self.config.auth_file, domain if not endpoint.mirror else endpoint.host)
+
+    # --- the pull -----------------------------------------------------------------------------
+
+    async def pull(self, text: str, credentials: auth.Credentials | None = None) -> ImageRecord:
+        ref = reference.parse(text)
+        return await self._pulls.run(str(ref), lambda: self._pull(ref, credentials))
+
+    async def _pull(self, ref: Reference, credentials: auth.Credentials | None) -> ImageRecord:
+        stats = PullStats()
+        leased_blobs: list[str] = []
+        leased_layers: list[str] = []
+
+        def lease(blobs: list[str], layers: list[str] = ()) -> None:  # type: ignore[assignment]
+            self.leases.blobs.update(blobs)
+            self.leases.layers.update(layers)
+            leased_blobs.extend(blobs)
+            leased_layers.extend(layers)
+
+        try:
+            record = await self._fetch(ref, credentials, stats, lease)
+        except BaseException as exc:
+            # An unpack of this pull may still run in its thread; it finishes
+            # (and records its layer) before collection decides what stays.
+            await self.layers.settle(leased_layers)
+            self._release(leased_blobs, leased_layers)
+            # Blobs this pull brought and no image uses go now: nothing partial stays.
+            await self.collect_garbage()
+            if isinstance(exc, CribError | asyncio.CancelledError):
+                log.info("image.pull_failed", image=str(ref), error=getattr(exc, "message", "cancelled"))
+            raise
+        self._release(leased_blobs, leased_layers)
+        seconds = time.monotonic() - stats.started
+        log.info(
+            "image.pulled",
+            image=str(ref),
+            id=record.id,
+            bytes=stats.bytes,
+            layers=len(record.layers),
+            layers_downloaded=stats.layers_downloaded,
+            layers_present=stats.layers_present,
+            duration_ms=round(seconds * 1000, 1),
+            mb_per_s=round(stats.bytes / seconds / 1e6, 2) if seconds > 0 else 0.0,
+        )
+        return record
+
+    def _release(self, blobs: list[str], layers: list[str]) -> None:
+        self.leases.blobs.subtract(blobs)
+        self.leases.layers.subtract(layers)
+        self.leases.blobs += Counter()  # drop zero counts
+        self.leases.layers += Counter()
+
+    async def _resolve(
+        self, ref: Reference, credentials: auth.Credentials | None
+    ) -> tuple[RegistrySession, bytes, str, str]:
+        """The first endpoint that has the manifest: (session, body, media type, digest)."""
+        what = f"pull {ref}"
+        failures: list[str] = []
+        last: CribError | None = None
+        for endpoint in self.endpoints(ref.domain):
+            session = RegistrySession(
+                self.http,
+                endpoint,
+                ref.path,
+                self._credentials(endpoint, ref.domain, credentials),
+                self.config.stall_timeout,
+            )
+            try:
+                body, content_type, header_digest = await session.manifest(
+                    ref.digest or ref.tag or "latest", what
+                )
+            except CribError as exc:
+                if not endpoint.mirror:
+                    raise
+                log.info("image.mirror_failed", image=str(ref), mirror=endpoint.url, error=exc.message)
+                failures.append(f"{endpoint.url}: {exc.message}")
+                last = exc
+                continue
+            digest = sha256_digest(body)
+            if ref.digest and digest != ref.digest:
+                raise InvalidArgument(f"{what}: {endpoint.host} sent a manifest with digest {digest}")
+            if header_digest and header_digest != digest:
+                raise InvalidArgument(
+                    f"{what}: {endpoint.host} sent a manifest that does not match its digest"
+                )
+            media_type, _ = media_type_of(body, content_type, f"{what}: manifest")
+            return session, body, media_type, digest
+        assert last is not None
+        raise type(last)(f"{what}: every mirror failed ({'; '.join(failures)})")
+
+    async def _fetch(
+        self,
+        ref: Reference,
+        credentials: auth.Credentials | None,
+        stats: PullStats,
+        lease: Callable[..., None],
+    ) -> ImageRecord:
+        what = f"pull {ref}"
+        session, body, media_type, top_digest = await self._resolve(ref, credentials)
+        extra_blobs: list[str] = []
+        if media_type in INDEX_TYPES:
+            lease([top_digest])
+            await asyncio.to_thread(self.content.write_bytes, top_digest, body)
+            extra_blobs.append(top_digest)
+            index = load_json(body, f"{what}: index")
+            chosen = choose_platform(index, node_platform(), f"{what}: index")
+            body, content_type, _ = await session.manifest(chosen.digest, what)
+            manifest_digest = sha256_digest(body)
+            if manifest_digest != chosen.digest:
+                raise InvalidArgument(
+                    f"{what}: {session.host} sent manifest {manifest_digest}, not {chosen.digest}"
+                )
+            media_type, doc = media_type_of(body, content_type, f"{what}: manifest {chosen.digest}")
+            if media_type in INDEX_TYPES:
+                raise InvalidArgument(f"{what}: nested indexes are not supported")
+        else:
+            manifest_digest = top_digest
+            doc = load_json(body, f"{what}: manifest")
+        manifest = ImageManifest.parse(doc, f"{what}: manifest")
+        if manifest.config.size > MAX_MANIFEST_BYTES:
+            raise InvalidArgument(f"{what}: image config of {manifest.config.size} bytes is too large")
+        lease([manifest_digest, manifest.config.digest])
+        await asyncio.to_thread(self.content.write_bytes, manifest_digest, body)
+
+        semaphore = asyncio.Semaphore(self.config.max_concurrent_downloads)
+        await self._download(
+            session, manifest.config, f"{what}: config {manifest.config.digest}", semaphore, stats
+        )
+        config = load_json(self.content.read(manifest.config.digest), f"{what}: image config")
+        ids = diff_ids(config, f"{what}: image config")
+        if len(ids) != len(manifest.layers):
+            raise InvalidArgument(
+                f"{what}: manifest has {len(manifest.layers)} layers, config has {len(ids)} diff_ids"
+            )
+        chains = chain_ids(ids)
+        lease([layer.digest for layer in manifest.layers], chains)
+
+        async def one_layer(i: int) -> None:
+            desc, chain = manifest.layers[i], chains[i]
+            if self.layers.has(chain):
+                stats.layers_present += 1
+                return
+            blob = await self._download(session, desc, f"{what}: layer {desc.digest}", semaphore, stats)
+            await self.layers.ensure(chain, ids[i], blob, desc.media_type)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for i in range(len(manifest.layers)):
+                    group.create_task(one_layer(i))
+        except BaseExceptionGroup as group_error:
+            # The first layer that failed says why the pull failed.
+            raise first_error(group_error) from None
+
+        tags = [t] if (t := ref.tagged()) else []
+        record = ImageRecord(
+            id=manifest.config.digest,
+            repo_tags=tags,
+            repo_digests=[str(ref.with_digest(top_digest))],
+            manifest_digest=manifest_digest,
+            layers=[
+                LayerRef(d.digest, d.media_type, d.size, ids[i], chains[i])
+                for i, d in enumerate(manifest.layers)
+            ],
+            blobs=extra_blobs,
+            size=manifest.config.size + sum(d.size for d in manifest.layers),
+            config=config,
+        )
+        return self.images.add(record)
+
+    async def _download(
+        self,
+        session: RegistrySession,
+        desc: Descriptor,
+        what: str,
+        semaphore: asyncio.Semaphore,
+        stats: PullStats,
+    ) -> Path:
+        if self.content.has(desc.digest):
+            return self.content.path(desc.digest)
+        return await self._downloads.run(
+            desc.digest, lambda: self._fetch_blob(session, desc, what, semaphore, stats)
+        )
+
+    async def _fetch_blob(
+        self,
+        session: RegistrySession,
+        desc: Descriptor,
+        what: str,
+        semaphore: asyncio.Semaphore,
+        stats: PullStats,
+    ) -> Path:
+        async with semaphore:
+            ingest = self.content.ingest(desc.digest, desc.size)
+            try:
+                async with session.blob(desc.digest, what) as chunks:
+                    batch = bytearray()
+                    async for chunk in chunks:
+                        batch += chunk
+                        stats.bytes += len(chunk)
+                        if len(batch) >= WRITE_BATCH:
+                            # Hashing and writing off the loop; the download goes on meanwhile.
+                            await asyncio.to_thread(ingest.write, bytes(batch))
+                            batch.clear()
+                    if batch:
+                        await asyncio.to_thread(ingest.write, bytes(batch))
+                path = await asyncio.to_thread(ingest.commit)
+            except BaseException:
+                ingest.abort()
+                raise
+            stats.layers_downloaded += 1
+            return path
+
+
+# Errors a caller may want to tell apart; re-exported for the servicer.
+__all__ = ["DeadlineExceeded", "ImagePuller", "NotFound", "PullStats", "Unavailable"]

@@ -1,0 +1,191 @@
+"""The node's images: the one object the ImageService RPCs and the container code use.
+
+Garbage collection keeps every blob and layer an image names, a pull in
+flight leases, or a container uses (the container code reports those through
+`in_use`); everything else in the content and layer stores goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from crib.image_service import auth, reference
+from crib.image_service.content_store import ContentStore
+from crib.image_service.image_pull import ImagePuller
+from crib.image_service.image_store import ImageRecord, ImageStore
+from crib.image_service.layer_store import LayerStore
+from crib.log_setup import get_logger
+from crib.store.state_store import StateStore
+
+if TYPE_CHECKING:
+    from crib.cri_server.config import ImageSection
+
+log = get_logger("crib.images")
+
+HTTP_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30.0)
+
+
+@dataclass(frozen=True)
+class FsUsage:
+    mountpoint: str
+    used_bytes: int
+    inodes_used: int
+    timestamp_ns: int
+
+
+def _tree_usage(path: Path) -> tuple[int, int]:
+    """Bytes (allocated blocks) and inodes under `path`; hard links counted once."""
+    seen: set[tuple[int, int]] = set()
+    used = inodes = 0
+    stack = [path]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                continue
+            seen.add(key)
+            used += st.st_blocks * 512
+            inodes += 1
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+    return used, inodes
+
+
+def _empty_trash(trash: Path) -> None:
+    for path in list(trash.iterdir()):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+class Images:
+    def __init__(self, config: ImageSection, root: Path, store: StateStore) -> None:
+        self.config = config
+        self.root = root
+        self.content = ContentStore(root / "content")
+        self.layers = LayerStore(root / "layers", store)
+        self.images = ImageStore(store, self.content)
+        # Collected files are renamed here at once (their names are free again
+        # for a pull that wants them back) and deleted in a thread.
+        self.trash = root / "trash"
+        shutil.rmtree(self.trash, ignore_errors=True)
+        self.trash.mkdir(parents=True)
+        self.container_dir = root / "containers"
+        self.container_dir.mkdir(parents=True, exist_ok=True)
+        self.http = httpx.AsyncClient(limits=HTTP_LIMITS, headers={"User-Agent": "crib"})
+        self.puller = ImagePuller(
+            config, self.content, self.layers, self.images, self.http, self.collect_garbage
+        )
+        # (image IDs, chain IDs) that containers use; the container code replaces this.
+        self.in_use: Callable[[], tuple[set[str], set[str]]] = lambda: (set(), set())
+        self._gc_holds = 0
+        self._gc_wanted = False
+        sandbox = reference.parse(config.sandbox_image) if config.sandbox_image else None
+        self.sandbox_image = str(sandbox) if sandbox else ""
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    # --- queries ------------------------------------------------------------------------------
+
+    def find(self, spec: str) -> ImageRecord | None:
+        return self.images.resolve(spec)
+
+    def list(self, spec: str = "") -> list[ImageRecord]:
+        if spec:
+            found = self.images.resolve(spec)
+            return [found] if found else []
+        return sorted(self.images.images(), key=lambda r: r.id)
+
+    def pinned(self, record: ImageRecord) -> bool:
+        # The pause image must survive the kubelet's image GC.
+        return bool(self.sandbox_image) and self.sandbox_image in record.repo_tags
+
+    # --- changes ------------------------------------------------------------------------------
+
+    async def pull(self, image: str, credentials: auth.Credentials | None = None) -> ImageRecord:
+        return await self.puller.pull(image, credentials)
+
+    async def remove(self, spec: str) -> ImageRecord | None:
+        """Remove the image `spec` names, with all its names; None if there is none."""
+        record = self.images.resolve(spec)
+        if record is None:
+            return None
+        used_images, _ = self.in_use()
+        # Its names go now; its content stays while a container runs it.
+        self.images.remove(record, retain=record.id in used_images)
+        log.info("image.removed", id=record.id, tags=record.repo_tags, digests=record.repo_digests)
+        await self.collect_garbage()
+        return record
+
+    @asynccontextmanager
+    async def holding_gc(self) -> AsyncIterator[None]:
+        """No collection while a load writes blobs it has not recorded yet; one after, whatever happens."""
+        self._gc_holds += 1
+        try:
+            yield
+        finally:
+            self._gc_holds -= 1
+            self._gc_wanted = True
+            await self.collect_garbage()
+
+    async def collect_garbage(self) -> None:
+        """Forget unused blobs and layers here, on the loop; delete their files in a thread."""
+        if self._gc_holds:
+            self._gc_wanted = True
+            return
+        self._gc_wanted = False
+        used_images, used_layers = self.in_use()
+        self.images.release_retained(keep=used_images)
+        keep_blobs = set(self.puller.leases.blobs)
+        keep_layers = set(self.puller.leases.layers) | set(used_layers)
+        for record in (*self.images.images(), *self.images.retained.values()):
+            keep_blobs |= record.all_blobs()
+            keep_layers |= {layer.chain_id for layer in record.layers}
+        doomed_blobs = [self.content.path(d) for d in self.content.digests() if d not in keep_blobs]
+        doomed_layers = [self.layers.forget(c) for c in list(self.layers.records) if c not in keep_layers]
+        if doomed_blobs or doomed_layers:
+            for path in (*doomed_blobs, *doomed_layers):
+                with contextlib.suppress(FileNotFoundError):
+                    path.rename(self.trash / f"{path.name}-{uuid.uuid4().hex[:8]}")
+            await asyncio.to_thread(_empty_trash, self.trash)
+            log.info("image.gc", blobs=len(doomed_blobs), layers=len(doomed_layers))
+
+    # --- disk use -----------------------------------------------------------------------------
+
+    def image_fs_usage(self) -> FsUsage:
+        blob_bytes = blob_inodes = 0
+        for path in self.content.blob_dir.iterdir():
+            try:
+                st = path.stat()
+            except FileNotFoundError:  # collected meanwhile
+                continue
+            blob_bytes += st.st_blocks * 512
+            blob_inodes += 1
+        layer_bytes, layer_inodes = self.layers.usage()
+        return FsUsage(str(self.root), blob_bytes + layer_bytes, blob_inodes + layer_inodes, time.time_ns())
+
+    def container_fs_usage(self) -> FsUsage:
+        used, inodes = _tree_usage(self.container_dir)
+        return FsUsage(str(self.container_dir), used, inodes, time.time_ns())

@@ -1,0 +1,118 @@
+"""Unpacked layers: each one once, keyed by its chain ID, ready as an overlayfs lower dir.
+
+Directory names are the first 24 hex digits of the chain ID, kept short so a
+container with many layers still fits overlayfs's one-page mount options.
+A layer's record is written after its directory is complete; start-up removes
+directories without a record (a crash mid-unpack) and records without a
+directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from crib.image_service.unpack import unpack_layer
+from crib.log_setup import get_logger
+from crib.store.state_store import StateStore
+
+log = get_logger("crib.layers")
+
+_KIND = "layer"
+DIR_NAME_HEX = 24
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """OCI image spec: ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
+    out: list[str] = []
+    for diff_id in diff_ids:
+        if not out:
+            out.append(diff_id)
+        else:
+            out.append("sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
+    return out
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    chain_id: str
+    diff_id: str
+    size: int
+    inodes: int
+
+
+class LayerStore:
+    def __init__(self, root: Path, store: StateStore) -> None:
+        self.root = root
+        self.store = store
+        root.mkdir(parents=True, exist_ok=True)
+        self.records: dict[str, LayerRecord] = {}
+        self._unpacking: dict[str, asyncio.Future[LayerRecord]] = {}
+        self._recover()
+
+    def _recover(self) -> None:
+        for chain_id, raw in self.store.items(_KIND):
+            record = LayerRecord(**raw)
+            if self.path(chain_id).is_dir():
+                self.records[chain_id] = record
+            else:
+                log.warning("layer.missing_dir", chain_id=chain_id)
+                self.store.delete(_KIND, chain_id)
+        known = {self.path(c).name for c in self.records}
+        for entry in self.root.iterdir():
+            if entry.name not in known:
+                log.info("layer.orphan_removed", dir=entry.name)
+                _remove_tree(entry)
+
+    def path(self, chain_id: str) -> Path:
+        return self.root / chain_id.removeprefix("sha256:")[:DIR_NAME_HEX]
+
+    def has(self, chain_id: str) -> bool:
+        return chain_id in self.records
+
+    async def ensure(self, chain_id: str, diff_id: str, blob: Path, media_type: str) -> LayerRecord:
+        """Unpack the layer unless it already is; concurrent callers share one unpack."""
+        record = self.records.get(chain_id)
+        if record is not None:
+            return record
+        pending = self._unpacking.get(chain_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._unpack(chain_id, diff_id, blob, media_type))
+            self._unpacking[chain_id] = pending
+            pending.add_done_callback(lambda _: self._unpacking.pop(chain_id, None))
+        # Shielded: a cancelled pull must not abort an unpack another pull waits for.
+        return await asyncio.shield(pending)
+
+    async def settle(self, chain_ids: list[str]) -> None:
+        """Wait for unpacks of these layers still running in their threads (a thread cannot be cancelled)."""
+        pending = [f for c in chain_ids if (f := self._unpacking.get(c)) is not None]
+        if pending:
+            await asyncio.wait(pending)
+
+    async def _unpack(self, chain_id: str, diff_id: str, blob: Path, media_type: str) -> LayerRecord:
+        dest = self.path(chain_id)
+        result = await asyncio.to_thread(unpack_layer, blob, media_type, dest, diff_id)
+        record = LayerRecord(chain_id, result.diff_id, result.size, result.inodes)
+        self.store.put(_KIND, chain_id, asdict(record))
+        self.records[chain_id] = record
+        return record
+
+    def forget(self, chain_id: str) -> Path:
+        """Drop the layer's record; the caller deletes the returned directory (off the loop)."""
+        self.records.pop(chain_id, None)
+        self.store.delete(_KIND, chain_id)
+        return self.path(chain_id)
+
+    def usage(self) -> tuple[int, int]:
+        return sum(r.size for r in self.records.values()), sum(r.inodes for r in self.records.values())
+
+
+def _remove_tree(path: Path) -> None:
+    # cribd runs as root: modes such as 0555 do not stop it.
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)

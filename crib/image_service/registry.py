@@ -1,0 +1,229 @@
+"""A registry client for the Docker Registry HTTP API v2 / OCI distribution spec.
+
+One `RegistrySession` per (endpoint, repository) of a pull. It answers a
+registry's 401 challenge the way docker and containerd do: Basic with the
+credentials, or Bearer through the token realm (anonymously, with basic
+credentials, with an identity token as OAuth2 refresh token, or with a given
+registry token), then retries once with the token, which it keeps for the rest
+of the pull.
+
+Every wait is bounded: connecting, and the gap between two reads of a body
+(the pull's stall timeout), so a registry that stops sending fails the pull.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+
+from crib.errors import (
+    CribError,
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
+from crib.image_service.auth import Credentials
+from crib.image_service.manifest import ACCEPT, MAX_MANIFEST_BYTES
+
+CONNECT_TIMEOUT_S = 15.0
+USER_AGENT = "crib"
+_CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where to send a registry's requests: its own host or a mirror."""
+
+    url: str  # scheme://host[:port][/path-prefix], without /v2
+    host: str  # the host:port credentials are looked up for
+    mirror: bool = False
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """`Bearer realm="…",service="…",scope="…"` → ("bearer", {…})."""
+    scheme, _, rest = header.strip().partition(" ")
+    params = {
+        m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3))
+        for m in _CHALLENGE_PARAM.finditer(rest)
+    }
+    return scheme.lower(), params
+
+
+def basic_authorization(creds: Credentials) -> str:
+    return "Basic " + base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+
+
+def _status_error(response: httpx.Response, what: str, host: str) -> CribError:
+    code = response.status_code
+    if code == 401:
+        return Unauthenticated(f"{what}: registry {host} requires valid credentials (HTTP 401)")
+    if code == 403:
+        return PermissionDenied(f"{what}: registry {host} denied access (HTTP 403)")
+    if code == 404:
+        return NotFound(f"{what}: not found on registry {host}")
+    if code == 429 or code >= 500:
+        return Unavailable(f"{what}: registry {host} answered HTTP {code}")
+    return Unavailable(f"{what}: registry {host} answered HTTP {code}")
+
+
+class RegistrySession:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        endpoint: Endpoint,
+        repo: str,
+        credentials: Credentials | None,
+        stall_timeout: float,
+    ) -> None:
+        self.http = http
+        self.endpoint = endpoint
+        self.repo = repo
+        self.credentials = credentials
+        self.timeout = httpx.Timeout(
+            connect=CONNECT_TIMEOUT_S, read=stall_timeout, write=stall_timeout, pool=stall_timeout
+        )
+        self._authorization: str | None = None
+        if credentials and credentials.registry_token:
+            self._authorization = f"Bearer {credentials.registry_token}"
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.endpoint.url).netloc
+
+    def _url(self, kind: str, ref: str) -> str:
+        return f"{self.endpoint.url}/v2/{self.repo}/{kind}/{ref}"
+
+    async def _authorize(self, response: httpx.Response, what: str) -> bool:
+        """Answer a 401 challenge; False when there is nothing more to try."""
+        header = response.headers.get("www-authenticate", "")
+        scheme, params = parse_challenge(header)
+        creds = self.credentials
+        if scheme == "basic":
+            if not creds or not creds.username:
+                return False
+            self._authorization = basic_authorization(creds)
+            return True
+        if scheme != "bearer" or "realm" not in params:
+            return False
+        self._authorization = f"Bearer {await self._fetch_token(params, what)}"
+        return True
+
+    async def _fetch_token(self, params: dict[str, str], what: str) -> str:
+        realm = params["realm"]
+        if not realm.startswith(("https://", "http://")):
+            raise Unauthenticated(f"{what}: registry {self.host} gave an unusable token realm")
+        scope = params.get("scope") or f"repository:{self.repo}:pull"
+        creds = self.credentials
+        try:
+            if creds and creds.identity_token:
+                form = {
+                    "grant_type": "refresh_token",
+                    "refresh_token": creds.identity_token,
+                    "service": params.get("service", ""),
+                    "scope": scope,
+                    "client_id": USER_AGENT,
+                }
+                r = await self.http.post(realm, data=form, timeout=self.timeout)
+            else:
+                query = {"scope": scope}
+                if "service" in params:
+                    query["service"] = params["service"]
+                auth = None
+                if creds and creds.username:
+                    query["account"] = creds.username
+                    auth = httpx.BasicAuth(creds.username, creds.password)
+                r = await self.http.get(f"{realm}?{urlencode(query)}", auth=auth, timeout=self.timeout)
+        except httpx.TimeoutException:
+            raise DeadlineExceeded(f"{what}: token service {realm} did not answer in time") from None
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"{what}: cannot reach token service {realm}: {exc}") from None
+        if r.status_code in (401, 403):
+            raise Unauthenticated(
+                f"{what}: registry {self.host} refused the credentials (token HTTP {r.status_code})"
+            )
+        if r.status_code != 200:
+            raise Unavailable(f"{what}: token service {realm} answered HTTP {r.status_code}")
+        try:
+            body = r.json()
+        except ValueError:
+            raise Unavailable(f"{what}: token service {realm} sent no JSON") from None
+        token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise Unavailable(f"{what}: token service {realm} sent no token")
+        return token
+
+    @asynccontextmanager
+    async def _get(self, url: str, what: str, accept: str | None = None) -> AsyncIterator[httpx.Response]:
+        """GET with the challenge answered once; yields the open, successful response."""
+        for attempt in range(2):
+            headers = {"User-Agent": USER_AGENT}
+            if accept:
+                headers["Accept"] = accept
+            if self._authorization:
+                headers["Authorization"] = self._authorization
+            try:
+                request = self.http.build_request("GET", url, headers=headers, timeout=self.timeout)
+                response = await self.http.send(request, stream=True, follow_redirects=True)
+            except httpx.TimeoutException:
+                raise DeadlineExceeded(f"{what}: registry {self.host} did not answer in time") from None
+            except httpx.HTTPError as exc:
+                raise Unavailable(f"{what}: cannot reach registry {self.host}: {exc}") from None
+            try:
+                if response.status_code == 401 and attempt == 0 and await self._authorize(response, what):
+                    continue
+                if response.status_code not in (200, 203):
+                    raise _status_error(response, what, self.host)
+                yield response
+                return
+            finally:
+                await response.aclose()
+        raise Unauthenticated(f"{what}: registry {self.host} requires valid credentials (HTTP 401)")
+
+    async def manifest(self, ref: str, what: str) -> tuple[bytes, str, str]:
+        """(body, Content-Type, Docker-Content-Digest) of a manifest or index."""
+        async with self._get(self._url("manifests", ref), what, ACCEPT) as response:
+            body = bytearray()
+            try:
+                async for chunk in response.aiter_raw():
+                    body += chunk
+                    if len(body) > MAX_MANIFEST_BYTES:
+                        raise InvalidArgument(f"{what}: manifest larger than {MAX_MANIFEST_BYTES} bytes")
+            except httpx.TimeoutException:
+                raise DeadlineExceeded(f"{what}: registry {self.host} stalled sending the manifest") from None
+            except httpx.HTTPError as exc:
+                raise Unavailable(f"{what}: reading the manifest from {self.host} failed: {exc}") from None
+            return (
+                bytes(body),
+                response.headers.get("content-type", ""),
+                response.headers.get("docker-content-digest", ""),
+            )
+
+    @asynccontextmanager
+    async def blob(self, digest: str, what: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        """The blob's bytes as they arrive (undecoded: a gzip layer stays gzip)."""
+        async with self._get(self._url("blobs", digest), what) as response:
+
+            async def chunks() -> AsyncIterator[bytes]:
+                try:
+                    async for chunk in response.aiter_raw():
+                        yield chunk
+                except httpx.TimeoutException:
+                    raise DeadlineExceeded(
+                        f"{what}: registry {self.host} sent no data for {self.timeout.read:g}s"
+                    ) from None
+                except httpx.HTTPError as exc:
+                    raise Unavailable(f"{what}: download from {self.host} broke off: {exc}") from None
+
+            yield chunks()
