@@ -7,37 +7,16 @@ see endpoint.py for the precedence of flags, environment and crictl.yaml.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections.abc import Callable
 
 import grpc
 
 from crib import __version__
-from crib.cribctl import output
-from crib.cribctl.endpoint import ClientConfigError, Endpoints, grpc_target, resolve
-from crib.proto.cri import api_pb2, api_pb2_grpc
-
-
-class CommandError(Exception):
-    pass
-
-
-def _go_code(code: grpc.StatusCode) -> str:
-    # Go's codes.Code.String(): DEADLINE_EXCEEDED → DeadlineExceeded.
-    return "".join(part.capitalize() for part in code.name.split("_"))
-
-
-def rpc_error(exc: grpc.RpcError) -> str:
-    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-    details = exc.details() if hasattr(exc, "details") else str(exc)
-    return f"rpc error: code = {_go_code(code)} desc = {details}"
-
-
-def runtime_stub(ep: Endpoints) -> api_pb2_grpc.RuntimeServiceStub:
-    channel = grpc.insecure_channel(grpc_target(ep.runtime))
-    return api_pb2_grpc.RuntimeServiceStub(channel)
+from crib.cribctl import image_cmds, output
+from crib.cribctl.client import Command, CommandError, rpc_error, runtime_stub
+from crib.cribctl.endpoint import ClientConfigError, Endpoints, resolve
+from crib.proto.cri import api_pb2
 
 
 def cmd_version(args: argparse.Namespace, ep: Endpoints) -> None:
@@ -55,19 +34,13 @@ def cmd_version(args: argparse.Namespace, ep: Endpoints) -> None:
 
 def info_document(r: api_pb2.StatusResponse) -> dict:
     """The object `crictl info` prints for one StatusResponse."""
-    doc: dict = {"status": output.proto_json(r.status)}
+    extra: dict = {}
     handlers = [output.go_struct_json(h) for h in r.runtime_handlers]
     if handlers:
-        doc["runtimeHandlers"] = handlers
+        extra["runtimeHandlers"] = handlers
     if r.HasField("features"):
-        doc["features"] = output.go_struct_json(r.features)
-    for key in sorted(r.info):
-        value = r.info[key]
-        if value.startswith("{"):
-            doc[key] = json.loads(value)
-        else:
-            doc[key] = value.strip('"')
-    return doc
+        extra["features"] = output.go_struct_json(r.features)
+    return output.status_document(output.proto_json(r.status), r.info, **extra)
 
 
 def cmd_info(args: argparse.Namespace, ep: Endpoints) -> None:
@@ -76,19 +49,17 @@ def cmd_info(args: argparse.Namespace, ep: Endpoints) -> None:
         r = stub.Status(api_pb2.StatusRequest(verbose=not args.quiet), timeout=ep.timeout)
     except grpc.RpcError as exc:
         raise CommandError(f"getting status of runtime: {rpc_error(exc)}") from None
-    doc = info_document(r)
-    if args.output == "json":
-        print(output.go_json_indent(doc))
-    elif args.output == "yaml":
-        print(output.go_yaml(doc))
-    else:
-        raise CommandError(f"unsupported format: {args.output!r}")
+    print(output.render_status_documents([info_document(r)], args.output))
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace, Endpoints], None]] = {
+COMMANDS: dict[str, Command] = {
     "version": cmd_version,
     "info": cmd_info,
 }
+
+
+# Modules that add subcommands: each has register(subparsers) -> {name: command}.
+COMMAND_MODULES: list = [image_cmds]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -106,6 +77,8 @@ def parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="display information of the container runtime")
     info.add_argument("--output", "-o", default="json", choices=("json", "yaml"), help="output format")
     info.add_argument("--quiet", "-q", action="store_true", help="do not show verbose information")
+    for module in COMMAND_MODULES:
+        COMMANDS.update(module.register(sub))
     return p
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -79,10 +80,14 @@ class _GoYamlDumper(yaml.SafeDumper):
     pass
 
 
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    # go-yaml writes the empty string as "" where PyYAML writes ''.
-    if value == "":
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+    # go-yaml double-quotes a string that would read back as something else
+    # (empty, a number, a bool, null, a timestamp) where PyYAML single-quotes it.
+    if value == "" or dumper.resolve(yaml.ScalarNode, value, (True, False)) != _STR_TAG:
+        return dumper.represent_scalar(_STR_TAG, value, style='"')
     return dumper.represent_str(value)
 
 
@@ -94,3 +99,29 @@ def go_yaml(obj: Any) -> str:
     return yaml.dump(
         _go_numbers(obj), Dumper=_GoYamlDumper, default_flow_style=False, sort_keys=True, allow_unicode=True
     )
+
+
+def status_document(status: dict[str, Any] | None, info: Mapping[str, str], **extra: Any) -> dict[str, Any]:
+    """One entry of crictl's status output (info, inspect, inspecti…).
+
+    The status message goes under "status", then `extra`, then each info key:
+    JSON objects parsed, anything else as a string without its quotes.
+    """
+    doc: dict[str, Any] = {}
+    if status is not None:
+        doc["status"] = status
+    doc.update(extra)
+    for key in sorted(info):
+        value = info[key]
+        doc[key] = json.loads(value) if value.startswith("{") else value.strip('"')
+    return doc
+
+
+def render_status_documents(docs: list[dict[str, Any]], fmt: str) -> str:
+    """crictl prints a single entry bare and several as a list."""
+    obj: Any = docs[0] if len(docs) == 1 else docs
+    if fmt == "yaml":
+        return go_yaml(obj)
+    if fmt == "json":
+        return go_json_indent(obj)
+    raise ValueError(f"unsupported format: {fmt!r}")
