@@ -167,6 +167,27 @@ def test_auth_registry_needs_credentials(daemon: Cribd, auth_registry: Registry)
     assert not ingest_files(daemon)
 
 
+def test_https_registry_trusted_through_the_node_ca_store(cribd_factory: Callable[..., Cribd]) -> None:
+    reg = Registry(tls=True).start()
+    try:
+        image = builder.busybox_image()
+        with RegistryClient(reg.url, ca_file=str(reg.ca_file)) as client:
+            client.push_image("tls/img", "1", image)
+        # The node trusts the registry's CA (SSL_CERT_FILE stands in for /etc/ssl/certs).
+        trusting = cribd_factory().start(env={"SSL_CERT_FILE": str(reg.ca_file)})
+        assert pull(trusting, f"{reg.host}/tls/img:1") == image.config.digest
+        # Without the CA, HTTPS fails verification and plain HTTP meets a TLS server.
+        other = cribd_factory().start()
+        with pytest.raises(grpc.RpcError) as info:
+            pull(other, f"{reg.host}/tls/img:1")
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert f"https://{reg.host}" in info.value.details()
+        assert "CERTIFICATE_VERIFY_FAILED" in info.value.details()
+        assert not listed(other) and not blobs(other)
+    finally:
+        reg.stop()
+
+
 def test_bad_references_and_missing_images(daemon: Cribd, registry: Registry) -> None:
     for bad, code in (
         ("Upper/Case", grpc.StatusCode.INVALID_ARGUMENT),

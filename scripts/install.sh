@@ -30,7 +30,7 @@ repo=$(pwd)
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  python3 python3-venv python3-pip ca-certificates \
+  python3 python3-venv python3-pip ca-certificates openssl \
   runc crun conmon catatonit containernetworking-plugins iptables iproute2 \
   docker-registry busybox-static >/dev/null
 

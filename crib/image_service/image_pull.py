@@ -113,14 +113,17 @@ class ImagePuller:
         if mirror is not None:
             for configured in mirror.endpoints:
                 url = configured.rstrip("/").removesuffix("/v2")
-                out.append(Endpoint(url, httpx.URL(url).netloc.decode(), mirror=True))
+                out.append(Endpoint(url, httpx.URL(url).netloc.decode(), mirror=True, fallback=True))
             if mirror.mirrors_only:
                 return out
         if domain == reference.DEFAULT_DOMAIN:
-            upstream = DOCKER_HUB_URL
+            out.append(Endpoint(DOCKER_HUB_URL, domain))
+        elif self._insecure(domain):
+            # As docker does for insecure registries: HTTPS first, then plain HTTP.
+            out.append(Endpoint(f"https://{domain}", domain, fallback=True))
+            out.append(Endpoint(f"http://{domain}", domain))
         else:
-            upstream = f"{'http' if self._insecure(domain) else 'https'}://{domain}"
-        out.append(Endpoint(upstream, domain))
+            out.append(Endpoint(f"https://{domain}", domain))
         return out
 
     def _credentials(
@@ -202,12 +205,16 @@ class ImagePuller:
                     ref.digest or ref.tag or "latest", what
                 )
             except CribError as exc:
-                if not endpoint.mirror:
-                    raise
-                log.info("image.mirror_failed", image=str(ref), mirror=endpoint.url, error=exc.message)
                 failures.append(f"{endpoint.url}: {exc.message}")
                 last = exc
-                continue
+                if endpoint.fallback:
+                    log.info(
+                        "image.endpoint_failed", image=str(ref), endpoint=endpoint.url, error=exc.message
+                    )
+                    continue
+                if len(failures) > 1:
+                    raise type(exc)(f"{exc.message} (tried before: {'; '.join(failures[:-1])})") from None
+                raise
             digest = sha256_digest(body)
             if ref.digest and digest != ref.digest:
                 raise InvalidArgument(f"{what}: {endpoint.host} sent a manifest with digest {digest}")
@@ -218,7 +225,7 @@ class ImagePuller:
             media_type, _ = media_type_of(body, content_type, f"{what}: manifest")
             return session, body, media_type, digest
         assert last is not None
-        raise type(last)(f"{what}: every mirror failed ({'; '.join(failures)})")
+        raise type(last)(f"{what}: every endpoint failed ({'; '.join(failures)})")
 
     async def _fetch(
         self,

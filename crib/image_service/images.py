@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -93,7 +94,10 @@ class Images:
         self.trash.mkdir(parents=True)
         self.container_dir = root / "containers"
         self.container_dir.mkdir(parents=True, exist_ok=True)
-        self.http = httpx.AsyncClient(limits=HTTP_LIMITS, headers={"User-Agent": "crib"})
+        # The node's own CA store (/etc/ssl/certs), as containerd uses, not certifi's.
+        self.http = httpx.AsyncClient(
+            limits=HTTP_LIMITS, headers={"User-Agent": "crib"}, verify=ssl.create_default_context()
+        )
         self.puller = ImagePuller(
             config, self.content, self.layers, self.images, self.http, self.collect_garbage
         )

@@ -46,6 +46,9 @@ class Endpoint:
     url: str  # scheme://host[:port][/path-prefix], without /v2
     host: str  # the host:port credentials are looked up for
     mirror: bool = False
+    # When this endpoint fails, the next one is tried (mirrors; HTTPS to an
+    # insecure registry before plain HTTP).
+    fallback: bool = False
 
     def __str__(self) -> str:
         return self.url

@@ -68,9 +68,9 @@ class Cribd:
                     self._ready.set()
         self._ready.set()  # EOF: the process ended; start() checks which.
 
-    def start(self, *args: str, wait: bool = True) -> Cribd:
+    def start(self, *args: str, wait: bool = True, env: dict[str, str] | None = None) -> Cribd:
         self._ready.clear()
-        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), **(env or {}))
         self.proc = subprocess.Popen(
             self.command(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=self.dir
         )

@@ -36,9 +36,69 @@ def _accepts(port: int) -> bool:
         return True
 
 
+def make_tls(d: Path) -> tuple[Path, Path, Path]:
+    """A test CA and a server certificate for 127.0.0.1 it signed: (ca, cert, key)."""
+    ca_key, ca, key, csr, cert = (
+        d / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem")
+    )
+    ext = d / "san.cnf"
+    ext.write_text("subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\n")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=crib-e2e-ca",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-out",
+        str(cert),
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+    )
+    return ca, cert, key
+
+
 class Registry:
-    def __init__(self, users: dict[str, str] | None = None) -> None:
+    def __init__(self, users: dict[str, str] | None = None, tls: bool = False) -> None:
         self.users = users or {}
+        self.tls = tls
+        self.ca_file: Path | None = None
         self.dir = Path(tempfile.mkdtemp(prefix="crib-e2e-registry-"))
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -50,7 +110,7 @@ class Registry:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     def _write_config(self) -> Path:
         auth = ""
@@ -63,6 +123,11 @@ class Registry:
                 )
             )
             auth = f"auth:\n  htpasswd:\n    realm: crib-e2e\n    path: {htpasswd}\n"
+        tls = ""
+        if self.tls:
+            if self.ca_file is None:
+                self.ca_file, self._cert, self._key = make_tls(self.dir)
+            tls = f"  tls:\n    certificate: {self._cert}\n    key: {self._key}\n"
         config = self.dir / "config.yml"
         config.write_text(
             "version: 0.1\n"
@@ -71,6 +136,7 @@ class Registry:
             "  delete:\n    enabled: true\n"
             "  maintenance:\n    uploadpurging:\n      enabled: false\n"
             f"http:\n  addr: 127.0.0.1:{self.port}\n"
+            f"{tls}"
             f"{auth}"
         )
         return config

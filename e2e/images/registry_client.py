@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ssl
 from dataclasses import dataclass
 from urllib.parse import urljoin
 
@@ -31,9 +32,12 @@ class FetchedManifest:
 
 
 class RegistryClient:
-    def __init__(self, base_url: str, auth: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, base_url: str, auth: tuple[str, str] | None = None, ca_file: str | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(base_url=self.base_url, auth=auth, timeout=TIMEOUT)
+        verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
+        self.http = httpx.Client(base_url=self.base_url, auth=auth, timeout=TIMEOUT, verify=verify)
 
     def close(self) -> None:
         self.http.close()
