@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from e2e.harness.cribd import Cribd
+from e2e.harness.network import PodNetwork, new_network
 from e2e.harness.registry import Registry
 
 AUTH_USER, AUTH_PASSWORD = "crib", "s3cret"
@@ -61,6 +62,22 @@ def cribd_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Crib
 @pytest.fixture
 def cribd(cribd_factory: Callable[..., Cribd]) -> Cribd:
     return cribd_factory().start()
+
+
+@pytest.fixture
+def pod_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodNetwork]:
+    """A bridge network of the test's own (bridge, subnet, IPAM dir), deleted afterwards."""
+    net = new_network(tmp_path_factory.mktemp("net"))
+    yield net
+    net.destroy()
+
+
+@pytest.fixture
+def net_cribd(cribd_factory: Callable[..., Cribd], pod_network: PodNetwork) -> Cribd:
+    """A cribd whose CNI conf dir holds `pod_network`."""
+    daemon = cribd_factory()
+    pod_network.install(daemon.cni_conf_dir)
+    return daemon.start()
 
 
 @pytest.fixture(scope="session")

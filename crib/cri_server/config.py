@@ -44,6 +44,9 @@ class RegistryMirror:
 @dataclass
 class ImageSection:
     sandbox_image: str = "registry.k8s.io/pause:3.10"
+    # Build the sandbox image from the node's catatonit when it is missing
+    # (no pull needed); false: pull it from its registry.
+    build_sandbox_image: bool = True
     mirrors: dict[str, RegistryMirror] = field(default_factory=dict)
     insecure_registries: list[str] = field(default_factory=list)
     auth_file: str = ""

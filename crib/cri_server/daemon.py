@@ -21,7 +21,8 @@ from pathlib import Path
 import grpc
 
 from crib import __version__
-from crib.container import cgroup_driver, runtime_handler
+from crib.container import cgroup_driver, conmon, runtime_handler
+from crib.container.runtime_env import RuntimeEnv
 from crib.cri_server import config as config_mod
 from crib.cri_server.config import Config, ConfigError
 from crib.cri_server.crib_servicer import CribServicer
@@ -32,6 +33,7 @@ from crib.image_service.images import Images
 from crib.log_setup import configure as configure_logging
 from crib.log_setup import get_logger
 from crib.proto.crib.v1 import crib_pb2
+from crib.sandbox.sandboxes import Sandboxes
 from crib.store.state_store import StateStore
 
 log = get_logger("crib.daemon")
@@ -146,20 +148,35 @@ async def serve(config: Config) -> int:
     lock.acquire(sock)
     store: StateStore | None = None
     images: Images | None = None
+    env: RuntimeEnv | None = None
     server: grpc.aio.Server | None = None
     bound = False
     try:
         prepare_socket_path(sock)
         store = StateStore(Path(config.root) / "state.db")
         images = Images(config.image, Path(config.root), store)
-        # Nothing runs yet: blobs and layers no image names are leftovers of a crash.
-        await images.collect_garbage()
         driver, warning = cgroup_driver.effective_driver(config.runtime.cgroup_driver)
         if warning:
             log.warning("cgroup_driver.fallback", reason=warning)
         handlers = await runtime_handler.probe_all(
             {name: h.binary for name, h in config.runtime.handlers.items()}
         )
+        # conmons of containers this cribd starts re-parent to it, and it reaps them.
+        conmon.become_subreaper()
+        env = RuntimeEnv(
+            root=Path(config.root),
+            state=Path(config.state),
+            conmon_binary=config.runtime.conmon,
+            cgroup_driver=driver,
+            handlers=handlers,
+            default_handler=config.runtime.default_handler,
+        )
+        sandboxes = Sandboxes(config, env, images, store)
+        images.in_use = sandboxes.images_in_use
+        await sandboxes.recover()
+        # Everything that runs is known now: what no image or container names
+        # is a leftover of a crash.
+        await images.collect_garbage()
 
         server = grpc.aio.server(
             options=[
@@ -169,7 +186,9 @@ async def serve(config: Config) -> int:
         )
         server.add_generic_rpc_handlers(
             (
-                generic_handler("RuntimeService", RuntimeServicer(config, store, handlers, driver)),
+                generic_handler(
+                    "RuntimeService", RuntimeServicer(config, store, handlers, driver, sandboxes)
+                ),
                 generic_handler("ImageService", ImageServicer(images)),
                 generic_handler("CribService", CribServicer(images), crib_pb2),
             )
@@ -208,6 +227,8 @@ async def serve(config: Config) -> int:
     finally:
         if server is not None:
             await server.stop(None)
+        if env is not None:
+            env.watcher.close()
         if images is not None:
             await images.close()
         if store is not None:

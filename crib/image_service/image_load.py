@@ -325,13 +325,18 @@ def _rootfs_blob(path: Path, content: ContentStore) -> tuple[str, str, int, str]
     return digest, OCI_LAYER + _compression(head), size, diff_id
 
 
-async def import_rootfs(images: Images, path: Path, name: str, settings: dict[str, Any]) -> ImageRecord:
-    """A one-layer image from a rootfs tar; `settings` are OCI config fields (Cmd, Env, …)."""
+async def import_rootfs(
+    images: Images, path: Path, name: str, settings: dict[str, Any], created: str | None = None
+) -> ImageRecord:
+    """A one-layer image from a rootfs tar; `settings` are OCI config fields (Cmd, Env, …).
+
+    A fixed `created` makes the image ID depend on the content alone.
+    """
     ref_name = _normalize_name(name, "import")
     async with images.holding_gc():
         digest, media_type, size, diff_id = await asyncio.to_thread(_rootfs_blob, path, images.content)
         plat = node_platform()
-        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        created = created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         container_config = {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]}
         container_config.update({k: v for k, v in settings.items() if v})
         config = {

@@ -31,9 +31,11 @@ def processes_referencing(path: Path) -> list[int]:
             with open(f"/proc/{entry.name}/cmdline", "rb") as f:
                 cmdline = f.read()
             cwd = os.readlink(f"/proc/{entry.name}/cwd").encode()
+            # A container's processes: their root is a rootfs mounted under the dir.
+            root = os.readlink(f"/proc/{entry.name}/root").encode()
         except OSError:
             continue
-        if needle in cmdline or cwd.startswith(needle):
+        if needle in cmdline or cwd.startswith(needle) or root.startswith(needle):
             found.append(int(entry.name))
     return found
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 
-from crib.proto.cri import api_pb2_grpc
+from crib.proto.cri import api_pb2, api_pb2_grpc
 from e2e.harness.cleanup import clean_tree
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -136,6 +136,20 @@ class Cribd:
     def log_tail(self, lines: int = 200) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
+    def remove_all_pods(self) -> None:
+        """Through the API while cribd runs: CNI DEL releases IPs and iptables rules properly."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            pods = self.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
+            for pod in pods:
+                self.runtime.RemovePodSandbox(
+                    api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod.id), timeout=60
+                )
+        except grpc.RpcError:
+            pass  # the forced cleanup below still kills and unmounts
+
     def destroy(self) -> dict[str, list]:
+        self.remove_all_pods()
         self.stop()
         return clean_tree(self.dir)

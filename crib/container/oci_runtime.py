@@ -1,0 +1,105 @@
+"""The OCI runtime (runc, crun) as a command line: state, start, kill, delete, update, exec.
+
+Each handler has its own `--root` under crib's state dir, so crib's
+containers never mix with another runtime's. Every call is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crib.errors import DeadlineExceeded, Internal, NotFound
+
+CALL_TIMEOUT_S = 60.0
+
+
+class RuntimeCallFailed(Internal):
+    def __init__(self, message: str, stderr: str) -> None:
+        super().__init__(message)
+        self.stderr = stderr
+
+
+@dataclass(frozen=True)
+class OCIRuntime:
+    handler: str
+    binary: str  # absolute path
+    root: Path  # --root: the runtime's own state
+
+    def global_args(self) -> list[str]:
+        return [f"--root={self.root}"]
+
+    async def run(self, *args: str, timeout: float = CALL_TIMEOUT_S, stdin: bytes | None = None) -> bytes:
+        proc = await asyncio.create_subprocess_exec(
+            self.binary,
+            *self.global_args(),
+            *args,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise DeadlineExceeded(f"{self.handler} {args[0]} did not finish within {timeout:g}s") from None
+        except asyncio.CancelledError:
+            proc.kill()
+            await proc.wait()
+            raise
+        if proc.returncode != 0:
+            text = err.decode(errors="replace").strip()
+            raise RuntimeCallFailed(f"{self.handler} {' '.join(args[:1])} failed: {_last_line(text)}", text)
+        return out
+
+    async def state(self, container_id: str) -> dict[str, Any] | None:
+        """The runtime's view of a container, None if it does not know it."""
+        try:
+            out = await self.run("state", container_id)
+        except RuntimeCallFailed as exc:
+            if "does not exist" in exc.stderr or "not found" in exc.stderr.lower():
+                return None
+            raise
+        return json.loads(out)
+
+    async def start(self, container_id: str) -> None:
+        await self.run("start", container_id)
+
+    async def kill(self, container_id: str, signal: str | int, all_processes: bool = False) -> None:
+        args = ["kill", *(["--all"] if all_processes else []), container_id, str(signal)]
+        try:
+            await self.run(*args)
+        except RuntimeCallFailed as exc:
+            text = exc.stderr.lower()
+            # Already gone: killing it is done.
+            if "not running" in text or "does not exist" in text or "process already finished" in text:
+                return
+            if "not found" in text:
+                raise NotFound(f"container {container_id} is not known to {self.handler}") from None
+            raise
+
+    async def delete(self, container_id: str, force: bool = False) -> None:
+        try:
+            await self.run("delete", *(["--force"] if force else []), container_id)
+        except RuntimeCallFailed as exc:
+            if "does not exist" in exc.stderr or "not found" in exc.stderr.lower():
+                return
+            raise
+
+    async def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        await self.run("update", "--resources", "-", container_id, stdin=json.dumps(resources).encode())
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return "no error output"
+    line = lines[-1]
+    # runc logs as logfmt: keep the msg.
+    if 'msg="' in line:
+        line = line.split('msg="', 1)[1].rsplit('"', 1)[0]
+    return line

@@ -1,0 +1,579 @@
+"""Pod sandboxes: a network namespace wired by CNI plus a pause container, and their lifecycle.
+
+RunPodSandbox reserves the pod's name, makes the netns, then runs CNI ADD and
+starts the pause container side by side (both only need the netns). Any
+failure undoes every step already taken, in reverse, before the error is
+returned, so a failed pod leaves no netns, IP, process, mount or record.
+Records are written at each state change, and a restarted cribd rebuilds the
+in-memory view from them and from what runc and conmon report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crib.cni import network as cni
+from crib.cni.config import NetworkConfigList, NetworkNotReady, load_network
+from crib.container import conmon, oci_spec
+from crib.container.rootfs import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount, unmount
+from crib.container.runtime_env import RuntimeEnv, conmon_alive, wait_for_exit
+from crib.errors import AlreadyExists, CribError, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from crib.image_service.image_store import ImageRecord
+from crib.image_service.images import Images
+from crib.log_setup import get_logger
+from crib.proto.cri import api_pb2
+from crib.sandbox import netns, pause_image, pod_files
+from crib.store.state_store import StateStore
+
+if TYPE_CHECKING:
+    from crib.cri_server.config import Config
+
+log = get_logger("crib.sandbox")
+
+_KIND = "sandbox"
+CREATING = "creating"
+READY = "ready"
+NOTREADY = "notready"
+STOP_TIMEOUT_S = 10.0
+SHM_SIZE = "size=65536k"
+# containerd's: the pause process should be the last one the OOM killer picks.
+SANDBOX_OOM_SCORE_ADJ = -998
+SANDBOX_CPU_SHARES = 2
+
+
+@dataclass
+class Sandbox:
+    id: str
+    config_b64: str
+    handler: str
+    created_at: int
+    state: str = NOTREADY
+    netns: str = ""
+    network: str = ""
+    ips: list[str] = field(default_factory=list)
+    pid: int = 0
+    conmon_pid: int = 0
+    image_id: str = ""
+    chain_ids: list[str] = field(default_factory=list)
+    # Set once StopPodSandbox has released the network: never again.
+    network_released: bool = False
+    _config: api_pb2.PodSandboxConfig | None = field(default=None, repr=False, compare=False)
+    _exited: asyncio.Event | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def config(self) -> api_pb2.PodSandboxConfig:
+        if self._config is None:
+            self._config = api_pb2.PodSandboxConfig.FromString(base64.b64decode(self.config_b64))
+        return self._config
+
+    @property
+    def exited(self) -> asyncio.Event:
+        if self._exited is None:
+            self._exited = asyncio.Event()
+        return self._exited
+
+    @property
+    def namespace_options(self) -> api_pb2.NamespaceOption:
+        return self.config.linux.security_context.namespace_options
+
+    @property
+    def host_network(self) -> bool:
+        return self.namespace_options.network == api_pb2.NODE
+
+    def record(self) -> dict[str, Any]:
+        # Not asdict(): it deep-copies, and the runtime fields (events) do not copy.
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+
+    @property
+    def reservation(self) -> str:
+        return reservation_key(self.config.metadata)
+
+
+def reservation_key(meta: api_pb2.PodSandboxMetadata) -> str:
+    return f"{meta.name}_{meta.namespace}_{meta.uid}_{meta.attempt}"
+
+
+def validate(config: api_pb2.PodSandboxConfig) -> None:
+    meta = config.metadata
+    for field_name in ("name", "namespace", "uid"):
+        value = getattr(meta, field_name)
+        if not value:
+            raise InvalidArgument(f"RunPodSandbox: metadata.{field_name} is empty")
+        if "\0" in value or "/" in value or len(value) > 253:
+            raise InvalidArgument(f"RunPodSandbox: metadata.{field_name} {value!r} is not a valid name")
+    for pm in config.port_mappings:
+        if not 0 <= pm.host_port <= 65535 or not 0 < pm.container_port <= 65535:
+            raise InvalidArgument(f"RunPodSandbox: invalid port mapping {pm.host_port}:{pm.container_port}")
+    if config.log_directory and not config.log_directory.startswith("/"):
+        raise InvalidArgument(f"RunPodSandbox: log_directory {config.log_directory!r} is not absolute")
+
+
+_QUANTITY = {
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+
+
+def _bits_per_second(value: str) -> int:
+    number = value.rstrip("kMGTi")
+    try:
+        return int(float(number) * _QUANTITY[value[len(number) :]])
+    except (KeyError, ValueError):
+        raise InvalidArgument(f"invalid bandwidth {value!r}") from None
+
+
+def capability_args(config: api_pb2.PodSandboxConfig, pod_cidrs: list[str]) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    protocols = {api_pb2.TCP: "tcp", api_pb2.UDP: "udp", api_pb2.SCTP: "sctp"}
+    mappings = [
+        {
+            "hostPort": pm.host_port,
+            "containerPort": pm.container_port,
+            "protocol": protocols.get(pm.protocol, "tcp"),
+            **({"hostIP": pm.host_ip} if pm.host_ip else {}),
+        }
+        for pm in config.port_mappings
+        if pm.host_port > 0
+    ]
+    if mappings:
+        args["portMappings"] = mappings
+    dns = config.dns_config
+    if dns.servers or dns.searches or dns.options:
+        args["dns"] = {
+            "servers": list(dns.servers),
+            "searches": list(dns.searches),
+            "options": list(dns.options),
+        }
+    bandwidth = {}
+    for direction in ("ingress", "egress"):
+        if value := config.annotations.get(f"kubernetes.io/{direction}-bandwidth"):
+            bandwidth[f"{direction}Rate"] = _bits_per_second(value)
+            bandwidth[f"{direction}Burst"] = 2**31 - 1
+    if bandwidth:
+        args["bandwidth"] = bandwidth
+    if pod_cidrs:
+        args["ipRanges"] = [[{"subnet": cidr}] for cidr in pod_cidrs]
+    return args
+
+
+class Sandboxes:
+    def __init__(self, config: Config, env: RuntimeEnv, images: Images, store: StateStore) -> None:
+        self.config = config
+        self.env = env
+        self.images = images
+        self.store = store
+        self.dir = env.state / "sandboxes"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.cni_cache = cni.CNICache(env.root / "cni" / "results")
+        self.by_id: dict[str, Sandbox] = {}
+        self.names: dict[str, str] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.pod_cidrs: Callable[[], list[str]] = lambda: []
+        # Set by the container code: stop / remove a pod's containers.
+        self.stop_containers: Callable[[str, float], Any] | None = None
+        self.remove_containers: Callable[[str], Any] | None = None
+
+    # --- queries ------------------------------------------------------------------------------
+
+    def get(self, sandbox_id: str) -> Sandbox:
+        sandbox = self.find(sandbox_id)
+        if sandbox is None:
+            raise NotFound(f"pod sandbox {sandbox_id!r} not found")
+        return sandbox
+
+    def find(self, sandbox_id: str) -> Sandbox | None:
+        """By full ID or a unique ID prefix."""
+        if not sandbox_id:
+            return None
+        if sandbox_id in self.by_id:
+            return self.by_id[sandbox_id]
+        matches = [s for i, s in self.by_id.items() if i.startswith(sandbox_id)]
+        return matches[0] if len(matches) == 1 else None
+
+    def list(self) -> list[Sandbox]:
+        return list(self.by_id.values())
+
+    def images_in_use(self) -> tuple[set[str], set[str]]:
+        return {s.image_id for s in self.by_id.values()}, {
+            c for s in self.by_id.values() for c in s.chain_ids
+        }
+
+    def _lock(self, sandbox_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(sandbox_id, asyncio.Lock())
+
+    def _persist(self, sandbox: Sandbox) -> None:
+        self.store.put(_KIND, sandbox.id, sandbox.record())
+
+    def sandbox_dir(self, sandbox_id: str) -> Path:
+        return self.dir / sandbox_id
+
+    def netns_path(self, sandbox_id: str) -> Path:
+        return self.sandbox_dir(sandbox_id) / "netns"
+
+    def shm_path(self, sandbox_id: str) -> Path:
+        return self.sandbox_dir(sandbox_id) / "shm"
+
+    # --- the pause image ------------------------------------------------------------------------
+
+    async def pause_image(self) -> ImageRecord:
+        name = self.config.image.sandbox_image
+        record = self.images.find(name)
+        if record is not None:
+            return record
+        if self.config.image.build_sandbox_image:
+            return await pause_image.build(self.images, name)
+        return await self.images.pull(name)
+
+    # --- RunPodSandbox --------------------------------------------------------------------------
+
+    async def run(self, config: api_pb2.PodSandboxConfig, handler: str) -> str:
+        validate(config)
+        runtime = self.env.runtime(handler)
+        key = reservation_key(config.metadata)
+        if key in self.names:
+            raise AlreadyExists(
+                f"pod sandbox name {key!r} is reserved for {self.names[key]}; remove that pod first"
+            )
+        sandbox_id = secrets.token_hex(32)
+        self.names[key] = sandbox_id
+        sandbox = Sandbox(
+            id=sandbox_id,
+            config_b64=base64.b64encode(config.SerializeToString()).decode(),
+            handler=runtime.handler,
+            created_at=time.time_ns(),
+            state=CREATING,
+        )
+        undo: list[Callable[[], Any]] = []
+        try:
+            async with self._lock(sandbox_id):
+                await self._run(sandbox, runtime, undo)
+        except BaseException as exc:
+            log.info("sandbox.run_failed", pod=sandbox_id, name=key, error=getattr(exc, "message", repr(exc)))
+            for step in reversed(undo):
+                try:
+                    result = step()
+                    if asyncio.iscoroutine(result):
+                        await result
+                except Exception as undo_exc:
+                    log.warning("sandbox.undo_failed", pod=sandbox_id, error=repr(undo_exc))
+            self.by_id.pop(sandbox_id, None)
+            self.store.delete(_KIND, sandbox_id)
+            self.names.pop(key, None)
+            self._locks.pop(sandbox_id, None)
+            raise
+        log.info("sandbox.ready", pod=sandbox_id, name=key, ips=sandbox.ips, netns=sandbox.netns)
+        return sandbox_id
+
+    async def _run(self, sandbox: Sandbox, runtime: Any, undo: list[Callable[[], Any]]) -> None:
+        config = sandbox.config
+        image = await self.pause_image()
+        sandbox.image_id = image.id
+        sandbox.chain_ids = [layer.chain_id for layer in image.layers]
+        host_network = sandbox.host_network
+        host_ipc = sandbox.namespace_options.ipc == api_pb2.NODE
+        net = None
+        if not host_network:
+            try:
+                net = load_network(
+                    self.config.cni.conf_dir, self.config.cni.bin_dirs, self.config.cni.network_name
+                )
+            except NetworkNotReady as exc:
+                raise FailedPrecondition(f"the pod network is not ready: {exc}") from None
+            sandbox.network = net.name
+        hostname = pod_files.pod_hostname(config, host_network)
+        resolv = pod_files.resolv_conf(config.dns_config)
+
+        directory = self.sandbox_dir(sandbox.id)
+        directory.mkdir(parents=True)
+        undo.append(lambda: shutil.rmtree(directory, ignore_errors=True))
+        # Recorded from the start: a crash midway leaves a record that
+        # start-up finds and cleans up, never an untracked netns or process.
+        self.by_id[sandbox.id] = sandbox
+        self._persist(sandbox)
+
+        pod_files.write(directory, "resolv.conf", resolv)
+        pod_files.write(directory, "hostname", hostname + "\n")
+        # Written once: it is bind-mounted (by inode) while the pause starts.
+        # The kubelet mounts its own /etc/hosts into containers of non-host-network pods.
+        pod_files.write(directory, "hosts", pod_files.hosts(host_network, hostname, []))
+        if not host_ipc:
+            shm = self.shm_path(sandbox.id)
+            shm.mkdir()
+            await asyncio.to_thread(
+                mount, "shm", str(shm), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"mode=1777,{SHM_SIZE}"
+            )
+            undo.append(lambda: unmount(str(shm)))
+
+        if not host_network:
+            ns = self.netns_path(sandbox.id)
+            await asyncio.to_thread(netns.create, ns)
+            undo.append(lambda: netns.remove(ns))
+            sandbox.netns = str(ns)
+
+        async def attach() -> None:
+            if net is None:
+                return
+            att = self._attachment(sandbox)
+            result = await cni.add(net, att, self.config.cni.bin_dirs, self.cni_cache)
+            undo.append(lambda: cni.delete(net, att, self.config.cni.bin_dirs, self.cni_cache))
+            sandbox.ips = cni.result_ips(result)
+
+        async def start_pause() -> None:
+            await self._start_pause(sandbox, runtime, image, hostname, undo)
+
+        results = await asyncio.gather(attach(), start_pause(), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        sandbox.state = READY
+        self._persist(sandbox)
+
+    def _attachment(self, sandbox: Sandbox) -> cni.Attachment:
+        meta = sandbox.config.metadata
+        return cni.Attachment(
+            container_id=sandbox.id,
+            netns=sandbox.netns or str(self.netns_path(sandbox.id)),
+            args={
+                "K8S_POD_NAMESPACE": meta.namespace,
+                "K8S_POD_NAME": meta.name,
+                "K8S_POD_INFRA_CONTAINER_ID": sandbox.id,
+                "K8S_POD_UID": meta.uid,
+            },
+            capability_args=capability_args(sandbox.config, self.pod_cidrs()),
+        )
+
+    def pause_spec(self, sandbox: Sandbox, image: ImageRecord, hostname: str) -> dict[str, Any]:
+        config = sandbox.config
+        linux = config.linux
+        sc = linux.security_context
+        opts = sc.namespace_options
+        img = image.config.get("config") or {}
+        args = [*(img.get("Entrypoint") or []), *(img.get("Cmd") or [])] or ["/catatonit", "-P"]
+        uid, gid = 65535, 65535
+        user = str(img.get("User", "") or "")
+        if user:
+            parts = user.split(":")
+            if parts[0].isdigit():
+                uid = int(parts[0])
+                gid = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else uid
+        if sc.HasField("run_as_user"):
+            uid = sc.run_as_user.value
+            gid = uid
+        if sc.HasField("run_as_group"):
+            gid = sc.run_as_group.value
+        privileged = sc.privileged
+        caps = oci_spec.ALL_CAPABILITIES if privileged else []
+        namespaces: list[dict[str, str]] = [{"type": "mount"}]
+        if opts.pid != api_pb2.NODE:
+            namespaces.append({"type": "pid"})
+        if opts.ipc != api_pb2.NODE:
+            namespaces.append({"type": "ipc"})
+        if opts.network != api_pb2.NODE:
+            namespaces.append({"type": "uts"})
+            namespaces.append({"type": "network", "path": sandbox.netns})
+        directory = self.sandbox_dir(sandbox.id)
+        mounts = oci_spec.default_mounts(privileged)
+        if opts.ipc != api_pb2.NODE:
+            mounts.append(oci_spec.bind_mount(str(self.shm_path(sandbox.id)), "/dev/shm", readonly=False))
+        else:
+            mounts.append(oci_spec.bind_mount("/dev/shm", "/dev/shm", readonly=False))
+        for name in ("resolv.conf", "hosts", "hostname"):
+            mounts.append(oci_spec.bind_mount(str(directory / name), f"/etc/{name}", readonly=True))
+        seccomp = oci_spec.seccomp_profile(
+            sc.seccomp if sc.HasField("seccomp") else None, sc.seccomp_profile_path, set(caps), privileged
+        )
+        return oci_spec.base_spec(
+            args=args,
+            env=img.get("Env") or [oci_spec.DEFAULT_PATH],
+            cwd="/",
+            uid=uid,
+            gid=gid,
+            additional_gids=list(sc.supplemental_groups),
+            rootfs=str(self.env.rootfs(sandbox.id)),
+            readonly_rootfs=True,
+            hostname=hostname if opts.network != api_pb2.NODE else "",
+            capabilities=caps,
+            no_new_privileges=not privileged,
+            oom_score_adj=SANDBOX_OOM_SCORE_ADJ,
+            cgroups=oci_spec.cgroups_path(linux.cgroup_parent, sandbox.id, self.env.systemd),
+            namespaces=namespaces,
+            mounts=mounts,
+            masked_paths=[] if privileged else oci_spec.MASKED_PATHS,
+            readonly_paths=[] if privileged else oci_spec.READONLY_PATHS,
+            seccomp_section=seccomp,
+            sysctls=dict(linux.sysctls),
+            resources={"cpu": {"shares": SANDBOX_CPU_SHARES}},
+            annotations={
+                "io.kubernetes.cri.container-type": "sandbox",
+                "io.kubernetes.cri.sandbox-id": sandbox.id,
+                "io.kubernetes.cri.sandbox-name": config.metadata.name,
+                "io.kubernetes.cri.sandbox-namespace": config.metadata.namespace,
+            },
+        )
+
+    async def _start_pause(
+        self, sandbox: Sandbox, runtime: Any, image: ImageRecord, hostname: str, undo: list[Callable[[], Any]]
+    ) -> None:
+        env = self.env
+        lowers = [self.images.layers.path(c) for c in reversed(sandbox.chain_ids)]
+        undo.append(lambda: asyncio.to_thread(env.cleanup, sandbox.id))
+        await asyncio.to_thread(env.prepare_rootfs, sandbox.id, lowers)
+        spec = self.pause_spec(sandbox, image, hostname)
+        await asyncio.to_thread(env.write_spec, sandbox.id, spec)
+        meta = sandbox.config.metadata
+        created = await conmon.create(
+            runtime,
+            sandbox.id,
+            f"k8s_POD_{meta.name}_{meta.namespace}_{meta.uid}_{meta.attempt}",
+            env.bundle(sandbox.id),
+            env.conmon_paths(sandbox.id),
+            log_path="",
+            conmon_binary=self.config.runtime.conmon,
+            systemd_cgroup=env.systemd,
+        )
+        undo.append(lambda: runtime.delete(sandbox.id, force=True))
+        sandbox.pid, sandbox.conmon_pid = created.pid, created.conmon_pid
+        self._watch(sandbox)
+        await runtime.start(sandbox.id)
+
+    def _watch(self, sandbox: Sandbox) -> None:
+        def on_exit() -> None:
+            sandbox.exited.set()
+            if sandbox.state == READY:
+                log.warning("sandbox.pause_exited", pod=sandbox.id, exit_code=self.env.exit_code(sandbox.id))
+                sandbox.state = NOTREADY
+                self._persist(sandbox)
+
+        if not self.env.watcher.watch(sandbox.conmon_pid, on_exit):
+            sandbox.exited.set()
+
+    # --- StopPodSandbox -------------------------------------------------------------------------
+
+    async def stop(self, sandbox_id: str) -> None:
+        sandbox = self.find(sandbox_id)
+        if sandbox is None:
+            return  # idempotent: nothing to stop
+        async with self._lock(sandbox.id):
+            if self.stop_containers is not None:
+                await self.stop_containers(sandbox.id, STOP_TIMEOUT_S)
+            await self._stop_pause(sandbox)
+            if sandbox.state == READY:
+                sandbox.state = NOTREADY
+                self._persist(sandbox)
+            await self._release_network(sandbox)
+            shm = self.shm_path(sandbox.id)
+            await asyncio.to_thread(unmount, str(shm))
+        log.info("sandbox.stopped", pod=sandbox.id)
+
+    async def _stop_pause(self, sandbox: Sandbox) -> None:
+        if sandbox.exited.is_set() or not conmon_alive(sandbox.conmon_pid, sandbox.id):
+            return
+        runtime = self.env.runtime(sandbox.handler)
+        with contextlib.suppress(NotFound):
+            await runtime.kill(sandbox.id, "KILL", all_processes=True)
+        if not await wait_for_exit(sandbox.exited, STOP_TIMEOUT_S):
+            raise Unavailable(
+                f"pod sandbox {sandbox.id}: the pause container did not exit within {STOP_TIMEOUT_S:g}s"
+            )
+
+    async def _release_network(self, sandbox: Sandbox) -> None:
+        if sandbox.network_released:
+            return
+        if sandbox.network:
+            net = None
+            with contextlib.suppress(NetworkNotReady):
+                net = load_network(self.config.cni.conf_dir, self.config.cni.bin_dirs, sandbox.network)
+            att = self._attachment(sandbox)
+            cached = self.cni_cache.load(sandbox.network, att)
+            if net is None and cached is not None:
+                # The conf file went away; the cached config still says what to undo.
+                raw = cached["config"]
+                net = NetworkConfigList(raw["name"], raw.get("cniVersion", ""), Path(""), raw["plugins"], raw)
+            if net is not None and (cached is not None or sandbox.ips):
+                try:
+                    await cni.delete(net, att, self.config.cni.bin_dirs, self.cni_cache)
+                except CribError as exc:
+                    raise Unavailable(
+                        f"pod sandbox {sandbox.id}: releasing its network failed: {exc.message}"
+                    ) from None
+        if sandbox.netns:
+            await asyncio.to_thread(netns.remove, Path(sandbox.netns))
+        sandbox.network_released = True
+        self._persist(sandbox)
+
+    # --- RemovePodSandbox -----------------------------------------------------------------------
+
+    async def remove(self, sandbox_id: str) -> None:
+        sandbox = self.find(sandbox_id)
+        if sandbox is None:
+            return  # idempotent
+        await self.stop(sandbox.id)
+        async with self._lock(sandbox.id):
+            if self.remove_containers is not None:
+                await self.remove_containers(sandbox.id)
+            runtime = self.env.runtime(sandbox.handler)
+            await runtime.delete(sandbox.id, force=True)
+            await asyncio.to_thread(self.env.cleanup, sandbox.id)
+            await asyncio.to_thread(shutil.rmtree, self.sandbox_dir(sandbox.id), True)
+            self.store.delete(_KIND, sandbox.id)
+            self.by_id.pop(sandbox.id, None)
+            if self.names.get(sandbox.reservation) == sandbox.id:
+                del self.names[sandbox.reservation]
+        self._locks.pop(sandbox.id, None)
+        await self.images.collect_garbage()
+        log.info("sandbox.removed", pod=sandbox.id)
+
+    # --- recovery -------------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Rebuild the view after a restart; sandboxes a crash left half-made are torn down."""
+        for sandbox_id, raw in self.store.items(_KIND):
+            sandbox = Sandbox(**raw)
+            self.by_id[sandbox_id] = sandbox
+            self.names[sandbox.reservation] = sandbox_id
+            alive = conmon_alive(sandbox.conmon_pid, sandbox.id)
+            if alive:
+                self._watch(sandbox)
+            else:
+                sandbox.exited.set()
+            if sandbox.state == READY and not alive:
+                sandbox.state = NOTREADY
+                self._persist(sandbox)
+            elif sandbox.state == CREATING:
+                # Made in part when cribd died: finish the failed RunPodSandbox's undo.
+                log.warning("sandbox.incomplete", pod=sandbox_id)
+                sandbox.state = NOTREADY
+                with contextlib.suppress(CribError, OSError):
+                    await self.remove(sandbox_id)
+        log.info("sandbox.recovered", count=len(self.by_id))
+
+    def to_status(self, sandbox: Sandbox) -> dict[str, Any]:
+        """Verbose info for PodSandboxStatus."""
+        return {
+            "pid": sandbox.pid,
+            "conmonPid": sandbox.conmon_pid,
+            "netns": sandbox.netns,
+            "network": sandbox.network,
+            "runtimeHandler": sandbox.handler,
+            "image": sandbox.image_id,
+            "sandboxDir": str(self.sandbox_dir(sandbox.id)),
+        }
+
+
+__all__ = ["CREATING", "NOTREADY", "READY", "Sandbox", "Sandboxes", "validate"]

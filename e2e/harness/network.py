@@ -1,0 +1,109 @@
+"""A pod network for one test: its own bridge, subnet and IPAM dir, removed afterwards.
+
+Bridges and subnets are unique per test worker and per test, so tests run in
+parallel. Teardown deletes the bridge (the bridge plugin never does) and
+reports iptables rules that mention the subnet, which would be leaks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+CNI_BIN = "/usr/lib/cni"
+_counter = itertools.count()
+
+
+def _worker() -> int:
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name.removeprefix("gw") or 0) % 50
+
+
+@dataclass
+class PodNetwork:
+    name: str
+    bridge: str
+    subnet: str
+    gateway: str
+    ipam_dir: Path
+
+    def conflist(self, extra_plugins: list[dict] | None = None, portmap: bool = True) -> dict:
+        plugins: list[dict] = [
+            {
+                "type": "bridge",
+                "bridge": self.bridge,
+                "isGateway": True,
+                "ipMasq": True,
+                "hairpinMode": True,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": self.subnet, "gateway": self.gateway}]],
+                    "dataDir": str(self.ipam_dir),
+                },
+            }
+        ]
+        if portmap:
+            plugins.append({"type": "portmap", "capabilities": {"portMappings": True}})
+        plugins += extra_plugins or []
+        return {"cniVersion": "1.0.0", "name": self.name, "plugins": plugins}
+
+    def install(self, conf_dir: Path, **kw: object) -> Path:
+        conf_dir.mkdir(parents=True, exist_ok=True)
+        path = conf_dir / "10-crib-e2e.conflist"
+        path.write_text(json.dumps(self.conflist(**kw)))  # type: ignore[arg-type]
+        return path
+
+    def allocated_ips(self) -> list[str]:
+        d = self.ipam_dir / self.name
+        if not d.exists():
+            return []
+        return sorted(p.name for p in d.iterdir() if p.name[0].isdigit())
+
+    def iptables_mentions(self) -> list[str]:
+        rules = subprocess.run(["iptables-save"], capture_output=True, text=True, timeout=30).stdout
+        tag = f'name: \\"{self.name}\\"'
+        prefix = self.subnet.rsplit(".", 1)[0] + "."
+        return [line for line in rules.splitlines() if prefix in line or tag in line]
+
+    def destroy(self) -> None:
+        """Delete the bridge, and any iptables rule and chain the plugins left for this network."""
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, timeout=30)
+        tag = f'name: \\"{self.name}\\"'
+        for table in ("nat", "filter"):
+            dump = subprocess.run(
+                ["iptables-save", "-t", table], capture_output=True, text=True, timeout=30
+            ).stdout
+            chains = set()
+            for line in dump.splitlines():
+                if line.startswith("-A ") and (tag in line or self.subnet.rsplit(".", 1)[0] + "." in line):
+                    parts = shlex.split(line)
+                    subprocess.run(
+                        ["iptables", "-t", table, "-D", *parts[1:]], capture_output=True, timeout=30
+                    )
+                    target = parts[parts.index("-j") + 1] if "-j" in parts else ""
+                    if target.startswith("CNI-") and not target.startswith("CNI-HOSTPORT"):
+                        chains.add(target)
+                    if parts[1].startswith("CNI-") and not parts[1].startswith("CNI-HOSTPORT"):
+                        chains.add(parts[1])
+            for chain in chains:
+                subprocess.run(["iptables", "-t", table, "-F", chain], capture_output=True, timeout=30)
+                subprocess.run(["iptables", "-t", table, "-X", chain], capture_output=True, timeout=30)
+
+
+def new_network(base: Path) -> PodNetwork:
+    n = next(_counter)
+    w = _worker()
+    third = (os.getpid() + n * 7) % 250
+    subnet_prefix = f"10.{100 + w}.{third}"
+    return PodNetwork(
+        name=f"crib-e2e-{w}-{n}",
+        bridge=f"cribe2e{w}x{third}"[:15],
+        subnet=f"{subnet_prefix}.0/24",
+        gateway=f"{subnet_prefix}.1",
+        ipam_dir=base / "ipam",
+    )

@@ -1,0 +1,127 @@
+"""Helpers for e2e tests that run pods: configs, calls, and looking inside a pod's namespaces."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import grpc
+
+from crib.proto.cri import api_pb2
+from e2e.harness.cribd import Cribd
+
+POD_TIMEOUT = 60
+
+
+def pod_config(name: str = "", namespace: str = "e2e", **kw: object) -> api_pb2.PodSandboxConfig:
+    name = name or f"pod-{uuid.uuid4().hex[:8]}"
+    config = api_pb2.PodSandboxConfig(
+        metadata=api_pb2.PodSandboxMetadata(name=name, namespace=namespace, uid=uuid.uuid4().hex, attempt=0),
+        hostname=name,
+        log_directory="",
+        labels={"app": name, "suite": "e2e"},
+        annotations={"crib.e2e/test": "yes"},
+    )
+    for key, value in kw.items():
+        if key == "host_network":
+            opts = config.linux.security_context.namespace_options
+            opts.network = api_pb2.NODE if value else api_pb2.POD
+        elif key == "port_mappings":
+            config.port_mappings.extend(value)  # type: ignore[arg-type]
+        elif key == "dns":
+            config.dns_config.CopyFrom(value)  # type: ignore[arg-type]
+        elif key == "sysctls":
+            config.linux.sysctls.update(value)  # type: ignore[arg-type]
+        else:
+            raise TypeError(key)
+    return config
+
+
+def run_pod(daemon: Cribd, config: api_pb2.PodSandboxConfig, handler: str = "") -> str:
+    r = daemon.runtime.RunPodSandbox(
+        api_pb2.RunPodSandboxRequest(config=config, runtime_handler=handler), timeout=POD_TIMEOUT
+    )
+    return r.pod_sandbox_id
+
+
+def stop_pod(daemon: Cribd, pod_id: str) -> None:
+    daemon.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=POD_TIMEOUT)
+
+
+def remove_pod(daemon: Cribd, pod_id: str) -> None:
+    daemon.runtime.RemovePodSandbox(
+        api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=POD_TIMEOUT
+    )
+
+
+def pod_status(daemon: Cribd, pod_id: str) -> tuple[api_pb2.PodSandboxStatus, dict]:
+    r = daemon.runtime.PodSandboxStatus(
+        api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id, verbose=True), timeout=10
+    )
+    return r.status, json.loads(r.info["info"])
+
+
+def list_pods(daemon: Cribd, f: api_pb2.PodSandboxFilter | None = None) -> list[api_pb2.PodSandbox]:
+    return list(daemon.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(filter=f), timeout=10).items)
+
+
+def grpc_code(call: object) -> grpc.StatusCode:
+    try:
+        call()  # type: ignore[operator]
+    except grpc.RpcError as exc:
+        return exc.code()
+    return grpc.StatusCode.OK
+
+
+def in_netns(netns: str, code: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    """Run Python code inside a network namespace (nsenter), the test's own interpreter."""
+    return subprocess.run(
+        ["nsenter", f"--net={netns}", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_in_netns(netns: str, code: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        ["nsenter", f"--net={netns}", sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+ECHO_SERVER = """
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", {port})); s.listen(5)
+print("listening", flush=True)
+for _ in range({count}):
+    c, _ = s.accept()
+    data = c.recv(65536)
+    c.sendall(b"echo:" + data)
+    c.close()
+"""
+
+ECHO_CLIENT = """
+import socket
+c = socket.create_connection(("{host}", {port}), timeout=10)
+c.sendall(b"{payload}")
+print(c.recv(65536).decode())
+"""
+
+
+def echo_server(netns: str, port: int, count: int = 1) -> subprocess.Popen[str]:
+    proc = start_in_netns(netns, ECHO_SERVER.format(port=port, count=count))
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.strip() == "listening", proc.stderr.read() if proc.stderr else line
+    return proc
+
+
+def ns_inode(path: str) -> int:
+    return os.stat(path).st_ino
