@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -125,3 +126,102 @@ def echo_server(netns: str, port: int, count: int = 1) -> subprocess.Popen[str]:
 
 def ns_inode(path: str) -> int:
     return os.stat(path).st_ino
+
+
+# --- containers -------------------------------------------------------------------------------
+
+
+@functools.cache
+def busybox_rootfs_tar() -> bytes:
+    """The busybox root filesystem of e2e/images as a tar, built once per process."""
+    from e2e.images import builder
+
+    return builder.tar_bytes(builder.busybox_rootfs())
+
+
+def import_busybox(daemon: Cribd, name: str = "crib.e2e/busybox:1", **config: object) -> str:
+    """Make a busybox image in cribd without a registry (CribService.ImportImage); returns its ID."""
+    from crib.proto.crib.v1 import crib_pb2, crib_pb2_grpc
+
+    stub = crib_pb2_grpc.CribServiceStub(daemon.channel)
+    data = busybox_rootfs_tar()
+    chunk = 1 << 20
+    first = crib_pb2.ImportImageRequest(name=name, config=crib_pb2.ImportConfig(**config), data=data[:chunk])
+    rest = [crib_pb2.ImportImageRequest(data=data[i : i + chunk]) for i in range(chunk, len(data), chunk)]
+    return stub.ImportImage(iter([first, *rest]), timeout=60).image.id
+
+
+def container_config(
+    name: str,
+    command: list[str],
+    image: str = "crib.e2e/busybox:1",
+    **kw: object,
+) -> api_pb2.ContainerConfig:
+    config = api_pb2.ContainerConfig(
+        metadata=api_pb2.ContainerMetadata(name=name, attempt=0),
+        image=api_pb2.ImageSpec(image=image),
+        command=command,
+        log_path=f"{name}/0.log",
+        labels={"ctr": name},
+    )
+    for key, value in kw.items():
+        if key == "env":
+            config.envs.extend(api_pb2.KeyValue(key=k, value=v.encode()) for k, v in value.items())  # type: ignore[union-attr]
+        elif key in ("args", "working_dir", "tty", "stdin", "stdin_once"):
+            if key == "args":
+                config.args.extend(value)  # type: ignore[arg-type]
+            else:
+                setattr(config, key, value)
+        elif key == "security":
+            config.linux.security_context.CopyFrom(value)  # type: ignore[arg-type]
+        elif key == "resources":
+            config.linux.resources.CopyFrom(value)  # type: ignore[arg-type]
+        elif key == "mounts":
+            config.mounts.extend(value)  # type: ignore[arg-type]
+        else:
+            raise TypeError(key)
+    return config
+
+
+def create_container(daemon: Cribd, pod_id: str, config: api_pb2.ContainerConfig) -> str:
+    return daemon.runtime.CreateContainer(
+        api_pb2.CreateContainerRequest(pod_sandbox_id=pod_id, config=config), timeout=POD_TIMEOUT
+    ).container_id
+
+
+def start_container(daemon: Cribd, container_id: str) -> None:
+    daemon.runtime.StartContainer(
+        api_pb2.StartContainerRequest(container_id=container_id), timeout=POD_TIMEOUT
+    )
+
+
+def run_container(daemon: Cribd, pod_id: str, config: api_pb2.ContainerConfig) -> str:
+    container_id = create_container(daemon, pod_id, config)
+    start_container(daemon, container_id)
+    return container_id
+
+
+def container_status(
+    daemon: Cribd, container_id: str, verbose: bool = False
+) -> api_pb2.ContainerStatusResponse:
+    return daemon.runtime.ContainerStatus(
+        api_pb2.ContainerStatusRequest(container_id=container_id, verbose=verbose), timeout=10
+    )
+
+
+def exec_sync(
+    daemon: Cribd, container_id: str, cmd: list[str], timeout: int = 10
+) -> api_pb2.ExecSyncResponse:
+    return daemon.runtime.ExecSync(
+        api_pb2.ExecSyncRequest(container_id=container_id, cmd=cmd, timeout=timeout), timeout=timeout + 30
+    )
+
+
+def wait_exited(daemon: Cribd, container_id: str, timeout: float = 20) -> api_pb2.ContainerStatus:
+    from e2e.harness.wait import wait_until
+
+    wait_until(
+        lambda: container_status(daemon, container_id).status.state == api_pb2.CONTAINER_EXITED,
+        timeout=timeout,
+    )
+    return container_status(daemon, container_id).status

@@ -51,6 +51,12 @@ ln -sf "$repo/.venv/bin/cribd" /usr/local/bin/cribd
 ln -sf "$repo/.venv/bin/cribctl" /usr/local/bin/cribctl
 install -d -m 0755 /etc/crib
 [ -e /etc/crib/crib.toml ] || install -m 0644 deploy/crib.toml /etc/crib/crib.toml
+# A fresh node gets a bridge network (crib0, 10.88.0.0/16) so it is NetworkReady;
+# a conf dir that already holds a network (a CNI add-on's) is left alone.
+install -d -m 0755 /etc/cni/net.d
+if ! ls /etc/cni/net.d/*.conf /etc/cni/net.d/*.conflist /etc/cni/net.d/*.json >/dev/null 2>&1; then
+  install -m 0644 deploy/cni/10-crib-bridge.conflist /etc/cni/net.d/10-crib-bridge.conflist
+fi
 
 [ "$start" -eq 1 ] || exit 0
 

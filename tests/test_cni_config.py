@@ -95,3 +95,11 @@ def test_invalid_configs_are_skipped_with_a_reason(
     with pytest.raises(NetworkNotReady) as info:
         load_network(str(conf), [str(bin_dir)])
     assert why in str(info.value)
+
+
+def test_the_shipped_default_network_is_usable() -> None:
+    conf_dir = Path(__file__).resolve().parents[1] / "deploy" / "cni"
+    net = load_network(str(conf_dir), ["/usr/lib/cni"])
+    assert net.name == "crib"
+    assert [p["type"] for p in net.plugins] == ["bridge", "portmap"]
+    assert net.plugins[0]["capabilities"] == {"ipRanges": True}

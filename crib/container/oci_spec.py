@@ -117,7 +117,9 @@ def seccomp_profile(
     """The linux.seccomp section, None for unconfined."""
     if privileged:
         return None
-    if profile is not None and profile.ByteSize():
+    # Callers pass None when the field is unset: a set RuntimeDefault
+    # (enum 0, no ref) serializes to nothing, so ByteSize cannot tell.
+    if profile is not None:
         kind = profile.profile_type
         if kind == api_pb2.SecurityProfile.Unconfined:
             return None

@@ -22,6 +22,7 @@ import grpc
 
 from crib import __version__
 from crib.container import cgroup_driver, conmon, runtime_handler
+from crib.container.containers import Containers
 from crib.container.runtime_env import RuntimeEnv
 from crib.cri_server import config as config_mod
 from crib.cri_server.config import Config, ConfigError
@@ -172,8 +173,17 @@ async def serve(config: Config) -> int:
             default_handler=config.runtime.default_handler,
         )
         sandboxes = Sandboxes(config, env, images, store)
-        images.in_use = sandboxes.images_in_use
+        containers = Containers(env, images, sandboxes, store, config.runtime.conmon)
+
+        def images_in_use() -> tuple[set[str], set[str]]:
+            a_images, a_layers = sandboxes.images_in_use()
+            b_images, b_layers = containers.images_in_use()
+            return a_images | b_images, a_layers | b_layers
+
+        images.in_use = images_in_use
         await sandboxes.recover()
+        await containers.recover()
+        await sandboxes.remove_incomplete()
         # Everything that runs is known now: what no image or container names
         # is a leftover of a crash.
         await images.collect_garbage()
@@ -187,7 +197,7 @@ async def serve(config: Config) -> int:
         server.add_generic_rpc_handlers(
             (
                 generic_handler(
-                    "RuntimeService", RuntimeServicer(config, store, handlers, driver, sandboxes)
+                    "RuntimeService", RuntimeServicer(config, store, handlers, driver, sandboxes, containers)
                 ),
                 generic_handler("ImageService", ImageServicer(images)),
                 generic_handler("CribService", CribServicer(images), crib_pb2),

@@ -6,20 +6,27 @@ their issue lands.
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import time
 from collections.abc import AsyncIterator
 
 import grpc
 
+from crib.container.containers import Container, Containers
 from crib.container.runtime_handler import HandlerInfo
-from crib.cri_server import pod_sandbox, runtime_config, status, version
+from crib.cri_server import container_rpcs, pod_sandbox, runtime_config, status, version
 from crib.cri_server.config import Config
-from crib.errors import InvalidArgument
+from crib.errors import DeadlineExceeded, InvalidArgument, Unimplemented
 from crib.log_setup import get_logger
 from crib.proto.cri import api_pb2
 from crib.sandbox.sandboxes import Sandboxes
 from crib.store.state_store import StateStore
 
 log = get_logger("crib.runtime")
+
+# What ExecSync output may total: the kubelet's 16 MiB message cap, less room for the envelope.
+EXEC_SYNC_BUDGET = 16 * 1024 * 1024 - 1024
 
 
 class RuntimeServicer:
@@ -30,12 +37,15 @@ class RuntimeServicer:
         handlers: dict[str, HandlerInfo],
         cgroup_driver: str,
         sandboxes: Sandboxes,
+        containers: Containers,
     ) -> None:
         self.config = config
         self.store = store
         self.handlers = handlers
         self.cgroup_driver = cgroup_driver
         self.sandboxes = sandboxes
+        self.containers = containers
+        containers.make_event = self._event
         # Handed to CNI ADD as the host-local ranges (capability ipRanges).
         self.pod_cidrs = runtime_config.stored_pod_cidr(store)
         sandboxes.pod_cidrs = lambda: self.pod_cidrs
@@ -72,7 +82,12 @@ class RuntimeServicer:
         if not request.pod_sandbox_id:
             raise InvalidArgument("PodSandboxStatus: pod_sandbox_id is empty")
         sandbox = self.sandboxes.get(request.pod_sandbox_id)
-        return pod_sandbox.sandbox_status(self.sandboxes, sandbox, request.verbose)
+        response = pod_sandbox.sandbox_status(self.sandboxes, sandbox, request.verbose)
+        # Evented PLEG reads the pod's containers from here too.
+        response.containers_statuses.extend(
+            container_rpcs.container_status(c) for c in self.containers.in_pod(sandbox.id)
+        )
+        return response
 
     async def ListPodSandbox(
         self, request: api_pb2.ListPodSandboxRequest, context: grpc.aio.ServicerContext
@@ -89,6 +104,175 @@ class RuntimeServicer:
             yield api_pb2.StreamPodSandboxesResponse(
                 pod_sandboxes=items[start : start + pod_sandbox.STREAM_CHUNK]
             )
+
+    # --- containers -----------------------------------------------------------------------------
+
+    async def CreateContainer(
+        self, request: api_pb2.CreateContainerRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.CreateContainerResponse:
+        if not request.pod_sandbox_id:
+            raise InvalidArgument("CreateContainer: pod_sandbox_id is empty")
+        if not request.HasField("config"):
+            raise InvalidArgument("CreateContainer: config is missing")
+        container_id = await self.containers.create(request.pod_sandbox_id, request.config)
+        return api_pb2.CreateContainerResponse(container_id=container_id)
+
+    async def StartContainer(
+        self, request: api_pb2.StartContainerRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.StartContainerResponse:
+        if not request.container_id:
+            raise InvalidArgument("StartContainer: container_id is empty")
+        await self.containers.start(request.container_id)
+        return api_pb2.StartContainerResponse()
+
+    async def StopContainer(
+        self, request: api_pb2.StopContainerRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.StopContainerResponse:
+        if not request.container_id:
+            raise InvalidArgument("StopContainer: container_id is empty")
+        await self.containers.stop(request.container_id, max(0, request.timeout))
+        return api_pb2.StopContainerResponse()
+
+    async def RemoveContainer(
+        self, request: api_pb2.RemoveContainerRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.RemoveContainerResponse:
+        if not request.container_id:
+            raise InvalidArgument("RemoveContainer: container_id is empty")
+        await self.containers.remove(request.container_id)
+        return api_pb2.RemoveContainerResponse()
+
+    async def ContainerStatus(
+        self, request: api_pb2.ContainerStatusRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.ContainerStatusResponse:
+        if not request.container_id:
+            raise InvalidArgument("ContainerStatus: container_id is empty")
+        container = self.containers.get(request.container_id)
+        response = api_pb2.ContainerStatusResponse(status=container_rpcs.container_status(container))
+        if request.verbose:
+            response.info.update(
+                await asyncio.to_thread(container_rpcs.status_info, self.containers, container)
+            )
+        return response
+
+    async def ListContainers(
+        self, request: api_pb2.ListContainersRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.ListContainersResponse:
+        return api_pb2.ListContainersResponse(
+            containers=container_rpcs.list_containers(self.containers, request.filter)
+        )
+
+    async def StreamContainers(
+        self, request: api_pb2.StreamContainersRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[api_pb2.StreamContainersResponse]:
+        items = container_rpcs.list_containers(self.containers, request.filter)
+        for start in range(0, len(items), container_rpcs.STREAM_CHUNK):
+            yield api_pb2.StreamContainersResponse(
+                containers=items[start : start + container_rpcs.STREAM_CHUNK]
+            )
+
+    async def UpdateContainerResources(
+        self, request: api_pb2.UpdateContainerResourcesRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.UpdateContainerResourcesResponse:
+        if not request.container_id:
+            raise InvalidArgument("UpdateContainerResources: container_id is empty")
+        await self.containers.update_resources(request.container_id, request.linux)
+        return api_pb2.UpdateContainerResourcesResponse()
+
+    async def ReopenContainerLog(
+        self, request: api_pb2.ReopenContainerLogRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.ReopenContainerLogResponse:
+        if not request.container_id:
+            raise InvalidArgument("ReopenContainerLog: container_id is empty")
+        await self.containers.reopen_log(request.container_id)
+        return api_pb2.ReopenContainerLogResponse()
+
+    async def ExecSync(
+        self, request: api_pb2.ExecSyncRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.ExecSyncResponse:
+        if not request.container_id:
+            raise InvalidArgument("ExecSync: container_id is empty")
+        result = await self.containers.exec_sync(
+            request.container_id, list(request.cmd), float(request.timeout)
+        )
+        if result.timed_out:
+            raise DeadlineExceeded(
+                f"ExecSync: command {list(request.cmd)!r} timed out after {request.timeout}s"
+            )
+        # Both outputs must fit the 16 MiB message the kubelet accepts.
+        stdout = result.stdout[:EXEC_SYNC_BUDGET]
+        stderr = result.stderr[: EXEC_SYNC_BUDGET - len(stdout)]
+        return api_pb2.ExecSyncResponse(stdout=stdout, stderr=stderr, exit_code=result.exit_code)
+
+    async def _container_stats(self, container: Container) -> api_pb2.ContainerStats:
+        cg, layer = await self.containers.stats(container)
+        layer_dir = str(self.containers.env.layer_dir(container.id) / "upper")
+        return container_rpcs.stats_message(container, cg, layer, layer_dir)
+
+    async def ContainerStats(
+        self, request: api_pb2.ContainerStatsRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.ContainerStatsResponse:
+        if not request.container_id:
+            raise InvalidArgument("ContainerStats: container_id is empty")
+        container = self.containers.get(request.container_id)
+        return api_pb2.ContainerStatsResponse(stats=await self._container_stats(container))
+
+    def _stats_targets(self, f: api_pb2.ContainerStatsFilter) -> list[Container]:
+        out = []
+        for c in self.containers.list():
+            if f.id and not c.id.startswith(f.id):
+                continue
+            if f.pod_sandbox_id and not c.sandbox_id.startswith(f.pod_sandbox_id):
+                continue
+            if any(c.config.labels.get(k) != v for k, v in f.label_selector.items()):
+                continue
+            out.append(c)
+        return out
+
+    async def ListContainerStats(
+        self, request: api_pb2.ListContainerStatsRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.ListContainerStatsResponse:
+        targets = self._stats_targets(request.filter)
+        stats = await asyncio.gather(*(self._container_stats(c) for c in targets))
+        return api_pb2.ListContainerStatsResponse(stats=stats)
+
+    async def StreamContainerStats(
+        self, request: api_pb2.StreamContainerStatsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[api_pb2.StreamContainerStatsResponse]:
+        targets = self._stats_targets(request.filter)
+        for start in range(0, len(targets), container_rpcs.STREAM_CHUNK):
+            chunk = targets[start : start + container_rpcs.STREAM_CHUNK]
+            stats = await asyncio.gather(*(self._container_stats(c) for c in chunk))
+            yield api_pb2.StreamContainerStatsResponse(container_stats=stats)
+
+    def _event(self, container: Container, event_type: int) -> api_pb2.ContainerEventResponse:
+        """With the pod's status and its containers' statuses: Evented PLEG drops events without them."""
+        event = api_pb2.ContainerEventResponse(
+            container_id=container.id, container_event_type=event_type, created_at=time.time_ns()
+        )
+        sandbox = self.sandboxes.find(container.sandbox_id)
+        if sandbox is not None:
+            event.pod_sandbox_status.CopyFrom(
+                pod_sandbox.sandbox_status(self.sandboxes, sandbox, False).status
+            )
+        event.containers_statuses.extend(
+            container_rpcs.container_status(c) for c in self.containers.in_pod(container.sandbox_id)
+        )
+        if event_type == api_pb2.CONTAINER_DELETED_EVENT:
+            event.containers_statuses.append(container_rpcs.container_status(container))
+        return event
+
+    async def GetContainerEvents(
+        self, request: api_pb2.GetEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[api_pb2.ContainerEventResponse]:
+        async for event in self.containers.events.subscribe():
+            yield event
+
+    async def CheckpointContainer(
+        self, request: api_pb2.CheckpointContainerRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.CheckpointContainerResponse:
+        if shutil.which("criu") is None:
+            raise Unimplemented("CheckpointContainer needs CRIU, which is not installed on this node")
+        raise Unimplemented("CheckpointContainer with CRIU is not implemented by crib yet")
 
     # --- the runtime ----------------------------------------------------------------------------
 

@@ -184,6 +184,7 @@ class Sandboxes:
         self.by_id: dict[str, Sandbox] = {}
         self.names: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._incomplete: list[str] = []
         self.pod_cidrs: Callable[[], list[str]] = lambda: []
         # Set by the container code: stop / remove a pod's containers.
         self.stop_containers: Callable[[str, float], Any] | None = None
@@ -556,12 +557,17 @@ class Sandboxes:
                 sandbox.state = NOTREADY
                 self._persist(sandbox)
             elif sandbox.state == CREATING:
-                # Made in part when cribd died: finish the failed RunPodSandbox's undo.
-                log.warning("sandbox.incomplete", pod=sandbox_id)
                 sandbox.state = NOTREADY
-                with contextlib.suppress(CribError, OSError):
-                    await self.remove(sandbox_id)
-        log.info("sandbox.recovered", count=len(self.by_id))
+                self._incomplete.append(sandbox_id)
+        log.info("sandbox.recovered", count=len(self.by_id), incomplete=len(self._incomplete))
+
+    async def remove_incomplete(self) -> None:
+        """Pods a crash left half-made: finish their RunPodSandbox's undo (once containers are known)."""
+        for sandbox_id in self._incomplete:
+            log.warning("sandbox.incomplete_removed", pod=sandbox_id)
+            with contextlib.suppress(CribError, OSError):
+                await self.remove(sandbox_id)
+        self._incomplete.clear()
 
     def to_status(self, sandbox: Sandbox) -> dict[str, Any]:
         """Verbose info for PodSandboxStatus."""

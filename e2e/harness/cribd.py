@@ -98,7 +98,14 @@ class Cribd:
     @property
     def channel(self) -> grpc.Channel:
         if self._channel is None:
-            self._channel = grpc.insecure_channel(f"unix://{self.socket}")
+            # The kubelet's limits: replies of up to 16 MiB.
+            self._channel = grpc.insecure_channel(
+                f"unix://{self.socket}",
+                options=[
+                    ("grpc.max_receive_message_length", 16 << 20),
+                    ("grpc.max_send_message_length", 16 << 20),
+                ],
+            )
         return self._channel
 
     @property

@@ -1,0 +1,420 @@
+"""A container's resource usage read straight from its cgroup, its pod's network
+counters and the size of its writable layer: what ContainerStats, PodSandboxStats
+and ListMetricDescriptors report.
+
+Everything here blocks (crib calls it in a worker thread) and stays cheap: one
+read per file, no subprocesses. Every reader takes the host's files as optional
+parameters (mountinfo text, /proc root) so tests can point it at fake trees.
+
+Where runc puts a cgroup (as runc's fs and systemd drivers compute it):
+
+- cgroupfs: `linux.cgroupsPath` is absolute from each hierarchy's root, so the
+  directory is `<mount point>/<path>` per v1 controller, or `<cgroup2 mount>/<path>`
+  on v2 (and, on a hybrid host, also in the cgroup2 hierarchy at /sys/fs/cgroup/unified).
+- systemd: `slice:prefix:name` is the unit `prefix-name.scope` (or `name` when it is a
+  slice itself) inside the expanded slice, e.g. `kubepods-besteffort.slice` →
+  `kubepods.slice/kubepods-besteffort.slice`; an empty slice is `system.slice`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+import stat
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MOUNTINFO = Path("/proc/self/mountinfo")
+PROC = Path("/proc")
+
+# The v1 controllers a cgroup mount's super options may name (anything else there,
+# "rw", "name=systemd", "xattr", "release_agent=...", is not a controller).
+V1_CONTROLLERS = frozenset(
+    {
+        "blkio",
+        "cpu",
+        "cpuacct",
+        "cpuset",
+        "devices",
+        "freezer",
+        "hugetlb",
+        "memory",
+        "misc",
+        "net_cls",
+        "net_prio",
+        "perf_event",
+        "pids",
+        "rdma",
+    }
+)
+
+# v1 reports "no limit" as PAGE_COUNTER_MAX pages (9223372036854771712 with 4 KiB
+# pages, a little less with bigger pages); no machine has 4 EiB of memory.
+_V1_UNLIMITED = 1 << 62
+
+PSI_RESOURCES = ("cpu", "memory", "io")
+
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+# --- mounts ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _CgroupMounts:
+    v1: Mapping[str, Path] = field(default_factory=dict, hash=False)  # controller → mount point
+    unified: Path | None = None  # the cgroup2 mount point, if any
+
+    @property
+    def mode(self) -> str:
+        if self.v1:
+            return "hybrid" if self.unified is not None else "v1"
+        return "v2"
+
+
+def _unescape(s: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo.
+    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), s)
+
+
+def _parse_mountinfo(text: str) -> _CgroupMounts:
+    v1: dict[str, Path] = {}
+    v1_root: dict[str, bool] = {}
+    unified: Path | None = None
+    for line in text.splitlines():
+        # id parent major:minor root mount-point options [optional fields...] - fstype source super-options
+        fields = line.split()
+        try:
+            sep = fields.index("-", 6)
+        except ValueError:
+            continue
+        if len(fields) < sep + 3:
+            continue
+        root, mount_point, fstype = _unescape(fields[3]), Path(_unescape(fields[4])), fields[sep + 1]
+        if fstype == "cgroup2":
+            if unified is None:
+                unified = mount_point
+        elif fstype == "cgroup":
+            for opt in fields[sep + 3].split(","):
+                if opt not in V1_CONTROLLERS:
+                    continue
+                # The same hierarchy may be mounted twice (bind mounts): prefer a mount of its root.
+                if opt not in v1 or (root == "/" and not v1_root[opt]):
+                    v1[opt] = mount_point
+                    v1_root[opt] = root == "/"
+    return _CgroupMounts(v1=v1, unified=unified)
+
+
+@functools.cache
+def _host_mounts() -> _CgroupMounts:
+    try:
+        text = MOUNTINFO.read_text()
+    except OSError:
+        text = ""
+    return _parse_mountinfo(text)
+
+
+def _mounts(mountinfo: str | None) -> _CgroupMounts:
+    return _host_mounts() if mountinfo is None else _parse_mountinfo(mountinfo)
+
+
+def cgroup_mode(mountinfo: str | None = None) -> str:
+    """Which cgroups: "v1", "v2" or "hybrid" (v1 controllers plus cgroup2); cached for the host."""
+    return _mounts(mountinfo).mode
+
+
+# --- paths -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CgroupDirs:
+    """The host directories of one cgroup.
+
+    `controllers` maps each v1 controller to its directory (co-mounted controllers share one);
+    `unified` is the cgroup2 directory: the whole cgroup on v2, on a hybrid host the cgroup's
+    place in the cgroup2 hierarchy (read for PSI only).
+    """
+
+    mode: str
+    controllers: Mapping[str, Path] = field(default_factory=dict, hash=False)
+    unified: Path | None = None
+
+    def controller(self, name: str) -> Path | None:
+        return self.controllers.get(name)
+
+
+def expand_slice(slice_name: str) -> str:
+    """systemd's slice nesting, as runc's ExpandSlice: "a-b.slice" → "/a.slice/a-b.slice"."""
+    suffix = ".slice"
+    if not slice_name.endswith(suffix) or len(slice_name) <= len(suffix) or "/" in slice_name:
+        raise ValueError(f"invalid systemd slice {slice_name!r}")
+    stem = slice_name[: -len(suffix)]
+    if stem == "-":
+        return "/"
+    path, prefix = "", ""
+    for component in stem.split("-"):
+        if not component:
+            raise ValueError(f"invalid systemd slice {slice_name!r}")
+        path += f"/{prefix}{component}{suffix}"
+        prefix += f"{component}-"
+    return path
+
+
+def relative_cgroup_path(cgroups_path: str, systemd: bool) -> str:
+    """The cgroup's path from a hierarchy's root, always starting with "/"."""
+    if not systemd:
+        # runc joins a relative path to its own cgroup; crib always passes absolute ones.
+        return "/" + cgroups_path.strip("/")
+    parts = cgroups_path.split(":")
+    if len(parts) != 3 or not parts[2]:
+        raise ValueError(f"systemd cgroupsPath must be slice:prefix:name, got {cgroups_path!r}")
+    slice_name, prefix, name = parts
+    unit = name if name.endswith(".slice") else f"{prefix}-{name}.scope"
+    return expand_slice(slice_name or "system.slice").rstrip("/") + "/" + unit
+
+
+def cgroup_dirs(cgroups_path: str, systemd: bool, mountinfo: str | None = None) -> CgroupDirs:
+    """The directories of the cgroup runc made from `linux.cgroupsPath` (whether they exist or not)."""
+    mounts = _mounts(mountinfo)
+    rel = relative_cgroup_path(cgroups_path, systemd).lstrip("/")
+    controllers = {name: mount / rel for name, mount in mounts.v1.items()}
+    unified = mounts.unified / rel if mounts.unified is not None else None
+    return CgroupDirs(mode=mounts.mode, controllers=controllers, unified=unified)
+
+
+# --- reading -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CgroupStats:
+    timestamp_ns: int
+    cpu_usage_ns: int | None = None  # cumulative
+    memory_usage_bytes: int | None = None
+    memory_working_set_bytes: int | None = None  # usage - inactive_file, floored at 0 (the kubelet's)
+    memory_rss_bytes: int | None = None
+    memory_page_faults: int | None = None
+    memory_major_page_faults: int | None = None
+    memory_limit_bytes: int | None = None  # None when unlimited
+    oom_kills: int | None = None
+    pids: int | None = None  # pids.current: tasks (threads included)
+    # {"cpu"|"memory"|"io": {"some"|"full": {"avg10", "avg60", "avg300": float, "total": int (µs)}}}
+    psi: Mapping[str, Mapping[str, Mapping[str, float | int]]] | None = field(default=None, hash=False)
+
+
+def _read(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("ascii", "replace")
+    except OSError:
+        # Gone (ENOENT, ENODEV once the cgroup is removed), not supported (EOPNOTSUPP for PSI
+        # switched off) or not readable: the field is unknown.
+        return None
+
+
+def _int(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text.strip())
+    except ValueError:
+        return None
+
+
+def _flat_keyed(text: str | None) -> dict[str, int]:
+    """Flat keyed files of "key value" lines: memory.stat, cpu.stat, memory.events, memory.oom_control."""
+    out: dict[str, int] = {}
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            with contextlib.suppress(ValueError):
+                out[parts[0]] = int(parts[1])
+    return out
+
+
+def parse_pressure(text: str | None) -> dict[str, dict[str, float | int]] | None:
+    """A PSI file: "some avg10=0.00 avg60=0.00 avg300=0.00 total=0" (and a "full" line)."""
+    out: dict[str, dict[str, float | int]] = {}
+    for line in (text or "").splitlines():
+        kind, _, rest = line.partition(" ")
+        values: dict[str, float | int] = {}
+        for item in rest.split():
+            key, _, value = item.partition("=")
+            try:
+                values[key] = int(value) if key == "total" else float(value)
+            except ValueError:
+                continue
+        if kind in ("some", "full") and values:
+            out[kind] = values
+    return out or None
+
+
+def _psi(directory: Path | None) -> dict[str, dict[str, dict[str, float | int]]] | None:
+    if directory is None:
+        return None
+    out = {}
+    for resource in PSI_RESOURCES:
+        pressure = parse_pressure(_read(directory / f"{resource}.pressure"))
+        if pressure is not None:
+            out[resource] = pressure
+    return out or None
+
+
+def _working_set(usage: int | None, inactive_file: int | None) -> int | None:
+    if usage is None:
+        return None
+    return max(usage - (inactive_file or 0), 0)
+
+
+def _is_dir(path: Path | None) -> bool:
+    return path is not None and os.path.isdir(path)
+
+
+def _v1_stats(dirs: CgroupDirs) -> CgroupStats | None:
+    cpuacct, memory, pids = dirs.controller("cpuacct"), dirs.controller("memory"), dirs.controller("pids")
+    if not any(_is_dir(d) for d in (cpuacct, memory, pids, dirs.controller("cpu"))):
+        return None
+    now = time.time_ns()
+    usage = _int(_read(memory / "memory.usage_in_bytes")) if memory else None
+    mstat = _flat_keyed(_read(memory / "memory.stat")) if memory else {}
+
+    def total(key: str) -> int | None:
+        # total_* include descendants; a leaf container has none, but the pod's cgroup has.
+        return mstat.get(f"total_{key}", mstat.get(key))
+
+    limit = _int(_read(memory / "memory.limit_in_bytes")) if memory else None
+    oom = _flat_keyed(_read(memory / "memory.oom_control")) if memory else {}
+    return CgroupStats(
+        timestamp_ns=now,
+        cpu_usage_ns=_int(_read(cpuacct / "cpuacct.usage")) if cpuacct else None,
+        memory_usage_bytes=usage,
+        memory_working_set_bytes=_working_set(usage, total("inactive_file")),
+        memory_rss_bytes=total("rss"),
+        memory_page_faults=total("pgfault"),
+        memory_major_page_faults=total("pgmajfault"),
+        memory_limit_bytes=None if limit is None or limit >= _V1_UNLIMITED else limit,
+        oom_kills=oom.get("oom_kill"),
+        pids=_int(_read(pids / "pids.current")) if pids else None,
+        psi=_psi(dirs.unified) if _is_dir(dirs.unified) else None,
+    )
+
+
+def _v2_stats(directory: Path) -> CgroupStats | None:
+    if not directory.is_dir():
+        return None
+    now = time.time_ns()
+    cpu = _flat_keyed(_read(directory / "cpu.stat"))
+    usage = _int(_read(directory / "memory.current"))
+    mstat = _flat_keyed(_read(directory / "memory.stat"))
+    events = _flat_keyed(_read(directory / "memory.events"))
+    usage_usec = cpu.get("usage_usec")
+    return CgroupStats(
+        timestamp_ns=now,
+        cpu_usage_ns=usage_usec * 1000 if usage_usec is not None else None,
+        memory_usage_bytes=usage,
+        memory_working_set_bytes=_working_set(usage, mstat.get("inactive_file")),
+        memory_rss_bytes=mstat.get("anon"),
+        memory_page_faults=mstat.get("pgfault"),
+        memory_major_page_faults=mstat.get("pgmajfault"),
+        memory_limit_bytes=_int(_read(directory / "memory.max")),  # "max" → None
+        oom_kills=events.get("oom_kill"),
+        pids=_int(_read(directory / "pids.current")),
+        psi=_psi(directory),
+    )
+
+
+def read_stats(dirs: CgroupDirs) -> CgroupStats | None:
+    """The cgroup's usage now; None when the cgroup is gone, None fields for files that are missing."""
+    if dirs.mode == "v2":
+        return _v2_stats(dirs.unified) if dirs.unified is not None else None
+    return _v1_stats(dirs)
+
+
+def process_count(dirs: CgroupDirs) -> int | None:
+    """Processes (not threads, unlike pids.current) in the cgroup: the lines of its cgroup.procs."""
+    if dirs.mode == "v2":
+        candidates = [dirs.unified]
+    else:
+        candidates = [dirs.controller(c) for c in ("pids", "memory", "cpuacct", "cpu")]
+    for directory in candidates:
+        text = _read(directory / "cgroup.procs") if directory is not None else None
+        if text is not None:
+            return len({line for line in text.split() if line})
+    return None
+
+
+# --- network -----------------------------------------------------------------------------------------
+
+
+def parse_net_dev(text: str) -> dict[str, tuple[int, int, int, int]]:
+    """/proc/net/dev → {interface: (rx_bytes, rx_errors, tx_bytes, tx_errors)}, without "lo"."""
+    out: dict[str, tuple[int, int, int, int]] = {}
+    for line in text.splitlines():
+        name, sep, rest = line.partition(":")
+        name = name.strip()
+        if not sep or not name or "|" in line or name == "lo":
+            continue
+        values = rest.split()
+        if len(values) < 16:
+            continue
+        try:
+            out[name] = (int(values[0]), int(values[2]), int(values[8]), int(values[10]))
+        except ValueError:
+            continue
+    return out
+
+
+def network_stats(pid: int, proc: Path = PROC) -> dict[str, tuple[int, int, int, int]]:
+    """The counters of the network namespace `pid` lives in (a pod's pause process); {} when it is gone."""
+    text = _read(proc / str(pid) / "net" / "dev")
+    return parse_net_dev(text) if text else {}
+
+
+# --- disk --------------------------------------------------------------------------------------------
+
+
+def usage_of_tree(path: Path) -> tuple[int, int]:
+    """(bytes, inodes) of a directory tree such as a writable layer, as `du -x` counts them.
+
+    Bytes are allocated blocks (st_blocks * 512); every hard-linked file counts once; symlinks
+    count as themselves; other filesystems mounted inside are left out; entries that vanish
+    while walking are skipped.
+    """
+    try:
+        top = os.lstat(path)
+    except OSError:
+        return 0, 0
+    device = top.st_dev
+    used, inodes = top.st_blocks * 512, 1
+    if not stat.S_ISDIR(top.st_mode):
+        return used, inodes
+    seen: set[int] = set()
+    stack = [os.fspath(path)]
+    while stack:
+        try:
+            it = os.scandir(stack.pop())
+        except OSError:
+            continue
+        with it:
+            for entry in it:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if st.st_dev != device:
+                    continue
+                is_dir = stat.S_ISDIR(st.st_mode)
+                if not is_dir and st.st_nlink > 1:
+                    if st.st_ino in seen:
+                        continue
+                    seen.add(st.st_ino)
+                used += st.st_blocks * 512
+                inodes += 1
+                if is_dir:
+                    stack.append(entry.path)
+    return used, inodes

@@ -1,0 +1,395 @@
+"""A workload container's OCI spec: the CRI ContainerConfig merged with its image and pod.
+
+Kubernetes semantics: `command` replaces the image's Entrypoint (and then its
+Cmd is dropped), `args` replaces Cmd; the config's env overrides the image's;
+the user comes from run_as_user/run_as_username/run_as_group or the image's
+User, resolved through the image's own /etc/passwd and /etc/group; the
+container joins the pause container's network, IPC and UTS namespaces, and
+its PID namespace per the pod's mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal as signal_mod
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crib.container import oci_spec, securejoin
+from crib.container.user import ExecUser, resolve_user
+from crib.errors import InvalidArgument
+from crib.image_service.image_store import ImageRecord
+from crib.proto.cri import api_pb2
+
+PROPAGATION = {
+    api_pb2.PROPAGATION_PRIVATE: "rprivate",
+    api_pb2.PROPAGATION_HOST_TO_CONTAINER: "rslave",
+    api_pb2.PROPAGATION_BIDIRECTIONAL: "rshared",
+}
+HUGETLB_V1 = Path("/sys/fs/cgroup/hugetlb")
+MEMSW = Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
+CGROUP2_ONLY = Path("/sys/fs/cgroup/cgroup.controllers")
+APPARMOR_ENABLED = Path("/sys/module/apparmor/parameters/enabled")
+
+
+@dataclass(frozen=True)
+class PodContext:
+    """What a container takes from its pod."""
+
+    sandbox_id: str
+    pause_pid: int
+    netns: str  # "" for host network
+    config: api_pb2.PodSandboxConfig
+    hostname: str
+    files_dir: Path  # resolv.conf, hosts, hostname
+    shm: Path | None  # the pod's /dev/shm (None: host IPC)
+    cgroup_parent: str
+
+
+@dataclass(frozen=True)
+class BuiltSpec:
+    spec: dict[str, Any]
+    user: ExecUser
+    stop_signal: int
+
+
+def image_config(image: ImageRecord) -> dict[str, Any]:
+    cfg = image.config.get("config")
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def process_args(config: api_pb2.ContainerConfig, img: dict[str, Any]) -> list[str]:
+    entrypoint = list(img.get("Entrypoint") or [])
+    cmd = list(img.get("Cmd") or [])
+    if config.command:
+        entrypoint, cmd = list(config.command), list(config.args)
+    elif config.args:
+        cmd = list(config.args)
+    args = entrypoint + cmd
+    if not args:
+        raise InvalidArgument("CreateContainer: no command: neither the config nor the image gives one")
+    return args
+
+
+def process_env(config: api_pb2.ContainerConfig, img: dict[str, Any], hostname: str) -> list[str]:
+    env: dict[str, str] = {}
+    if hostname:
+        env["HOSTNAME"] = hostname
+    for item in img.get("Env") or [oci_spec.DEFAULT_PATH]:
+        key, _, value = str(item).partition("=")
+        env[key] = value
+    for kv in config.envs:
+        if not kv.key or "=" in kv.key:
+            raise InvalidArgument(f"CreateContainer: invalid environment variable name {kv.key!r}")
+        # cri-api 0.36 carries values as bytes; a process environment is text.
+        env[kv.key] = kv.value.decode("utf-8", errors="replace")
+    return [f"{k}={v}" for k, v in env.items()]
+
+
+def stop_signal(config: api_pb2.ContainerConfig, img: dict[str, Any]) -> int:
+    if config.stop_signal != api_pb2.RUNTIME_DEFAULT:
+        name = api_pb2.Signal.Name(config.stop_signal)
+        return int(getattr(signal_mod, name, signal_mod.SIGTERM))
+    text = str(img.get("StopSignal") or "")
+    if text:
+        if text.isdigit():
+            return int(text)
+        name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
+        value = getattr(signal_mod, name, None)
+        if value is None:
+            raise InvalidArgument(f"the image's StopSignal {text!r} is not a signal")
+        return int(value)
+    return int(signal_mod.SIGTERM)
+
+
+def _capability(name: str) -> str:
+    upper = name.upper()
+    return upper if upper.startswith("CAP_") or upper == "ALL" else "CAP_" + upper
+
+
+def capabilities(sc: api_pb2.LinuxContainerSecurityContext) -> tuple[list[str], list[str]]:
+    """(bounding/effective/permitted set, ambient set)."""
+    if sc.privileged:
+        return list(oci_spec.ALL_CAPABILITIES), []
+    add = [_capability(c) for c in sc.capabilities.add_capabilities]
+    drop = [_capability(c) for c in sc.capabilities.drop_capabilities]
+    ambient = [_capability(c) for c in sc.capabilities.add_ambient_capabilities]
+    for name in (*add, *drop, *ambient):
+        if name != "ALL" and name not in oci_spec.ALL_CAPABILITIES:
+            raise InvalidArgument(f"CreateContainer: unknown capability {name!r}")
+    caps = list(oci_spec.DEFAULT_CAPABILITIES)
+    if "ALL" in add:
+        caps = list(oci_spec.ALL_CAPABILITIES)
+    if "ALL" in drop:
+        caps = []
+    caps += [c for c in add if c != "ALL" and c not in caps]
+    caps = [c for c in caps if c not in drop or c in add]
+    caps += [c for c in ambient if c not in caps]
+    return caps, ambient
+
+
+def _user_string(sc: api_pb2.LinuxContainerSecurityContext, img: dict[str, Any]) -> str:
+    if sc.run_as_username:
+        return sc.run_as_username
+    if sc.HasField("run_as_user"):
+        return str(sc.run_as_user.value)
+    return str(img.get("User") or "")
+
+
+def namespaces(
+    pod: PodContext, sc: api_pb2.LinuxContainerSecurityContext, target_pid: int
+) -> list[dict[str, str]]:
+    opts = sc.namespace_options
+    pod_opts = pod.config.linux.security_context.namespace_options
+    out: list[dict[str, str]] = [{"type": "mount"}]
+    if pod_opts.network != api_pb2.NODE:
+        out.append({"type": "network", "path": pod.netns})
+        out.append({"type": "uts", "path": f"/proc/{pod.pause_pid}/ns/uts"})
+    if pod_opts.ipc != api_pb2.NODE:
+        out.append({"type": "ipc", "path": f"/proc/{pod.pause_pid}/ns/ipc"})
+    if opts.pid == api_pb2.POD and pod_opts.pid != api_pb2.NODE:
+        out.append({"type": "pid", "path": f"/proc/{pod.pause_pid}/ns/pid"})
+    elif opts.pid == api_pb2.CONTAINER:
+        out.append({"type": "pid"})
+    elif opts.pid == api_pb2.TARGET:
+        if target_pid <= 0:
+            raise InvalidArgument(f"CreateContainer: target container {opts.target_id!r} is not running")
+        out.append({"type": "pid", "path": f"/proc/{target_pid}/ns/pid"})
+    return out
+
+
+def _mount_destination(path: str) -> str:
+    if not path.startswith("/"):
+        raise InvalidArgument(f"CreateContainer: mount path {path!r} is not absolute")
+    if ".." in Path(path).parts or "\0" in path:
+        raise InvalidArgument(f"CreateContainer: mount path {path!r} escapes the container's root")
+    return os.path.normpath(path)
+
+
+def user_mounts(config: api_pb2.ContainerConfig) -> tuple[list[dict[str, Any]], str]:
+    """The CRI mounts as OCI bind mounts, and the rootfs propagation they need."""
+    out = []
+    rootfs_propagation = ""
+    for m in config.mounts:
+        if m.HasField("image") and m.image.image:
+            raise InvalidArgument("CreateContainer: image volume mounts are not supported by crib yet")
+        if m.uidMappings or m.gidMappings:
+            raise InvalidArgument(
+                "CreateContainer: id-mapped mounts need user namespaces, which crib does not offer"
+            )
+        destination = _mount_destination(m.container_path)
+        if not m.host_path.startswith("/"):
+            raise InvalidArgument(f"CreateContainer: mount source {m.host_path!r} is not absolute")
+        source = m.host_path
+        if not os.path.lexists(source):
+            # The kubelet expects missing host paths to be made as directories.
+            os.makedirs(source, mode=0o755, exist_ok=True)
+        propagation = PROPAGATION.get(m.propagation, "rprivate")
+        if propagation == "rshared":
+            rootfs_propagation = "rshared"
+        elif propagation == "rslave" and rootfs_propagation != "rshared":
+            rootfs_propagation = "rslave"
+        mount = oci_spec.bind_mount(source, destination, m.readonly, propagation)
+        if m.recursive_read_only:
+            if not m.readonly or propagation != "rprivate":
+                raise InvalidArgument(
+                    f"CreateContainer: recursive read-only mount {destination} must be read-only and private"
+                )
+            mount["options"] = [o for o in mount["options"] if o != "ro"] + ["rro"]
+        out.append(mount)
+    return out, rootfs_propagation
+
+
+def pod_mounts(pod: PodContext, taken: set[str], ipc_host: bool) -> list[dict[str, Any]]:
+    out = []
+    for name in ("hosts", "resolv.conf", "hostname"):
+        if f"/etc/{name}" not in taken:
+            out.append(oci_spec.bind_mount(str(pod.files_dir / name), f"/etc/{name}", readonly=False))
+    if "/dev/shm" not in taken:
+        source = "/dev/shm" if ipc_host or pod.shm is None else str(pod.shm)
+        out.append(oci_spec.bind_mount(source, "/dev/shm", readonly=False))
+    return out
+
+
+def devices(
+    config: api_pb2.ContainerConfig, privileged: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(linux.devices, device cgroup rules)."""
+    specs: list[dict[str, Any]] = []
+    rules: list[dict[str, Any]] = []
+    wanted = [(d.host_path, d.container_path, d.permissions or "rwm") for d in config.devices]
+    if privileged:
+        rules.append({"allow": True, "access": "rwm"})
+        wanted += [(str(p), str(p), "rwm") for p in _host_devices()]
+    seen = set()
+    for host, container, perms in wanted:
+        try:
+            st = os.stat(host)
+        except FileNotFoundError:
+            raise InvalidArgument(f"CreateContainer: device {host} does not exist") from None
+        if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+            raise InvalidArgument(f"CreateContainer: {host} is not a device node")
+        if container in seen:
+            continue
+        seen.add(container)
+        kind = "c" if stat.S_ISCHR(st.st_mode) else "b"
+        major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        specs.append(
+            {
+                "path": container,
+                "type": kind,
+                "major": major,
+                "minor": minor,
+                "fileMode": stat.S_IMODE(st.st_mode),
+                "uid": 0,
+                "gid": 0,
+            }
+        )
+        if not privileged:
+            rules.append({"allow": True, "type": kind, "major": major, "minor": minor, "access": perms})
+    return specs, rules
+
+
+def _host_devices() -> list[Path]:
+    out = []
+    skip = ("/dev/pts", "/dev/shm", "/dev/mqueue", "/dev/fd", "/dev/console")
+    for dirpath, dirnames, filenames in os.walk("/dev"):
+        if dirpath.startswith(skip):
+            dirnames[:] = []
+            continue
+        for name in filenames:
+            path = Path(dirpath) / name
+            with contextlib.suppress(OSError):
+                st = path.lstat()
+                if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                    out.append(path)
+    return out
+
+
+def resources(res: api_pb2.LinuxContainerResources) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    cpu: dict[str, Any] = {}
+    if res.cpu_shares:
+        cpu["shares"] = res.cpu_shares
+    if res.cpu_quota:
+        cpu["quota"] = res.cpu_quota
+    if res.cpu_period:
+        cpu["period"] = res.cpu_period
+    if res.cpuset_cpus:
+        cpu["cpus"] = res.cpuset_cpus
+    if res.cpuset_mems:
+        cpu["mems"] = res.cpuset_mems
+    if cpu:
+        out["cpu"] = cpu
+    memory: dict[str, Any] = {}
+    if res.memory_limit_in_bytes:
+        memory["limit"] = res.memory_limit_in_bytes
+    # Swap accounting may be off (v1 without memsw): then the limit stands alone.
+    if res.memory_swap_limit_in_bytes and (MEMSW.exists() or CGROUP2_ONLY.exists()):
+        memory["swap"] = res.memory_swap_limit_in_bytes
+    if memory:
+        out["memory"] = memory
+    # The kubelet sends a limit (often 0) for every page size; only a hugetlb
+    # controller that runc's cgroup manager can reach can take them.
+    if res.hugepage_limits and (HUGETLB_V1.exists() or CGROUP2_ONLY.exists()):
+        out["hugepageLimits"] = [{"pageSize": h.page_size, "limit": h.limit} for h in res.hugepage_limits]
+    if res.unified and CGROUP2_ONLY.exists():
+        out["unified"] = dict(res.unified)
+    return out
+
+
+def build(
+    container_id: str,
+    config: api_pb2.ContainerConfig,
+    image: ImageRecord,
+    pod: PodContext,
+    rootfs: Path,
+    systemd: bool,
+    target_pid: int = 0,
+) -> BuiltSpec:
+    """The OCI spec; blocking (it reads the image's user files and creates the working dir)."""
+    img = image_config(image)
+    sc = config.linux.security_context
+    privileged = sc.privileged
+    if privileged and not pod.config.linux.security_context.privileged:
+        raise InvalidArgument("CreateContainer: a privileged container needs a privileged pod")
+    user_text = _user_string(sc, img)
+    run_as_group = sc.run_as_group.value if sc.HasField("run_as_group") else None
+    user = resolve_user(
+        rootfs,
+        user_text,
+        run_as_group,
+        list(sc.supplemental_groups),
+        strict_groups=sc.supplemental_groups_policy == api_pb2.Strict,
+    )
+    cwd = config.working_dir or str(img.get("WorkingDir") or "") or "/"
+    if not cwd.startswith("/"):
+        raise InvalidArgument(f"CreateContainer: working dir {cwd!r} is not absolute")
+    securejoin.mkdir_all(rootfs, cwd)
+    caps, ambient = capabilities(sc)
+    mounts_user, rootfs_propagation = user_mounts(config)
+    taken = {m["destination"] for m in mounts_user}
+    ipc_host = pod.config.linux.security_context.namespace_options.ipc == api_pb2.NODE
+    mounts = (
+        [m for m in oci_spec.default_mounts(privileged) if m["destination"] not in taken]
+        + pod_mounts(pod, taken, ipc_host)
+        + mounts_user
+    )
+    device_specs, device_rules = devices(config, privileged)
+    seccomp = oci_spec.seccomp_profile(
+        sc.seccomp if sc.HasField("seccomp") else None, sc.seccomp_profile_path, set(caps), privileged
+    )
+    # An empty list means "the defaults", as in containerd (proto3 cannot tell it from unset).
+    masked = [] if privileged else (list(sc.masked_paths) or oci_spec.MASKED_PATHS)
+    readonly = [] if privileged else (list(sc.readonly_paths) or oci_spec.READONLY_PATHS)
+    res = resources(config.linux.resources)
+    spec = oci_spec.base_spec(
+        args=process_args(config, img),
+        env=process_env(config, img, pod.hostname),
+        cwd=cwd,
+        uid=user.uid,
+        gid=user.gid,
+        additional_gids=list(user.additional_gids),
+        rootfs=str(rootfs),
+        readonly_rootfs=sc.readonly_rootfs,
+        hostname=pod.hostname if pod.netns else "",
+        capabilities=caps,
+        no_new_privileges=sc.no_new_privs,
+        oom_score_adj=config.linux.resources.oom_score_adj,
+        cgroups=oci_spec.cgroups_path(pod.cgroup_parent, container_id, systemd),
+        namespaces=namespaces(pod, sc, target_pid),
+        mounts=mounts,
+        masked_paths=masked,
+        readonly_paths=readonly,
+        seccomp_section=seccomp,
+        sysctls={},
+        resources=res,
+        terminal=config.tty,
+        annotations={
+            "io.kubernetes.cri.container-type": "container",
+            "io.kubernetes.cri.container-name": config.metadata.name,
+            "io.kubernetes.cri.sandbox-id": pod.sandbox_id,
+            "io.kubernetes.cri.image-name": config.image.image,
+        },
+    )
+    process = spec["process"]
+    if ambient:
+        process["capabilities"]["ambient"] = ambient
+        process["capabilities"]["inheritable"] = ambient
+    # AppArmor only where the kernel has it; RuntimeDefault leaves the runtime's default.
+    if (
+        sc.apparmor.profile_type == api_pb2.SecurityProfile.Localhost
+        and APPARMOR_ENABLED.exists()
+        and APPARMOR_ENABLED.read_text().strip() == "Y"
+    ):
+        process["apparmorProfile"] = sc.apparmor.localhost_ref.removeprefix("localhost/")
+    linux = spec["linux"]
+    if device_specs:
+        linux["devices"] = device_specs
+    linux["resources"]["devices"] += device_rules
+    if rootfs_propagation:
+        linux["rootfsPropagation"] = rootfs_propagation
+    return BuiltSpec(spec, user, stop_signal(config, img))

@@ -1,0 +1,474 @@
+"""Workload containers: create, start, stop, remove, status, exec, stats, events, recovery.
+
+A container lives under its own conmon, which outlives cribd; cribd learns of
+its end through a pidfd on conmon and reads the exit code conmon wrote. Every
+state change is recorded before it is reported, and a restarted cribd finds
+each container's true state from its record, its conmon and its exit file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import secrets
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from crib.container import conmon, container_spec, exec_sync
+from crib.container.cgroup_stats import CgroupStats, cgroup_dirs, read_stats, usage_of_tree
+from crib.container.events import EventBus
+from crib.container.runtime_env import RuntimeEnv, conmon_alive, wait_for_exit
+from crib.errors import (
+    AlreadyExists,
+    CribError,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
+from crib.image_service.images import Images
+from crib.log_setup import get_logger
+from crib.proto.cri import api_pb2
+from crib.sandbox import pod_files
+from crib.sandbox.sandboxes import READY, Sandbox, Sandboxes
+from crib.store.state_store import StateStore
+
+log = get_logger("crib.container")
+
+_KIND = "container"
+CREATED = "created"
+RUNNING = "running"
+EXITED = "exited"
+UNKNOWN = "unknown"
+# After SIGKILL, how long a container may take to be gone.
+KILL_WAIT_S = 10.0
+
+
+@dataclass
+class Container:
+    id: str
+    sandbox_id: str
+    config_b64: str
+    image_id: str
+    image_ref: str
+    chain_ids: list[str]
+    handler: str
+    created_at: int
+    state: str = CREATED
+    started_at: int = 0
+    finished_at: int = 0
+    exit_code: int = 0
+    reason: str = ""
+    message: str = ""
+    pid: int = 0
+    conmon_pid: int = 0
+    log_path: str = ""
+    stop_signal: int = int(signal.SIGTERM)
+    uid: int = 0
+    gid: int = 0
+    groups: list[int] = field(default_factory=list)
+    resources_b64: str = ""
+    _config: api_pb2.ContainerConfig | None = field(default=None, repr=False, compare=False)
+    _exited: asyncio.Event | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def config(self) -> api_pb2.ContainerConfig:
+        if self._config is None:
+            self._config = api_pb2.ContainerConfig.FromString(base64.b64decode(self.config_b64))
+        return self._config
+
+    @property
+    def exited(self) -> asyncio.Event:
+        if self._exited is None:
+            self._exited = asyncio.Event()
+        return self._exited
+
+    @property
+    def resources(self) -> api_pb2.LinuxContainerResources:
+        if self.resources_b64:
+            return api_pb2.LinuxContainerResources.FromString(base64.b64decode(self.resources_b64))
+        return self.config.linux.resources
+
+    def record(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+
+
+def _reservation(config: api_pb2.ContainerConfig, pod: api_pb2.PodSandboxMetadata) -> str:
+    return f"{config.metadata.name}_{pod.name}_{pod.namespace}_{pod.uid}_{config.metadata.attempt}"
+
+
+def validate(config: api_pb2.ContainerConfig) -> None:
+    name = config.metadata.name
+    if not name:
+        raise InvalidArgument("CreateContainer: metadata.name is empty")
+    if "/" in name or "\0" in name or len(name) > 253:
+        raise InvalidArgument(f"CreateContainer: metadata.name {name!r} is not a valid name")
+    if not (config.image.image or config.image.image_ref):
+        raise InvalidArgument("CreateContainer: image.image is empty")
+    if config.log_path and (config.log_path.startswith("/") or ".." in Path(config.log_path).parts):
+        raise InvalidArgument(
+            f"CreateContainer: log_path {config.log_path!r} must be relative to the pod's log dir"
+        )
+    if config.tty and not config.stdin and config.stdin_once:
+        raise InvalidArgument("CreateContainer: stdin_once needs stdin")
+
+
+class Containers:
+    def __init__(
+        self, env: RuntimeEnv, images: Images, sandboxes: Sandboxes, store: StateStore, conmon_binary: str
+    ) -> None:
+        self.env = env
+        self.images = images
+        self.sandboxes = sandboxes
+        self.store = store
+        self.conmon_binary = conmon_binary
+        self.by_id: dict[str, Container] = {}
+        self.names: dict[str, str] = {}
+        self.events = EventBus()
+        # Builds the CRI event for a container (set by the CRI server, which owns the proto views).
+        self.make_event: Callable[[Container, int], Any] | None = None
+        self._locks: dict[str, asyncio.Lock] = {}
+        sandboxes.stop_containers = self.stop_all_in_pod
+        sandboxes.remove_containers = self.remove_all_in_pod
+
+    # --- queries ------------------------------------------------------------------------------
+
+    def find(self, container_id: str) -> Container | None:
+        if not container_id:
+            return None
+        if container_id in self.by_id:
+            return self.by_id[container_id]
+        matches = [c for i, c in self.by_id.items() if i.startswith(container_id)]
+        return matches[0] if len(matches) == 1 else None
+
+    def get(self, container_id: str) -> Container:
+        container = self.find(container_id)
+        if container is None:
+            raise NotFound(f"container {container_id!r} not found")
+        return container
+
+    def list(self) -> list[Container]:
+        return list(self.by_id.values())
+
+    def in_pod(self, sandbox_id: str) -> list[Container]:
+        return [c for c in self.by_id.values() if c.sandbox_id == sandbox_id]
+
+    def images_in_use(self) -> tuple[set[str], set[str]]:
+        return {c.image_id for c in self.by_id.values()}, {
+            ch for c in self.by_id.values() for ch in c.chain_ids
+        }
+
+    def _lock(self, container_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(container_id, asyncio.Lock())
+
+    def _persist(self, container: Container) -> None:
+        self.store.put(_KIND, container.id, container.record())
+
+    def _publish(self, container: Container, event_type: int) -> None:
+        if self.make_event is not None:
+            self.events.publish(lambda: self.make_event(container, event_type))  # type: ignore[misc]
+
+    # --- create ---------------------------------------------------------------------------------
+
+    def _pod_context(self, sandbox: Sandbox) -> container_spec.PodContext:
+        config = sandbox.config
+        host_network = sandbox.host_network
+        host_ipc = config.linux.security_context.namespace_options.ipc == api_pb2.NODE
+        return container_spec.PodContext(
+            sandbox_id=sandbox.id,
+            pause_pid=sandbox.pid,
+            netns=sandbox.netns,
+            config=config,
+            hostname=pod_files.pod_hostname(config, host_network),
+            files_dir=self.sandboxes.sandbox_dir(sandbox.id),
+            shm=None if host_ipc else self.sandboxes.shm_path(sandbox.id),
+            cgroup_parent=config.linux.cgroup_parent,
+        )
+
+    async def create(self, sandbox_id: str, config: api_pb2.ContainerConfig) -> str:
+        validate(config)
+        sandbox = self.sandboxes.get(sandbox_id)
+        if sandbox.state != READY:
+            raise FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")
+        image = self.images.find(config.image.image or config.image.image_ref)
+        if image is None:
+            raise NotFound(f"image {config.image.image or config.image.image_ref!r} not found: pull it first")
+        key = _reservation(config, sandbox.config.metadata)
+        if key in self.names:
+            raise AlreadyExists(
+                f"container name {key!r} is reserved for {self.names[key]}; remove that container first"
+            )
+        target_pid = 0
+        opts = config.linux.security_context.namespace_options
+        if opts.pid == api_pb2.TARGET:
+            target = self.find(opts.target_id)
+            target_pid = target.pid if target is not None and target.state == RUNNING else 0
+        runtime = self.env.runtime(sandbox.handler)
+        container_id = secrets.token_hex(32)
+        self.names[key] = container_id
+        log_path = ""
+        if sandbox.config.log_directory and config.log_path:
+            log_path = os.path.join(sandbox.config.log_directory, config.log_path)
+        container = Container(
+            id=container_id,
+            sandbox_id=sandbox.id,
+            config_b64=base64.b64encode(config.SerializeToString()).decode(),
+            image_id=image.id,
+            image_ref=image.repo_digests[0] if image.repo_digests else image.id,
+            chain_ids=[layer.chain_id for layer in image.layers],
+            handler=runtime.handler,
+            created_at=time.time_ns(),
+            log_path=log_path,
+        )
+        try:
+            async with self._lock(container_id):
+                lowers = [self.images.layers.path(c) for c in reversed(container.chain_ids)]
+                rootfs = await asyncio.to_thread(self.env.prepare_rootfs, container_id, lowers)
+                built = await asyncio.to_thread(
+                    container_spec.build,
+                    container_id,
+                    config,
+                    image,
+                    self._pod_context(sandbox),
+                    rootfs,
+                    self.env.systemd,
+                    target_pid,
+                )
+                container.stop_signal = built.stop_signal
+                container.uid, container.gid = built.user.uid, built.user.gid
+                container.groups = list(built.user.additional_gids)
+                await asyncio.to_thread(self.env.write_spec, container_id, built.spec)
+                if log_path:
+                    await asyncio.to_thread(os.makedirs, os.path.dirname(log_path), 0o755, True)
+                meta = sandbox.config.metadata
+                created = await conmon.create(
+                    runtime,
+                    container_id,
+                    f"k8s_{config.metadata.name}_{meta.name}_{meta.namespace}_{meta.uid}_{config.metadata.attempt}",
+                    self.env.bundle(container_id),
+                    self.env.conmon_paths(container_id),
+                    log_path=log_path,
+                    conmon_binary=self.conmon_binary,
+                    terminal=config.tty,
+                    stdin=config.stdin,
+                    stdin_once=config.stdin_once,
+                    systemd_cgroup=self.env.systemd,
+                )
+                container.pid, container.conmon_pid = created.pid, created.conmon_pid
+                self.by_id[container_id] = container
+                self._persist(container)
+                self._watch(container)
+        except BaseException as exc:
+            log.info(
+                "container.create_failed", container=container_id, error=getattr(exc, "message", repr(exc))
+            )
+            with contextlib.suppress(Exception):
+                await runtime.delete(container_id, force=True)
+            await asyncio.to_thread(self.env.cleanup, container_id)
+            self.by_id.pop(container_id, None)
+            self.store.delete(_KIND, container_id)
+            self.names.pop(key, None)
+            self._locks.pop(container_id, None)
+            raise
+        log.info("container.created", container=container_id, pod=sandbox.id, name=config.metadata.name)
+        self._publish(container, api_pb2.CONTAINER_CREATED_EVENT)
+        return container_id
+
+    # --- exits ----------------------------------------------------------------------------------
+
+    def _watch(self, container: Container) -> None:
+        if not self.env.watcher.watch(container.conmon_pid, lambda: self._exited(container)):
+            self._exited(container)
+
+    def _exited(self, container: Container) -> None:
+        """conmon is gone: the container ended (or was never started)."""
+        container.exited.set()
+        if container.state == EXITED:
+            return
+        code = self.env.exit_code(container.id)
+        exit_file = self.env.exit_dir / container.id
+        if code is None:
+            if container.state == CREATED and not container.started_at:
+                # conmon died before the container ever ran.
+                container.state = UNKNOWN
+                container.message = "the container's monitor (conmon) exited before the container started"
+                self._persist(container)
+                return
+            code = 255
+            container.message = "the container's monitor (conmon) exited without an exit code"
+        container.exit_code = code
+        try:
+            container.finished_at = exit_file.stat().st_mtime_ns
+        except OSError:
+            container.finished_at = time.time_ns()
+        if self.env.oom_killed(container.id):
+            container.reason = "OOMKilled"
+        else:
+            container.reason = "Completed" if code == 0 else "Error"
+        container.state = EXITED
+        self._persist(container)
+        log.info("container.exited", container=container.id, exit_code=code, reason=container.reason)
+        self._publish(container, api_pb2.CONTAINER_STOPPED_EVENT)
+
+    # --- start / stop / remove ------------------------------------------------------------------
+
+    async def start(self, container_id: str) -> None:
+        container = self.get(container_id)
+        async with self._lock(container.id):
+            if container.state != CREATED:
+                raise FailedPrecondition(f"container {container.id} is {container.state}, not created")
+            sandbox = self.sandboxes.find(container.sandbox_id)
+            if sandbox is None or sandbox.state != READY:
+                raise FailedPrecondition(f"the pod sandbox of container {container.id} is not ready")
+            runtime = self.env.runtime(container.handler)
+            container.started_at = time.time_ns()
+            await runtime.start(container.id)
+            # It may have run and ended already; its exit was then recorded.
+            if not container.exited.is_set():
+                container.state = RUNNING
+            self._persist(container)
+        log.info("container.started", container=container.id)
+        self._publish(container, api_pb2.CONTAINER_STARTED_EVENT)
+
+    async def stop(self, container_id: str, timeout: float) -> None:
+        container = self.find(container_id)
+        if container is None:
+            return  # idempotent
+        async with self._lock(container.id):
+            await self._stop(container, timeout)
+
+    async def _stop(self, container: Container, timeout: float) -> None:
+        if container.exited.is_set() or container.state not in (RUNNING, CREATED, UNKNOWN):
+            return
+        runtime = self.env.runtime(container.handler)
+        if container.state == RUNNING and timeout > 0:
+            with contextlib.suppress(NotFound):
+                await runtime.kill(container.id, container.stop_signal)
+            if await wait_for_exit(container.exited, timeout):
+                return
+        with contextlib.suppress(NotFound):
+            await runtime.kill(container.id, "KILL", all_processes=True)
+        if not await wait_for_exit(container.exited, KILL_WAIT_S):
+            raise DeadlineExceeded(f"container {container.id} did not die within {KILL_WAIT_S:g}s of SIGKILL")
+
+    async def remove(self, container_id: str) -> None:
+        container = self.find(container_id)
+        if container is None:
+            return  # idempotent
+        async with self._lock(container.id):
+            await self._stop(container, 0)
+            runtime = self.env.runtime(container.handler)
+            await runtime.delete(container.id, force=True)
+            await asyncio.to_thread(self.env.cleanup, container.id)
+            self.store.delete(_KIND, container.id)
+            self.by_id.pop(container.id, None)
+            sandbox = self.sandboxes.find(container.sandbox_id)
+            if sandbox is not None:
+                key = _reservation(container.config, sandbox.config.metadata)
+                if self.names.get(key) == container.id:
+                    del self.names[key]
+            else:
+                for key, value in list(self.names.items()):
+                    if value == container.id:
+                        del self.names[key]
+        self._locks.pop(container.id, None)
+        log.info("container.removed", container=container.id)
+        self._publish(container, api_pb2.CONTAINER_DELETED_EVENT)
+        await self.images.collect_garbage()
+
+    async def stop_all_in_pod(self, sandbox_id: str, timeout: float) -> None:
+        await asyncio.gather(*(self.stop(c.id, timeout) for c in self.in_pod(sandbox_id)))
+
+    async def remove_all_in_pod(self, sandbox_id: str) -> None:
+        for container in self.in_pod(sandbox_id):
+            await self.remove(container.id)
+
+    # --- resources, logs, exec, stats ------------------------------------------------------------
+
+    async def update_resources(self, container_id: str, res: api_pb2.LinuxContainerResources) -> None:
+        container = self.get(container_id)
+        async with self._lock(container.id):
+            if container.state in (RUNNING, CREATED) and not container.exited.is_set():
+                runtime = self.env.runtime(container.handler)
+                await runtime.update(container.id, container_spec.resources(res))
+            container.resources_b64 = base64.b64encode(res.SerializeToString()).decode()
+            self._persist(container)
+
+    async def reopen_log(self, container_id: str) -> None:
+        container = self.get(container_id)
+        if container.state != RUNNING or container.exited.is_set():
+            raise FailedPrecondition(f"container {container.id} is not running")
+        ctl = self.env.bundle(container.id) / "ctl"
+
+        def send() -> None:
+            # conmon's control fifo: "<type> <height> <width>\n", type 2 reopens the log.
+            fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"2 0 0\n")
+            finally:
+                os.close(fd)
+
+        try:
+            await asyncio.to_thread(send)
+        except OSError as exc:
+            raise FailedPrecondition(
+                f"container {container.id}: cannot reach its conmon: {exc.strerror}"
+            ) from None
+
+    async def exec_sync(self, container_id: str, cmd: list[str], timeout: float) -> exec_sync.ExecResult:
+        container = self.get(container_id)
+        if not cmd:
+            raise InvalidArgument("ExecSync: cmd is empty")
+        if container.state != RUNNING or container.exited.is_set():
+            raise FailedPrecondition(f"container {container.id} is not running")
+        spec = await asyncio.to_thread(self.env.read_spec, container.id)
+        if spec is None:
+            raise FailedPrecondition(f"container {container.id} has no spec on disk")
+        process = dict(spec["process"])
+        process["args"] = cmd
+        process["terminal"] = False
+        runtime = self.env.runtime(container.handler)
+        work_dir = self.env.state / "exec"
+        work_dir.mkdir(exist_ok=True)
+        return await exec_sync.exec_sync(runtime, container.id, process, timeout, work_dir)
+
+    async def stats(self, container: Container) -> tuple[CgroupStats | None, tuple[int, int]]:
+        spec_path = self.env.bundle(container.id) / "config.json"
+
+        def collect() -> tuple[CgroupStats | None, tuple[int, int]]:
+            stats = None
+            spec = self.env.read_spec(container.id) if spec_path.exists() else None
+            if spec is not None and container.state == RUNNING:
+                stats = read_stats(cgroup_dirs(spec["linux"]["cgroupsPath"], self.env.systemd))
+            usage = usage_of_tree(self.env.layer_dir(container.id) / "upper")
+            return stats, usage
+
+        return await asyncio.to_thread(collect)
+
+    # --- recovery -------------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        for container_id, raw in self.store.items(_KIND):
+            container = Container(**raw)
+            self.by_id[container_id] = container
+            sandbox = self.sandboxes.find(container.sandbox_id)
+            if sandbox is not None:
+                self.names[_reservation(container.config, sandbox.config.metadata)] = container_id
+            if container.state == EXITED:
+                container.exited.set()
+                continue
+            if conmon_alive(container.conmon_pid, container.id):
+                self._watch(container)
+            else:
+                # Ended while cribd was away: its exit file says how.
+                self._exited(container)
+        log.info("container.recovered", count=len(self.by_id))
+
+
+__all__ = ["CREATED", "EXITED", "RUNNING", "UNKNOWN", "Container", "Containers", "CribError"]

@@ -1,0 +1,528 @@
+"""Container stats from cgroups (v1, v2, hybrid), /proc/<pid>/net/dev and writable-layer usage."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from crib.container import cgroup_stats as cs
+from crib.container.cgroup_stats import (
+    CgroupDirs,
+    cgroup_dirs,
+    cgroup_mode,
+    expand_slice,
+    network_stats,
+    parse_net_dev,
+    process_count,
+    read_stats,
+    relative_cgroup_path,
+    usage_of_tree,
+)
+
+V1_UNLIMITED = "9223372036854771712"
+
+
+def _mountinfo(root: Path, *, v1: tuple[str, ...] | list[str] = (), unified: str | None = None) -> str:
+    """mountinfo lines like a host's, with every cgroup mount point under `root`."""
+    lines = [
+        "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw",
+        f"31 22 0:28 / {root} rw,relatime - tmpfs tmpfs rw,mode=755",
+    ]
+    for i, opts in enumerate(v1):
+        lines.append(f"{40 + i} 31 0:{40 + i} / {root / opts} rw,relatime shared:9 - cgroup cgroup rw,{opts}")
+    lines.append(f"60 31 0:60 / {root / 'systemd'} rw,relatime - cgroup cgroup rw,xattr,name=systemd")
+    if unified is not None:
+        mp = root if unified == "" else root / unified
+        lines.append(f"61 31 0:61 / {mp} rw,relatime - cgroup2 cgroup2 rw,nsdelegate")
+    return "\n".join(lines) + "\n"
+
+
+def _write(d: Path, files: dict[str, str]) -> None:
+    d.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (d / name).write_text(text)
+
+
+V1_MEMORY_STAT = """cache 4096
+rss 1000
+inactive_file 4096
+pgfault 7
+pgmajfault 1
+hierarchical_memory_limit 9223372036854771712
+total_cache 409600
+total_rss 2097152
+total_inactive_file 1048576
+total_active_file 8192
+total_pgfault 1234
+total_pgmajfault 5
+"""
+
+V2_MEMORY_STAT = """anon 3145728
+file 2097152
+inactive_anon 0
+active_anon 3145728
+inactive_file 1048576
+active_file 1048576
+pgfault 4321
+pgmajfault 9
+"""
+
+PRESSURE = (
+    "some avg10=0.03 avg60=1.90 avg300=7.41 total=332814589\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+)
+
+
+# --- mode and directories ----------------------------------------------------------------------------
+
+
+def test_mode_from_mountinfo(tmp_path: Path) -> None:
+    assert cgroup_mode(_mountinfo(tmp_path, v1=["cpu,cpuacct", "memory", "pids"])) == "v1"
+    assert cgroup_mode(_mountinfo(tmp_path, unified="")) == "v2"
+    assert cgroup_mode(_mountinfo(tmp_path, v1=["memory"], unified="unified")) == "hybrid"
+    # A named hierarchy alone (name=systemd) holds no controllers.
+    assert cgroup_mode(_mountinfo(tmp_path, unified="unified")) == "v2"
+
+
+def test_host_mode_is_detected_and_cached() -> None:
+    assert cgroup_mode() in ("v1", "v2", "hybrid")
+    hits = cs._host_mounts.cache_info().hits
+    cgroup_mode()
+    assert cs._host_mounts.cache_info().hits == hits + 1
+
+
+def test_v1_co_mounted_controllers_share_a_directory(tmp_path: Path) -> None:
+    info = _mountinfo(tmp_path, v1=["cpu,cpuacct", "memory", "pids", "cpuset", "blkio", "net_cls,net_prio"])
+    dirs = cgroup_dirs("/kubepods/besteffort/pod123/abc", systemd=False, mountinfo=info)
+    assert dirs.mode == "v1"
+    assert dirs.unified is None
+    rel = "kubepods/besteffort/pod123/abc"
+    assert dirs.controller("cpu") == dirs.controller("cpuacct") == tmp_path / "cpu,cpuacct" / rel
+    assert dirs.controller("memory") == tmp_path / "memory" / rel
+    assert dirs.controller("net_prio") == tmp_path / "net_cls,net_prio" / rel
+    assert set(dirs.controllers) == {
+        "cpu",
+        "cpuacct",
+        "memory",
+        "pids",
+        "cpuset",
+        "blkio",
+        "net_cls",
+        "net_prio",
+    }
+    assert dirs.controller("hugetlb") is None  # not mounted; name=systemd is never a controller
+
+
+def test_v2_and_hybrid_directories(tmp_path: Path) -> None:
+    v2 = cgroup_dirs("/crib/abc", systemd=False, mountinfo=_mountinfo(tmp_path, unified=""))
+    assert v2 == CgroupDirs(mode="v2", controllers={}, unified=tmp_path / "crib" / "abc")
+    hybrid = cgroup_dirs(
+        "/crib/abc", systemd=False, mountinfo=_mountinfo(tmp_path, v1=["memory", "cpu"], unified="unified")
+    )
+    assert hybrid.mode == "hybrid"
+    assert hybrid.controller("memory") == tmp_path / "memory" / "crib" / "abc"
+    assert hybrid.unified == tmp_path / "unified" / "crib" / "abc"
+
+
+def test_mountinfo_escapes_and_bind_mounts(tmp_path: Path) -> None:
+    info = (
+        f"50 31 0:40 /sub {tmp_path}/bound rw - cgroup cgroup rw,memory\n"
+        f"51 31 0:40 / {tmp_path}/with\\040space rw shared:3 master:1 - cgroup cgroup rw,memory\n"
+        "garbage line\n"
+    )
+    dirs = cgroup_dirs("/x", systemd=False, mountinfo=info)
+    assert dirs.controller("memory") == tmp_path / "with space" / "x"
+
+
+def test_systemd_paths() -> None:
+    assert expand_slice("system.slice") == "/system.slice"
+    assert expand_slice("-.slice") == "/"
+    assert expand_slice("kubepods-besteffort-pod123.slice") == (
+        "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod123.slice"
+    )
+    for bad in ("system", "a/b.slice", "a--b.slice", ".slice"):
+        with pytest.raises(ValueError):
+            expand_slice(bad)
+    assert relative_cgroup_path("system.slice:crib:abc", systemd=True) == "/system.slice/crib-abc.scope"
+    assert relative_cgroup_path(":crib:abc", systemd=True) == "/system.slice/crib-abc.scope"
+    assert relative_cgroup_path("-.slice:crib:abc", systemd=True) == "/crib-abc.scope"
+    assert relative_cgroup_path("kubepods-burstable.slice:crib:kubepods-burstable-pod1.slice", True) == (
+        "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice"
+    )
+    with pytest.raises(ValueError):
+        relative_cgroup_path("/crib/abc", systemd=True)
+    assert relative_cgroup_path("/crib/abc/", systemd=False) == "/crib/abc"
+    assert relative_cgroup_path("crib/abc", systemd=False) == "/crib/abc"
+
+
+def test_systemd_directories_v1_and_v2(tmp_path: Path) -> None:
+    v2 = cgroup_dirs("system.slice:crib:abc", systemd=True, mountinfo=_mountinfo(tmp_path, unified=""))
+    assert v2.unified == tmp_path / "system.slice" / "crib-abc.scope"
+    v1 = cgroup_dirs(
+        "kubepods-besteffort.slice:crib:abc", systemd=True, mountinfo=_mountinfo(tmp_path, v1=["memory"])
+    )
+    assert v1.controller("memory") == (
+        tmp_path / "memory" / "kubepods.slice" / "kubepods-besteffort.slice" / "crib-abc.scope"
+    )
+
+
+# --- v1 ----------------------------------------------------------------------------------------------
+
+
+def _v1_tree(tmp_path: Path, *, unified: str | None = None) -> CgroupDirs:
+    dirs = cgroup_dirs(
+        "/crib/abc",
+        systemd=False,
+        mountinfo=_mountinfo(tmp_path, v1=["cpu,cpuacct", "memory", "pids"], unified=unified),
+    )
+    _write(dirs.controller("cpuacct"), {"cpuacct.usage": "123456789\n", "cgroup.procs": "10\n11\n"})
+    _write(
+        dirs.controller("memory"),
+        {
+            "memory.usage_in_bytes": "5242880\n",
+            "memory.stat": V1_MEMORY_STAT,
+            "memory.limit_in_bytes": V1_UNLIMITED + "\n",
+            "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        },
+    )
+    _write(dirs.controller("pids"), {"pids.current": "3\n", "cgroup.procs": "10\n11\n"})
+    return dirs
+
+
+def test_v1_stats(tmp_path: Path) -> None:
+    dirs = _v1_tree(tmp_path)
+    before = time.time_ns()
+    s = read_stats(dirs)
+    assert s is not None
+    assert before <= s.timestamp_ns <= time.time_ns()
+    assert s.cpu_usage_ns == 123456789
+    assert s.memory_usage_bytes == 5242880
+    assert s.memory_working_set_bytes == 5242880 - 1048576  # total_inactive_file, not inactive_file
+    assert s.memory_rss_bytes == 2097152
+    assert (s.memory_page_faults, s.memory_major_page_faults) == (1234, 5)
+    assert s.memory_limit_bytes is None  # v1's "unlimited"
+    assert s.oom_kills == 2
+    assert s.pids == 3
+    assert s.psi is None
+    assert process_count(dirs) == 2
+
+
+def test_v1_limit_and_working_set_floor(tmp_path: Path) -> None:
+    dirs = _v1_tree(tmp_path)
+    mem = dirs.controller("memory")
+    (mem / "memory.limit_in_bytes").write_text("268435456\n")
+    (mem / "memory.usage_in_bytes").write_text("4096\n")  # less than total_inactive_file
+    s = read_stats(dirs)
+    assert s is not None
+    assert s.memory_limit_bytes == 268435456
+    assert s.memory_working_set_bytes == 0
+
+
+def test_v1_missing_files_are_none(tmp_path: Path) -> None:
+    dirs = _v1_tree(tmp_path)
+    mem = dirs.controller("memory")
+    for name in ("memory.stat", "memory.oom_control", "memory.limit_in_bytes"):
+        (mem / name).unlink()
+    (dirs.controller("pids") / "pids.current").unlink()
+    (dirs.controller("cpuacct") / "cpuacct.usage").write_text("garbage\n")
+    s = read_stats(dirs)
+    assert s is not None
+    assert s.memory_usage_bytes == 5242880
+    assert s.memory_working_set_bytes == 5242880  # no inactive_file known: the usage
+    assert s.cpu_usage_ns is None
+    assert s.memory_rss_bytes is s.memory_page_faults is s.memory_limit_bytes is s.oom_kills is None
+    assert s.pids is None
+
+
+def test_v1_controller_dir_missing_is_tolerated(tmp_path: Path) -> None:
+    # The pids hierarchy is not mounted at all, and the memory directory is already gone.
+    dirs = cgroup_dirs(
+        "/crib/abc", systemd=False, mountinfo=_mountinfo(tmp_path, v1=["cpu,cpuacct", "memory"])
+    )
+    _write(dirs.controller("cpu"), {"cpuacct.usage": "42"})
+    s = read_stats(dirs)
+    assert s is not None
+    assert (s.cpu_usage_ns, s.memory_usage_bytes, s.pids) == (42, None, None)
+
+
+def test_hybrid_adds_psi_from_the_unified_hierarchy(tmp_path: Path) -> None:
+    dirs = _v1_tree(tmp_path, unified="unified")
+    _write(
+        dirs.unified, {"cpu.pressure": PRESSURE, "io.pressure": "some avg10=1.50 avg60=0 avg300=0 total=7\n"}
+    )
+    s = read_stats(dirs)
+    assert s is not None
+    assert s.cpu_usage_ns == 123456789
+    assert s.psi == {
+        "cpu": {
+            "some": {"avg10": 0.03, "avg60": 1.9, "avg300": 7.41, "total": 332814589},
+            "full": {"avg10": 0.0, "avg60": 0.0, "avg300": 0.0, "total": 0},
+        },
+        "io": {"some": {"avg10": 1.5, "avg60": 0.0, "avg300": 0.0, "total": 7}},
+    }
+    # No unified directory (runc did not make one): no PSI, the rest as before.
+    dirs.unified.joinpath("cpu.pressure").unlink()
+    dirs.unified.joinpath("io.pressure").unlink()
+    dirs.unified.rmdir()
+    s = read_stats(dirs)
+    assert s is not None
+    assert s.psi is None
+    assert s.memory_usage_bytes == 5242880
+
+
+def test_vanished_v1_cgroup_is_none(tmp_path: Path) -> None:
+    dirs = cgroup_dirs(
+        "/crib/gone", systemd=False, mountinfo=_mountinfo(tmp_path, v1=["cpu,cpuacct", "memory"])
+    )
+    assert read_stats(dirs) is None
+    assert process_count(dirs) is None
+
+
+# --- v2 ----------------------------------------------------------------------------------------------
+
+
+def _v2_tree(tmp_path: Path) -> CgroupDirs:
+    dirs = cgroup_dirs("system.slice:crib:abc", systemd=True, mountinfo=_mountinfo(tmp_path, unified=""))
+    _write(
+        dirs.unified,
+        {
+            "cpu.stat": "usage_usec 2500\nuser_usec 2000\nsystem_usec 500\nnr_periods 0\n",
+            "memory.current": "8388608\n",
+            "memory.stat": V2_MEMORY_STAT,
+            "memory.max": "max\n",
+            "memory.events": "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\noom_group_kill 0\n",
+            "pids.current": "2\n",
+            "cgroup.procs": "100\n",
+            "cpu.pressure": PRESSURE,
+            "memory.pressure": PRESSURE,
+            "io.pressure": PRESSURE,
+        },
+    )
+    return dirs
+
+
+def test_v2_stats(tmp_path: Path) -> None:
+    dirs = _v2_tree(tmp_path)
+    s = read_stats(dirs)
+    assert s is not None
+    assert s.cpu_usage_ns == 2_500_000
+    assert s.memory_usage_bytes == 8388608
+    assert s.memory_working_set_bytes == 8388608 - 1048576
+    assert s.memory_rss_bytes == 3145728
+    assert (s.memory_page_faults, s.memory_major_page_faults) == (4321, 9)
+    assert s.memory_limit_bytes is None  # "max"
+    assert s.oom_kills == 1
+    assert s.pids == 2
+    assert s.psi is not None
+    assert set(s.psi) == {"cpu", "memory", "io"}
+    assert s.psi["memory"]["some"]["avg300"] == 7.41
+    assert process_count(dirs) == 1
+
+
+def test_v2_limit_missing_files_and_vanishing(tmp_path: Path) -> None:
+    dirs = _v2_tree(tmp_path)
+    (dirs.unified / "memory.max").write_text("536870912\n")
+    for name in (
+        "memory.stat",
+        "memory.events",
+        "pids.current",
+        "cpu.stat",
+        "io.pressure",
+        "memory.pressure",
+    ):
+        (dirs.unified / name).unlink()
+    (dirs.unified / "cpu.pressure").write_text("")  # PSI switched off reads as nothing
+    s = read_stats(dirs)
+    assert s is not None
+    assert s.memory_limit_bytes == 536870912
+    assert s.memory_working_set_bytes == s.memory_usage_bytes == 8388608
+    assert s.cpu_usage_ns is s.memory_rss_bytes is s.oom_kills is s.pids is s.psi is None
+    for child in dirs.unified.iterdir():
+        child.unlink()
+    dirs.unified.rmdir()
+    assert read_stats(dirs) is None
+    assert process_count(dirs) is None
+
+
+# --- network -----------------------------------------------------------------------------------------
+
+# The shape of a real /proc/<pid>/net/dev (header lines, right-aligned names, a name glued to its
+# first number once the counter is wide enough).
+NET_DEV = "\n".join(
+    [
+        "Inter-|   Receive                                                |  Transmit",
+        " face |bytes    packets errs drop fifo frame compressed multicast|"
+        "bytes    packets errs drop fifo colls carrier compressed",
+        "    lo: 7219476337  252319    0    0    0     0          0         0 "
+        "7219476337  252319    0    0    0     0       0          0",
+        "  ifb0:       0       0    0    0    0     0          0         0 "
+        "       0       0    0    0    0     0       0          0",
+        "  eth0: 372013334    9107    3    0    0     0          0         0 "
+        "  545824    5556    4    0    0     0       0          0",
+        "veth1:12345678901  100    1    0    0     0          0         0 "
+        "98765   10    2    0    0     0       0          0",
+        "",
+    ]
+)
+
+
+def test_parse_net_dev() -> None:
+    assert parse_net_dev(NET_DEV) == {
+        "ifb0": (0, 0, 0, 0),
+        "eth0": (372013334, 3, 545824, 4),
+        "veth1": (12345678901, 1, 98765, 2),
+    }
+    assert parse_net_dev("") == {}
+
+
+def test_network_stats_of_a_process(tmp_path: Path) -> None:
+    _write(tmp_path / "42" / "net", {"dev": NET_DEV})
+    assert network_stats(42, proc=tmp_path)["eth0"] == (372013334, 3, 545824, 4)
+    assert network_stats(43, proc=tmp_path) == {}  # gone
+    real = network_stats(os.getpid())
+    assert "lo" not in real
+    assert all(len(v) == 4 and all(isinstance(n, int) for n in v) for v in real.values())
+
+
+# --- disk usage --------------------------------------------------------------------------------------
+
+
+def _blocks(*paths: Path) -> int:
+    return sum(os.lstat(p).st_blocks * 512 for p in paths)
+
+
+def test_usage_of_tree_counts_hard_links_once_and_does_not_follow_symlinks(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.write_bytes(os.urandom(1 << 20))
+    top = tmp_path / "upper"
+    (top / "a" / "b").mkdir(parents=True)
+    big = top / "a" / "big"
+    big.write_bytes(os.urandom(256 * 1024))
+    os.link(big, top / "a" / "b" / "big-link")
+    os.link(big, top / "big-link2")
+    small = top / "a" / "b" / "small"
+    small.write_text("hello")
+    (top / "empty").touch()
+    link = top / "to-outside"
+    link.symlink_to(outside)
+    (top / "dir-link").symlink_to(tmp_path)
+    used, inodes = usage_of_tree(top)
+    # upper, a, b, big (once), small, empty, two symlinks
+    assert inodes == 8
+    counted = [top, top / "a", top / "a" / "b", big, small, top / "empty", link, top / "dir-link"]
+    assert used == _blocks(*counted)
+    assert used < 1 << 20  # the symlinked file is not counted
+    assert used >= 256 * 1024
+
+
+def test_usage_of_tree_edge_cases(tmp_path: Path) -> None:
+    assert usage_of_tree(tmp_path / "absent") == (0, 0)
+    f = tmp_path / "file"
+    f.write_bytes(b"x" * 10000)
+    assert usage_of_tree(f) == (_blocks(f), 1)
+    (tmp_path / "empty").mkdir()
+    assert usage_of_tree(tmp_path / "empty") == (_blocks(tmp_path / "empty"), 1)
+
+
+def test_usage_of_tree_survives_vanishing_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    top = tmp_path / "upper"
+    (top / "sub").mkdir(parents=True)
+    (top / "sub" / "f").write_text("x")
+    (top / "g").write_text("y")
+    real_scandir = os.scandir
+
+    def scandir(path: str):  # the subdirectory is removed between listing and walking it
+        if path.endswith("sub"):
+            raise FileNotFoundError(path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(cs.os, "scandir", scandir)
+    used, inodes = usage_of_tree(top)
+    assert inodes == 3  # upper, sub, g
+    assert used == _blocks(top, top / "sub", top / "g")
+
+
+def test_usage_of_tree_stays_on_one_filesystem(tmp_path: Path) -> None:
+    top = tmp_path / "upper"
+    mnt = top / "mnt"
+    mnt.mkdir(parents=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mnt)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (mnt / "data").write_bytes(os.urandom(512 * 1024))
+        (mnt / "sub").mkdir()
+        used, inodes = usage_of_tree(top)
+        assert inodes == 1  # only upper: the mount point belongs to the other filesystem
+        assert used == _blocks(top)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+# --- a real cgroup on this host ----------------------------------------------------------------------
+
+
+def test_real_v1_cgroup() -> None:
+    if cgroup_mode() not in ("v1", "hybrid"):
+        pytest.skip(f"host cgroups are {cgroup_mode()}, this test needs v1 controllers")
+    name = f"crib-test-{secrets.token_hex(6)}"
+    dirs = cgroup_dirs(f"/{name}", systemd=False)
+    wanted = [dirs.controller(c) for c in ("memory", "cpu", "cpuacct", "pids")]
+    if any(d is None for d in wanted):
+        pytest.skip(f"not every v1 controller is mounted: {sorted(dirs.controllers)}")
+    made: list[Path] = []
+    child: subprocess.Popen[bytes] | None = None
+    try:
+        for d in dict.fromkeys(wanted):  # co-mounted controllers share a directory
+            try:
+                d.mkdir()
+            except OSError as e:
+                pytest.skip(f"cannot create a v1 cgroup at {d}: {e}")
+            made.append(d)
+        (dirs.controller("memory") / "memory.limit_in_bytes").write_text("536870912")
+        # The shell is moved first, then execs sleep: v1 does not move earlier memory charges along.
+        child = subprocess.Popen(["sh", "-c", "read _; exec sleep 60"], stdin=subprocess.PIPE)
+        for d in made:
+            (d / "cgroup.procs").write_text(str(child.pid))
+        assert child.stdin is not None
+        child.stdin.write(b"go\n")
+        child.stdin.close()
+        deadline = time.monotonic() + 10
+        while True:
+            s = read_stats(dirs)
+            assert s is not None
+            exe = os.readlink(f"/proc/{child.pid}/exe")
+            if (s.memory_usage_bytes or 0) > 0 and exe.endswith("sleep"):
+                break
+            assert time.monotonic() < deadline, f"no memory charged: {s}"
+            time.sleep(0.05)
+        s = read_stats(dirs)
+        assert s is not None
+        assert s.memory_usage_bytes is not None and s.memory_usage_bytes > 0
+        assert (
+            s.memory_working_set_bytes is not None and 0 <= s.memory_working_set_bytes <= s.memory_usage_bytes
+        )
+        assert s.cpu_usage_ns is not None and s.cpu_usage_ns >= 0
+        assert s.pids == 1
+        assert process_count(dirs) == 1
+        assert s.memory_limit_bytes == 536870912
+        assert s.oom_kills in (0, None)
+        # memory.stat counters are flushed lazily by the kernel: present, but maybe still 0.
+        assert s.memory_page_faults is not None and s.memory_page_faults >= 0
+    finally:
+        if child is not None:
+            child.kill()
+            child.wait()
+        for d in reversed(made):
+            for _ in range(50):  # the killed task may take a moment to leave the cgroup
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
+    assert read_stats(dirs) is None
