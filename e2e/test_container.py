@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -283,7 +284,13 @@ def test_sigkill_cribd_with_running_and_exiting_containers(pod: tuple[Cribd, str
     assert exec_sync(daemon, runner, ["echo", "still here"]).stdout == b"still here\n"
     events: list[api_pb2.ContainerEventResponse] = []
     stream = daemon.runtime.GetContainerEvents(api_pb2.GetEventsRequest(), timeout=60)
-    threading.Thread(target=lambda: [events.append(e) for e in stream], daemon=True).start()
+
+    def listen() -> None:
+        with contextlib.suppress(grpc.RpcError):  # ends with the cancel below
+            for event in stream:
+                events.append(event)
+
+    threading.Thread(target=listen, daemon=True).start()
     daemon.runtime.StopContainer(api_pb2.StopContainerRequest(container_id=runner, timeout=1), timeout=30)
     wait_until(
         lambda: any(

@@ -81,6 +81,7 @@ def test_a_pod_gets_a_netns_an_ip_and_a_pause_process(net_cribd: Cribd, pod_netw
     stop_pod(net_cribd, pod_id)
     status, _ = pod_status(net_cribd, pod_id)
     assert status.state == api_pb2.SANDBOX_NOTREADY
+    assert status.network.ip == ""  # released: it may already be another pod's
     assert not _alive(pid)
     assert not Path(info["netns"]).exists()
     assert pod_network.allocated_ips() == []

@@ -96,7 +96,7 @@ def _read_sync(fd: int, timeout: float) -> bytes:
             return data
 
 
-def _spawn(args: list[str], timeout: float) -> tuple[bytes, str]:
+def _spawn(args: list[str], timeout: float, cwd: str) -> tuple[bytes, str]:
     """Start conmon and wait for its sync message; blocking (run in a thread)."""
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     try:
@@ -114,6 +114,8 @@ def _spawn(args: list[str], timeout: float) -> tuple[bytes, str]:
             stderr=subprocess.PIPE,
             # Its own session: signals to cribd's process group never reach it.
             start_new_session=True,
+            # conmon may drop files (an "oom" marker) in its working directory.
+            cwd=cwd,
         )
         os.close(write_fd)
         write_fd = -1
@@ -173,7 +175,7 @@ async def create(
             args.append("--leave-stdin-open")
     if systemd_cgroup:
         args.append("-s")
-    data, stderr = await asyncio.to_thread(_spawn, args, CREATE_TIMEOUT_S)
+    data, stderr = await asyncio.to_thread(_spawn, args, CREATE_TIMEOUT_S, str(paths.dir))
     try:
         message = json.loads(data.splitlines()[0]) if data.strip() else {}
     except ValueError:

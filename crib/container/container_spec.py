@@ -113,7 +113,7 @@ def _capability(name: str) -> str:
 def capabilities(sc: api_pb2.LinuxContainerSecurityContext) -> tuple[list[str], list[str]]:
     """(bounding/effective/permitted set, ambient set)."""
     if sc.privileged:
-        return list(oci_spec.ALL_CAPABILITIES), []
+        return oci_spec.available_capabilities(), []
     add = [_capability(c) for c in sc.capabilities.add_capabilities]
     drop = [_capability(c) for c in sc.capabilities.drop_capabilities]
     ambient = [_capability(c) for c in sc.capabilities.add_ambient_capabilities]
@@ -122,7 +122,7 @@ def capabilities(sc: api_pb2.LinuxContainerSecurityContext) -> tuple[list[str], 
             raise InvalidArgument(f"CreateContainer: unknown capability {name!r}")
     caps = list(oci_spec.DEFAULT_CAPABILITIES)
     if "ALL" in add:
-        caps = list(oci_spec.ALL_CAPABILITIES)
+        caps = oci_spec.available_capabilities()
     if "ALL" in drop:
         caps = []
     caps += [c for c in add if c != "ALL" and c not in caps]

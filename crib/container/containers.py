@@ -48,6 +48,7 @@ EXITED = "exited"
 UNKNOWN = "unknown"
 # After SIGKILL, how long a container may take to be gone.
 KILL_WAIT_S = 10.0
+REOPEN_WAIT_S = 5.0
 
 
 @dataclass
@@ -103,6 +104,16 @@ def _reservation(config: api_pb2.ContainerConfig, pod: api_pb2.PodSandboxMetadat
     return f"{config.metadata.name}_{pod.name}_{pod.namespace}_{pod.uid}_{config.metadata.attempt}"
 
 
+def _wait_for_file(path: str, timeout: float) -> bool:
+    """Blocking, bounded: conmon gives no signal when it has reopened its log."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
 def validate(config: api_pb2.ContainerConfig) -> None:
     name = config.metadata.name
     if not name:
@@ -117,6 +128,9 @@ def validate(config: api_pb2.ContainerConfig) -> None:
         )
     if config.tty and not config.stdin and config.stdin_once:
         raise InvalidArgument("CreateContainer: stdin_once needs stdin")
+    sc = config.linux.security_context
+    if sc.HasField("run_as_group") and not (sc.HasField("run_as_user") or sc.run_as_username):
+        raise InvalidArgument("CreateContainer: run_as_group needs run_as_user or run_as_username")
 
 
 class Containers:
@@ -420,6 +434,12 @@ class Containers:
             raise FailedPrecondition(
                 f"container {container.id}: cannot reach its conmon: {exc.strerror}"
             ) from None
+        # conmon reopens asynchronously; the kubelet (and critest) expect the
+        # new file to exist when the call returns. A bounded wait on it:
+        if container.log_path and not await asyncio.to_thread(
+            _wait_for_file, container.log_path, REOPEN_WAIT_S
+        ):
+            raise FailedPrecondition(f"container {container.id}: conmon did not reopen {container.log_path}")
 
     async def exec_sync(self, container_id: str, cmd: list[str], timeout: float) -> exec_sync.ExecResult:
         container = self.get(container_id)

@@ -47,6 +47,21 @@ ALL_CAPABILITIES = [
     "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
 ]  # fmt: skip
 
+
+def available_capabilities() -> list[str]:
+    """ALL_CAPABILITIES that cribd itself holds (its bounding set): a container cannot get more.
+
+    Here root lacks CAP_SYS_RESOURCE, so "all capabilities" must mean all of cribd's.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            line = next(x for x in f if x.startswith("CapBnd:"))
+        mask = int(line.split()[1], 16)
+    except (OSError, StopIteration, ValueError):
+        return list(ALL_CAPABILITIES)
+    return [cap for bit, cap in enumerate(ALL_CAPABILITIES) if mask >> bit & 1]
+
+
 MASKED_PATHS = [
     "/proc/asound",
     "/proc/acpi",

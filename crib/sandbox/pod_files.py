@@ -53,10 +53,12 @@ def hosts(host_network: bool, hostname: str, ips: list[str]) -> str:
 
 
 def pod_hostname(config: api_pb2.PodSandboxConfig, host_network: bool) -> str:
-    if host_network:
+    """The pod's hostname; without one the pod keeps the node's, as with containerd."""
+    if host_network or not config.hostname:
         return socket.gethostname()
-    name = config.hostname or config.metadata.name
-    if len(name) > 63 or "\n" in name or "/" in name:
+    name = config.hostname
+    # sethostname(2) takes at most 64 bytes.
+    if len(name.encode()) > 64 or "\n" in name or "/" in name or "\0" in name:
         raise InvalidArgument(f"hostname {name!r} is not a valid host name")
     return name
 

@@ -379,7 +379,7 @@ class Sandboxes:
         if sc.HasField("run_as_group"):
             gid = sc.run_as_group.value
         privileged = sc.privileged
-        caps = oci_spec.ALL_CAPABILITIES if privileged else []
+        caps = oci_spec.available_capabilities() if privileged else []
         namespaces: list[dict[str, str]] = [{"type": "mount"}]
         if opts.pid != api_pb2.NODE:
             namespaces.append({"type": "pid"})
@@ -516,6 +516,8 @@ class Sandboxes:
         if sandbox.netns:
             await asyncio.to_thread(netns.remove, Path(sandbox.netns))
         sandbox.network_released = True
+        # Released addresses may go to the next pod: a stopped pod reports none.
+        sandbox.ips = []
         self._persist(sandbox)
 
     # --- RemovePodSandbox -----------------------------------------------------------------------

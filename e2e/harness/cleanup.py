@@ -14,6 +14,7 @@ import ctypes
 import os
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -81,9 +82,35 @@ def unmount_under(path: Path) -> list[str]:
     return points
 
 
+def kill_runtime_containers(path: Path) -> list[str]:
+    """Containers an OCI runtime still knows under `<path>/state/runtime/<handler>`: killed and deleted.
+
+    Their processes may no longer show the test's path anywhere (their root
+    was unmounted lazily), but the runtime's state dir still lists them.
+    """
+    killed = []
+    for root in (path / "state" / "runtime").glob("*"):
+        binary = shutil.which(root.name) or root.name
+        listing = subprocess.run(
+            [binary, f"--root={root}", "list", "-q"], capture_output=True, text=True, timeout=30
+        )
+        for container_id in listing.stdout.split():
+            subprocess.run(
+                [binary, f"--root={root}", "kill", "--all", container_id, "KILL"],
+                capture_output=True,
+                timeout=30,
+            )
+            subprocess.run(
+                [binary, f"--root={root}", "delete", "-f", container_id], capture_output=True, timeout=30
+            )
+            killed.append(container_id)
+    return killed
+
+
 def clean_tree(path: Path) -> dict[str, list]:
     """Kill, unmount, remove; returns what it had to clean (a test may assert it was nothing)."""
+    containers = kill_runtime_containers(path)
     killed = kill_processes_referencing(path)
     unmounted = unmount_under(path)
     shutil.rmtree(path, ignore_errors=True)
-    return {"killed": killed, "unmounted": unmounted}
+    return {"containers": containers, "killed": killed, "unmounted": unmounted}
