@@ -340,3 +340,34 @@ def test_bad_container_requests(pod: tuple[Cribd, str], pod_network: PodNetwork)
     )
     assert grpc_code(lambda: start_container(daemon, "f" * 64)) == grpc.StatusCode.NOT_FOUND
     assert daemon.runtime.ListContainers(api_pb2.ListContainersRequest(), timeout=10).containers == []
+
+
+def test_pod_stats_and_pod_resources(pod: tuple[Cribd, str]) -> None:
+    daemon, pod_id = pod
+    cid = run_container(daemon, pod_id, container_config("busy", ["/bin/sh", "-c", "while true; do :; done"]))
+    wait_until(
+        lambda: (
+            daemon.runtime.ContainerStats(
+                api_pb2.ContainerStatsRequest(container_id=cid), timeout=10
+            ).stats.cpu.usage_core_nano_seconds.value
+            > 10_000_000
+        )
+    )
+    stats = daemon.runtime.PodSandboxStats(
+        api_pb2.PodSandboxStatsRequest(pod_sandbox_id=pod_id), timeout=10
+    ).stats
+    assert stats.attributes.id == pod_id
+    assert stats.linux.cpu.usage_core_nano_seconds.value > 10_000_000
+    assert stats.linux.memory.working_set_bytes.value > 0
+    assert stats.linux.process.process_count.value >= 2  # the pause and the busy loop
+    assert stats.linux.network.default_interface.name == "eth0"
+    assert [c.attributes.id for c in stats.linux.containers] == [cid]
+    listed = daemon.runtime.ListPodSandboxStats(api_pb2.ListPodSandboxStatsRequest(), timeout=10).stats
+    assert [s.attributes.id for s in listed] == [pod_id]
+    # Best effort without a pod cgroup: accepted, nothing to write.
+    daemon.runtime.UpdatePodSandboxResources(
+        api_pb2.UpdatePodSandboxResourcesRequest(
+            pod_sandbox_id=pod_id, resources=api_pb2.LinuxContainerResources(cpu_shares=512)
+        ),
+        timeout=10,
+    )

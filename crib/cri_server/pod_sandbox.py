@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+from crib.container.cgroup_stats import CgroupStats
 from crib.proto.cri import api_pb2
 from crib.sandbox.sandboxes import READY, Sandbox, Sandboxes
 
@@ -64,3 +65,69 @@ def matches(sandbox: Sandbox, f: api_pb2.PodSandboxFilter) -> bool:
 
 def list_sandboxes(sandboxes: Sandboxes, f: api_pb2.PodSandboxFilter) -> list[api_pb2.PodSandbox]:
     return [sandbox_item(s) for s in sandboxes.list() if matches(s, f)]
+
+
+def _sum(values: list[int | None]) -> int | None:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
+def pod_stats_message(
+    sandbox: Sandbox,
+    pod_cgroup: CgroupStats | None,
+    parts: list[CgroupStats | None],
+    network: dict[str, tuple[int, int, int, int]],
+    processes: int | None,
+    containers: list[api_pb2.ContainerStats],
+) -> api_pb2.PodSandboxStats:
+    """The pod's own cgroup when it has one (the kubelet's pod cgroup); else the sum of its containers."""
+    now = time.time_ns()
+    config = sandbox.config
+    stats = api_pb2.PodSandboxStats(
+        attributes=api_pb2.PodSandboxAttributes(
+            id=sandbox.id, metadata=config.metadata, labels=config.labels, annotations=config.annotations
+        )
+    )
+    linux = stats.linux
+    if pod_cgroup is not None:
+        cpu, working_set, usage, rss = (
+            pod_cgroup.cpu_usage_ns,
+            pod_cgroup.memory_working_set_bytes,
+            pod_cgroup.memory_usage_bytes,
+            pod_cgroup.memory_rss_bytes,
+        )
+    else:
+        live = [p for p in parts if p is not None]
+        cpu = _sum([p.cpu_usage_ns for p in live])
+        working_set = _sum([p.memory_working_set_bytes for p in live])
+        usage = _sum([p.memory_usage_bytes for p in live])
+        rss = _sum([p.memory_rss_bytes for p in live])
+    if cpu is not None:
+        linux.cpu.timestamp = now
+        linux.cpu.usage_core_nano_seconds.value = cpu
+    if working_set is not None or usage is not None:
+        linux.memory.timestamp = now
+        if working_set is not None:
+            linux.memory.working_set_bytes.value = working_set
+        if usage is not None:
+            linux.memory.usage_bytes.value = usage
+        if rss is not None:
+            linux.memory.rss_bytes.value = rss
+    if network:
+        linux.network.timestamp = now
+        for name, (rx, rx_err, tx, tx_err) in sorted(network.items()):
+            usage_msg = api_pb2.NetworkInterfaceUsage(
+                name=name,
+                rx_bytes=api_pb2.UInt64Value(value=rx),
+                rx_errors=api_pb2.UInt64Value(value=rx_err),
+                tx_bytes=api_pb2.UInt64Value(value=tx),
+                tx_errors=api_pb2.UInt64Value(value=tx_err),
+            )
+            linux.network.interfaces.append(usage_msg)
+            if name == "eth0":
+                linux.network.default_interface.CopyFrom(usage_msg)
+    if processes is not None:
+        linux.process.timestamp = now
+        linux.process.process_count.value = processes
+    linux.containers.extend(containers)
+    return stats

@@ -20,7 +20,7 @@ from crib.cri_server.config import Config
 from crib.errors import DeadlineExceeded, InvalidArgument, Unimplemented
 from crib.log_setup import get_logger
 from crib.proto.cri import api_pb2
-from crib.sandbox.sandboxes import Sandboxes
+from crib.sandbox.sandboxes import Sandbox, Sandboxes
 from crib.store.state_store import StateStore
 
 log = get_logger("crib.runtime")
@@ -104,6 +104,52 @@ class RuntimeServicer:
             yield api_pb2.StreamPodSandboxesResponse(
                 pod_sandboxes=items[start : start + pod_sandbox.STREAM_CHUNK]
             )
+
+    async def UpdatePodSandboxResources(
+        self, request: api_pb2.UpdatePodSandboxResourcesRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.UpdatePodSandboxResourcesResponse:
+        if not request.pod_sandbox_id:
+            raise InvalidArgument("UpdatePodSandboxResources: pod_sandbox_id is empty")
+        await self.sandboxes.update_resources(request.pod_sandbox_id, request.resources)
+        return api_pb2.UpdatePodSandboxResourcesResponse()
+
+    async def _pod_stats(self, sandbox: Sandbox) -> api_pb2.PodSandboxStats:
+        members = self.containers.in_pod(sandbox.id)
+        container_stats = [await self._container_stats(c) for c in members]
+        pod_cgroup, parts, network, processes = await self.sandboxes.stats(sandbox, [c.id for c in members])
+        return pod_sandbox.pod_stats_message(sandbox, pod_cgroup, parts, network, processes, container_stats)
+
+    async def PodSandboxStats(
+        self, request: api_pb2.PodSandboxStatsRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.PodSandboxStatsResponse:
+        if not request.pod_sandbox_id:
+            raise InvalidArgument("PodSandboxStats: pod_sandbox_id is empty")
+        sandbox = self.sandboxes.get(request.pod_sandbox_id)
+        return api_pb2.PodSandboxStatsResponse(stats=await self._pod_stats(sandbox))
+
+    def _pod_stats_targets(self, f: api_pb2.PodSandboxStatsFilter) -> list[Sandbox]:
+        return [
+            s
+            for s in self.sandboxes.list()
+            if (not f.id or s.id.startswith(f.id))
+            and all(s.config.labels.get(k) == v for k, v in f.label_selector.items())
+        ]
+
+    async def ListPodSandboxStats(
+        self, request: api_pb2.ListPodSandboxStatsRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.ListPodSandboxStatsResponse:
+        targets = self._pod_stats_targets(request.filter)
+        stats = await asyncio.gather(*(self._pod_stats(s) for s in targets))
+        return api_pb2.ListPodSandboxStatsResponse(stats=stats)
+
+    async def StreamPodSandboxStats(
+        self, request: api_pb2.StreamPodSandboxStatsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[api_pb2.StreamPodSandboxStatsResponse]:
+        targets = self._pod_stats_targets(request.filter)
+        for start in range(0, len(targets), pod_sandbox.STREAM_CHUNK):
+            chunk = targets[start : start + pod_sandbox.STREAM_CHUNK]
+            stats = await asyncio.gather(*(self._pod_stats(s) for s in chunk))
+            yield api_pb2.StreamPodSandboxStatsResponse(pod_sandbox_stats=stats)
 
     # --- containers -----------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from crib.cni import network as cni
 from crib.cni.config import NetworkConfigList, NetworkNotReady, load_network
 from crib.container import conmon, oci_spec
+from crib.container.cgroup_stats import CgroupStats, cgroup_dirs, network_stats, process_count, read_stats
 from crib.container.rootfs import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount, unmount
 from crib.container.runtime_env import RuntimeEnv, conmon_alive, wait_for_exit
 from crib.errors import AlreadyExists, CribError, FailedPrecondition, InvalidArgument, NotFound, Unavailable
@@ -170,6 +171,41 @@ def capability_args(config: api_pb2.PodSandboxConfig, pod_cidrs: list[str]) -> d
     if pod_cidrs:
         args["ipRanges"] = [[{"subnet": cidr}] for cidr in pod_cidrs]
     return args
+
+
+def _write_pod_cgroup(parent: str, res: api_pb2.LinuxContainerResources) -> None:
+    dirs = cgroup_dirs(parent, systemd=False)
+    writes: list[tuple[Path | None, str]] = []
+    if dirs.mode == "v2":
+        base = dirs.unified
+        if res.cpu_shares:
+            # cgroup v2's weight from v1 shares, as runc converts it.
+            writes.append(
+                (base / "cpu.weight" if base else None, str(1 + ((res.cpu_shares - 2) * 9999) // 262142))
+            )
+        if res.cpu_quota:
+            writes.append((base / "cpu.max" if base else None, f"{res.cpu_quota} {res.cpu_period or 100000}"))
+        if res.memory_limit_in_bytes:
+            writes.append((base / "memory.max" if base else None, str(res.memory_limit_in_bytes)))
+    else:
+        cpu, memory = dirs.controller("cpu"), dirs.controller("memory")
+        if res.cpu_shares:
+            writes.append((cpu / "cpu.shares" if cpu else None, str(res.cpu_shares)))
+        if res.cpu_period:
+            writes.append((cpu / "cpu.cfs_period_us" if cpu else None, str(res.cpu_period)))
+        if res.cpu_quota:
+            writes.append((cpu / "cpu.cfs_quota_us" if cpu else None, str(res.cpu_quota)))
+        if res.memory_limit_in_bytes:
+            writes.append(
+                (memory / "memory.limit_in_bytes" if memory else None, str(res.memory_limit_in_bytes))
+            )
+    for path, value in writes:
+        if path is None or not path.exists():
+            continue
+        try:
+            path.write_text(value)
+        except OSError as exc:
+            log.warning("sandbox.resources_write_failed", path=str(path), error=exc.strerror)
 
 
 class Sandboxes:
@@ -541,6 +577,43 @@ class Sandboxes:
         self._locks.pop(sandbox.id, None)
         await self.images.collect_garbage()
         log.info("sandbox.removed", pod=sandbox.id)
+
+    # --- resources and stats ----------------------------------------------------------------------
+
+    async def update_resources(self, sandbox_id: str, res: api_pb2.LinuxContainerResources) -> None:
+        """Best effort, as the CRI says: apply what cgroupfs allows on the pod's own cgroup."""
+        sandbox = self.get(sandbox_id)
+        parent = sandbox.config.linux.cgroup_parent
+        if not parent or self.env.systemd:
+            log.info("sandbox.resources_not_applied", pod=sandbox.id, reason="no pod cgroup to write")
+            return
+        await asyncio.to_thread(_write_pod_cgroup, parent, res)
+
+    async def stats(
+        self, sandbox: Sandbox, container_ids: list[str]
+    ) -> tuple[
+        CgroupStats | None, list[CgroupStats | None], dict[str, tuple[int, int, int, int]], int | None
+    ]:
+        """(pod cgroup stats, per-container and pause stats, network counters, process count)."""
+
+        def collect() -> tuple[
+            CgroupStats | None, list[CgroupStats | None], dict[str, tuple[int, int, int, int]], int | None
+        ]:
+            parent = sandbox.config.linux.cgroup_parent
+            pod = read_stats(cgroup_dirs(parent, self.env.systemd)) if parent else None
+            parts = []
+            processes = 0
+            for cid in [sandbox.id, *container_ids]:
+                spec = self.env.read_spec(cid)
+                if spec is None:
+                    continue
+                dirs = cgroup_dirs(spec["linux"]["cgroupsPath"], self.env.systemd)
+                parts.append(read_stats(dirs))
+                processes += process_count(dirs) or 0
+            network = network_stats(sandbox.pid) if sandbox.netns and sandbox.state == READY else {}
+            return pod, parts, network, processes
+
+        return await asyncio.to_thread(collect)
 
     # --- recovery -------------------------------------------------------------------------------
 
