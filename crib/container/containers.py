@@ -77,6 +77,8 @@ class Container:
     resources_b64: str = ""
     _config: api_pb2.ContainerConfig | None = field(default=None, repr=False, compare=False)
     _exited: asyncio.Event | None = field(default=None, repr=False, compare=False)
+    # (state, serialized list item): list replies reuse it while the state holds.
+    _item: tuple[str, bytes] | None = field(default=None, repr=False, compare=False)
 
     @property
     def config(self) -> api_pb2.ContainerConfig:
@@ -260,24 +262,10 @@ class Containers:
                 await asyncio.to_thread(self.env.write_spec, container_id, built.spec)
                 if log_path:
                     await asyncio.to_thread(os.makedirs, os.path.dirname(log_path), 0o755, True)
-                meta = sandbox.config.metadata
-                created = await conmon.create(
-                    runtime,
-                    container_id,
-                    f"k8s_{config.metadata.name}_{meta.name}_{meta.namespace}_{meta.uid}_{config.metadata.attempt}",
-                    self.env.bundle(container_id),
-                    self.env.conmon_paths(container_id),
-                    log_path=log_path,
-                    conmon_binary=self.conmon_binary,
-                    terminal=config.tty,
-                    stdin=config.stdin,
-                    stdin_once=config.stdin_once,
-                    systemd_cgroup=self.env.systemd,
-                )
-                container.pid, container.conmon_pid = created.pid, created.conmon_pid
+                # The runtime creates it (under conmon) at StartContainer, as
+                # containerd does: CreateContainer is the bundle, ready to go.
                 self.by_id[container_id] = container
                 self._persist(container)
-                self._watch(container)
         except BaseException as exc:
             log.info(
                 "container.create_failed", container=container_id, error=getattr(exc, "message", repr(exc))
@@ -341,14 +329,48 @@ class Containers:
             if sandbox is None or sandbox.state != READY:
                 raise FailedPrecondition(f"the pod sandbox of container {container.id} is not ready")
             runtime = self.env.runtime(container.handler)
-            container.started_at = time.time_ns()
-            await runtime.start(container.id)
+            try:
+                await self._create_under_conmon(container, sandbox, runtime)
+                container.started_at = time.time_ns()
+                await runtime.start(container.id)
+            except CribError as exc:
+                # As containerd: the container did not run; it is exited with the reason.
+                with contextlib.suppress(Exception):
+                    await runtime.delete(container.id, force=True)
+                container.state = EXITED
+                container.exit_code = 128
+                container.reason = "StartError"
+                container.message = exc.message
+                container.finished_at = time.time_ns()
+                container.exited.set()
+                self._persist(container)
+                self._publish(container, api_pb2.CONTAINER_STOPPED_EVENT)
+                raise
             # It may have run and ended already; its exit was then recorded.
             if not container.exited.is_set():
                 container.state = RUNNING
             self._persist(container)
         log.info("container.started", container=container.id)
         self._publish(container, api_pb2.CONTAINER_STARTED_EVENT)
+
+    async def _create_under_conmon(self, container: Container, sandbox: Sandbox, runtime: Any) -> None:
+        config, meta = container.config, sandbox.config.metadata
+        created = await conmon.create(
+            runtime,
+            container.id,
+            f"k8s_{config.metadata.name}_{meta.name}_{meta.namespace}_{meta.uid}_{config.metadata.attempt}",
+            self.env.bundle(container.id),
+            self.env.conmon_paths(container.id),
+            log_path=container.log_path,
+            conmon_binary=self.conmon_binary,
+            terminal=config.tty,
+            stdin=config.stdin,
+            stdin_once=config.stdin_once,
+            systemd_cgroup=self.env.systemd,
+        )
+        container.pid, container.conmon_pid = created.pid, created.conmon_pid
+        self._persist(container)
+        self._watch(container)
 
     async def stop(self, container_id: str, timeout: float) -> None:
         container = self.find(container_id)
@@ -360,6 +382,8 @@ class Containers:
     async def _stop(self, container: Container, timeout: float) -> None:
         if container.exited.is_set() or container.state not in (RUNNING, CREATED, UNKNOWN):
             return
+        if container.conmon_pid == 0:
+            return  # created, never started: nothing runs
         runtime = self.env.runtime(container.handler)
         if container.state == RUNNING and timeout > 0:
             with contextlib.suppress(NotFound):
@@ -483,6 +507,8 @@ class Containers:
             if container.state == EXITED:
                 container.exited.set()
                 continue
+            if container.state == CREATED and container.conmon_pid == 0:
+                continue  # never started: nothing to find
             if conmon_alive(container.conmon_pid, container.id):
                 self._watch(container)
             else:

@@ -56,6 +56,37 @@ class OCIRuntime:
             raise RuntimeCallFailed(f"{self.handler} {' '.join(args[:1])} failed: {_last_line(text)}", text)
         return out
 
+    async def run_detached(self, container_id: str, bundle: Path, pid_file: Path, log_file: Path) -> int:
+        """Create and start a container with no monitor (the pause container); returns its pid.
+
+        The container inherits runc's stdio, so that is /dev/null, and runc's
+        own errors go to `log_file` (JSON lines) to be read on failure.
+        """
+        proc = await asyncio.create_subprocess_exec(
+            self.binary,
+            *self.global_args(),
+            f"--log={log_file}",
+            "--log-format=json",
+            "run",
+            "--detach",
+            f"--bundle={bundle}",
+            f"--pid-file={pid_file}",
+            container_id,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            await asyncio.wait_for(proc.wait(), CALL_TIMEOUT_S)
+        except (TimeoutError, asyncio.CancelledError):
+            proc.kill()
+            await proc.wait()
+            raise
+        if proc.returncode != 0:
+            error = await asyncio.to_thread(_log_error, log_file)
+            raise RuntimeCallFailed(f"{self.handler} run failed: {error}", error)
+        return int((await asyncio.to_thread(pid_file.read_text)).strip())
+
     async def state(self, container_id: str) -> dict[str, Any] | None:
         """The runtime's view of a container, None if it does not know it."""
         try:
@@ -92,6 +123,22 @@ class OCIRuntime:
 
     async def update(self, container_id: str, resources: dict[str, Any]) -> None:
         await self.run("update", "--resources", "-", container_id, stdin=json.dumps(resources).encode())
+
+
+def _log_error(log_file: Path) -> str:
+    """The last error message in a runc JSON log."""
+    try:
+        lines = log_file.read_text().splitlines()
+    except OSError:
+        return "no error output"
+    for line in reversed(lines):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("level") in ("error", "fatal"):
+            return str(entry.get("msg", line))
+    return _last_line("\n".join(lines))
 
 
 def _last_line(text: str) -> str:

@@ -7,6 +7,7 @@ import time
 
 from crib.container.cgroup_stats import CgroupStats
 from crib.container.containers import CREATED, EXITED, RUNNING, Container, Containers
+from crib.cri_server import wire
 from crib.proto.cri import api_pb2
 
 STREAM_CHUNK = 500
@@ -102,6 +103,21 @@ def matches(container: Container, f: api_pb2.ContainerFilter) -> bool:
 
 def list_containers(containers: Containers, f: api_pb2.ContainerFilter) -> list[api_pb2.Container]:
     return [container_item(c) for c in containers.list() if matches(c, f)]
+
+
+def item_bytes(container: Container) -> bytes:
+    """The serialized list item, rebuilt only when the container's state changed."""
+    cached = container._item
+    if cached is None or cached[0] != container.state:
+        cached = (container.state, container_item(container).SerializeToString())
+        container._item = cached
+    return cached[1]
+
+
+def list_containers_wire(containers: Containers, f: api_pb2.ContainerFilter) -> bytes:
+    """A serialized ListContainersResponse (field 1: containers)."""
+    listed = containers.list() if not f.ByteSize() else [c for c in containers.list() if matches(c, f)]
+    return wire.repeated_field(1, map(item_bytes, listed))
 
 
 def stats_message(

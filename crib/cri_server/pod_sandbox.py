@@ -6,6 +6,7 @@ import json
 import time
 
 from crib.container.cgroup_stats import CgroupStats
+from crib.cri_server import wire
 from crib.proto.cri import api_pb2
 from crib.sandbox.sandboxes import READY, Sandbox, Sandboxes
 
@@ -65,6 +66,21 @@ def matches(sandbox: Sandbox, f: api_pb2.PodSandboxFilter) -> bool:
 
 def list_sandboxes(sandboxes: Sandboxes, f: api_pb2.PodSandboxFilter) -> list[api_pb2.PodSandbox]:
     return [sandbox_item(s) for s in sandboxes.list() if matches(s, f)]
+
+
+def item_bytes(sandbox: Sandbox) -> bytes:
+    """The serialized list item, rebuilt only when the pod's state changed."""
+    cached = sandbox._item
+    if cached is None or cached[0] != sandbox.state:
+        cached = (sandbox.state, sandbox_item(sandbox).SerializeToString())
+        sandbox._item = cached
+    return cached[1]
+
+
+def list_sandboxes_wire(sandboxes: Sandboxes, f: api_pb2.PodSandboxFilter) -> bytes:
+    """A serialized ListPodSandboxResponse (field 1: items)."""
+    listed = sandboxes.list() if not f.ByteSize() else [s for s in sandboxes.list() if matches(s, f)]
+    return wire.repeated_field(1, map(item_bytes, listed))
 
 
 def _sum(values: list[int | None]) -> int | None:

@@ -189,6 +189,16 @@ def _wrap_client_stream(method: str, fn: ClientStreamHandler) -> ClientStreamHan
     return call
 
 
+def _serializer(response_cls: type[Message]) -> Callable[[Any], bytes]:
+    """Messages are serialized; bytes are a response serialized already (the cached list replies)."""
+    serialize = response_cls.SerializeToString
+
+    def to_bytes(response: Any) -> bytes:
+        return response if isinstance(response, bytes) else serialize(response)
+
+    return to_bytes
+
+
 def generic_handler(
     service_name: str, servicer: object, module: ModuleType = api_pb2
 ) -> grpc.GenericRpcHandler:
@@ -206,7 +216,7 @@ def generic_handler(
             handlers[m.name] = grpc.stream_unary_rpc_method_handler(
                 _wrap_client_stream(m.name, fn),
                 request_deserializer=request_cls.FromString,
-                response_serializer=response_cls.SerializeToString,
+                response_serializer=_serializer(response_cls),
             )
             continue
         fn = fn or _unimplemented(service_name, m.name, m.server_streaming)
@@ -215,12 +225,12 @@ def generic_handler(
             handlers[m.name] = grpc.unary_stream_rpc_method_handler(
                 _wrap_stream(m.name, fn, subjects),
                 request_deserializer=request_cls.FromString,
-                response_serializer=response_cls.SerializeToString,
+                response_serializer=_serializer(response_cls),
             )
         else:
             handlers[m.name] = grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(m.name, fn, subjects),
                 request_deserializer=request_cls.FromString,
-                response_serializer=response_cls.SerializeToString,
+                response_serializer=_serializer(response_cls),
             )
     return grpc.method_handlers_generic_handler(service.full_name, handlers)

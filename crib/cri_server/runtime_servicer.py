@@ -91,10 +91,9 @@ class RuntimeServicer:
 
     async def ListPodSandbox(
         self, request: api_pb2.ListPodSandboxRequest, context: grpc.aio.ServicerContext
-    ) -> api_pb2.ListPodSandboxResponse:
-        return api_pb2.ListPodSandboxResponse(
-            items=pod_sandbox.list_sandboxes(self.sandboxes, request.filter)
-        )
+    ) -> bytes:
+        # Already serialized: PLEG asks every second and the items rarely change.
+        return pod_sandbox.list_sandboxes_wire(self.sandboxes, request.filter)
 
     async def StreamPodSandboxes(
         self, request: api_pb2.StreamPodSandboxesRequest, context: grpc.aio.ServicerContext
@@ -202,10 +201,9 @@ class RuntimeServicer:
 
     async def ListContainers(
         self, request: api_pb2.ListContainersRequest, context: grpc.aio.ServicerContext
-    ) -> api_pb2.ListContainersResponse:
-        return api_pb2.ListContainersResponse(
-            containers=container_rpcs.list_containers(self.containers, request.filter)
-        )
+    ) -> bytes:
+        # Already serialized: PLEG asks every second and the items rarely change.
+        return container_rpcs.list_containers_wire(self.containers, request.filter)
 
     async def StreamContainers(
         self, request: api_pb2.StreamContainersRequest, context: grpc.aio.ServicerContext

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from crib.cni import network as cni
 from crib.cni.config import NetworkConfigList, NetworkNotReady, load_network
-from crib.container import conmon, oci_spec
+from crib.container import oci_spec
 from crib.container.cgroup_stats import CgroupStats, cgroup_dirs, network_stats, process_count, read_stats
 from crib.container.rootfs import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount, unmount
-from crib.container.runtime_env import RuntimeEnv, conmon_alive, wait_for_exit
+from crib.container.runtime_env import RuntimeEnv, wait_for_exit
 from crib.errors import AlreadyExists, CribError, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from crib.image_service.image_store import ImageRecord
 from crib.image_service.images import Images
@@ -69,6 +69,8 @@ class Sandbox:
     network_released: bool = False
     _config: api_pb2.PodSandboxConfig | None = field(default=None, repr=False, compare=False)
     _exited: asyncio.Event | None = field(default=None, repr=False, compare=False)
+    # (state, serialized list item): list replies reuse it while the state holds.
+    _item: tuple[str, bytes] | None = field(default=None, repr=False, compare=False)
 
     @property
     def config(self) -> api_pb2.PodSandboxConfig:
@@ -206,6 +208,20 @@ def _write_pod_cgroup(parent: str, res: api_pb2.LinuxContainerResources) -> None
             path.write_text(value)
         except OSError as exc:
             log.warning("sandbox.resources_write_failed", path=str(path), error=exc.strerror)
+
+
+def pause_alive(pid: int, sandbox_id: str) -> bool:
+    """True if `pid` still is this pod's pause process (pids get reused): its cgroup names the pod."""
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            cgroups = f.read()
+        with open(f"/proc/{pid}/stat") as f:
+            zombie = f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+    return sandbox_id in cgroups and not zombie
 
 
 class Sandboxes:
@@ -473,21 +489,16 @@ class Sandboxes:
         await asyncio.to_thread(env.prepare_rootfs, sandbox.id, lowers)
         spec = self.pause_spec(sandbox, image, hostname)
         await asyncio.to_thread(env.write_spec, sandbox.id, spec)
-        meta = sandbox.config.metadata
-        created = await conmon.create(
-            runtime,
-            sandbox.id,
-            f"k8s_POD_{meta.name}_{meta.namespace}_{meta.uid}_{meta.attempt}",
-            env.bundle(sandbox.id),
-            env.conmon_paths(sandbox.id),
-            log_path="",
-            conmon_binary=self.config.runtime.conmon,
-            systemd_cgroup=env.systemd,
-        )
+        # No conmon for the pause: it has no output to log and its exit code
+        # does not matter; cribd (a subreaper) watches its pid directly. One
+        # monitor per pod instead of two, and one runc call instead of two.
+        paths = env.conmon_paths(sandbox.id)
         undo.append(lambda: runtime.delete(sandbox.id, force=True))
-        sandbox.pid, sandbox.conmon_pid = created.pid, created.conmon_pid
+        sandbox.pid = await runtime.run_detached(
+            sandbox.id, env.bundle(sandbox.id), paths.pidfile, paths.dir / "runc.log"
+        )
+        sandbox.conmon_pid = 0
         self._watch(sandbox)
-        await runtime.start(sandbox.id)
 
     def _watch(self, sandbox: Sandbox) -> None:
         def on_exit() -> None:
@@ -497,7 +508,7 @@ class Sandboxes:
                 sandbox.state = NOTREADY
                 self._persist(sandbox)
 
-        if not self.env.watcher.watch(sandbox.conmon_pid, on_exit):
+        if not self.env.watcher.watch(sandbox.pid, on_exit):
             sandbox.exited.set()
 
     # --- StopPodSandbox -------------------------------------------------------------------------
@@ -519,7 +530,7 @@ class Sandboxes:
         log.info("sandbox.stopped", pod=sandbox.id)
 
     async def _stop_pause(self, sandbox: Sandbox) -> None:
-        if sandbox.exited.is_set() or not conmon_alive(sandbox.conmon_pid, sandbox.id):
+        if sandbox.exited.is_set() or not pause_alive(sandbox.pid, sandbox.id):
             return
         runtime = self.env.runtime(sandbox.handler)
         with contextlib.suppress(NotFound):
@@ -623,7 +634,7 @@ class Sandboxes:
             sandbox = Sandbox(**raw)
             self.by_id[sandbox_id] = sandbox
             self.names[sandbox.reservation] = sandbox_id
-            alive = conmon_alive(sandbox.conmon_pid, sandbox.id)
+            alive = pause_alive(sandbox.pid, sandbox.id)
             if alive:
                 self._watch(sandbox)
             else:
