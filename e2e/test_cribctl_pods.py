@@ -12,7 +12,6 @@ import ipaddress
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,27 +19,24 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
 import yaml
 
+from e2e.harness.clients import CALL_TIMEOUT_S, client_env, cribctl_argv, crictl, needs_crictl
 from e2e.harness.cribd import REPO_ROOT, Cribd
 from e2e.harness.network import PodNetwork
 from e2e.pods import ns_inode
 
-CALL_TIMEOUT_S = 120
 RESOLV_CONF = "search ns.svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
 CGROUP_WARNING = "cribctl: cgroup_parent is not set. Use `runtime-config` to get the runtime cgroup driver\n"
 
 
 def cribctl(daemon: Cribd, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRICTL_", "CONTAINER_RUNTIME", "CRI_"))}
-    env["PYTHONPATH"] = str(REPO_ROOT)
     return subprocess.run(
-        [sys.executable, "-m", "crib.cribctl.main", "-r", f"unix://{daemon.socket}", *args],
+        cribctl_argv(daemon, *args, config=None),
         capture_output=True,
         text=True,
         timeout=CALL_TIMEOUT_S,
-        env=env,
+        env=client_env(),
     )
 
 
@@ -392,24 +388,6 @@ def test_errors(net_cribd: Cribd, tmp_path: Path) -> None:
 
 
 # --- against crictl ------------------------------------------------------------------------------------
-
-
-def _crictl_bin() -> str | None:
-    return os.environ.get("CRICTL") or shutil.which("crictl")
-
-
-needs_crictl = pytest.mark.skipif(
-    _crictl_bin() is None, reason="no crictl binary ($CRICTL or PATH) to compare against"
-)
-
-
-def crictl(daemon: Cribd, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [_crictl_bin(), "--config", "/dev/null", "-r", f"unix://{daemon.socket}", *args],  # type: ignore[list-item]
-        capture_output=True,
-        text=True,
-        timeout=CALL_TIMEOUT_S,
-    )
 
 
 # A CREATED cell and its padding: tabwriter's column is 20 wide for any "N seconds ago".

@@ -63,22 +63,6 @@ def no_default_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CONTAINER_RUNTIME_ENDPOINT", raising=False)
 
 
-@pytest.fixture
-def local_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
-    """Set the process's time zone (crictl prints times in the local zone)."""
-
-    def set_zone(name: str) -> None:
-        if name != "UTC" and not Path("/usr/share/zoneinfo", name).exists():
-            pytest.skip(f"no tzdata for {name}")
-        monkeypatch.setenv("TZ", name)
-        time.tzset()
-
-    set_zone("UTC")
-    yield set_zone
-    monkeypatch.undo()
-    time.tzset()
-
-
 # --- Go behaviours --------------------------------------------------------------------------
 
 # Go: (Duration, units.HumanDuration(d)).

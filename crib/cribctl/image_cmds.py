@@ -412,11 +412,11 @@ def call_error(exc: grpc.RpcError) -> str:
     return rpc_error(exc)
 
 
-def _warn(message: str) -> None:
+def warn(message: str) -> None:
     print(f"cribctl: {message}", file=sys.stderr)
 
 
-def _show_help(args: argparse.Namespace) -> None:
+def show_help(args: argparse.Namespace) -> None:
     # crictl's ShowSubcommandHelp: usage on stdout, and success.
     args.subparser.print_help()
 
@@ -482,7 +482,7 @@ def cmd_pull(args: argparse.Namespace, ep: Endpoints) -> None:
     if not name:
         raise CommandError("image name cannot be empty")
     if len(args.image) > 1:
-        _show_help(args)
+        show_help(args)
         return
     stub = image_stub(ep)
     check_endpoint(stub, ep)
@@ -510,7 +510,7 @@ def cmd_pull(args: argparse.Namespace, ep: Endpoints) -> None:
 
 def cmd_images(args: argparse.Namespace, ep: Endpoints) -> None:
     if len(args.names) > 1:
-        _show_help(args)
+        show_help(args)
         return
     stub = image_stub(ep)
     images = list_images(stub, ep, args.names[0] if args.names else "", args.filter or [])
@@ -539,8 +539,8 @@ def cmd_inspecti(args: argparse.Namespace, ep: Endpoints) -> None:
     if not ids:
         ids = [image.id for image in list_images(stub, ep, args.name or "", args.filter or [])]
     if not ids:
-        _warn("No IDs provided or nothing found per filter")
-        _show_help(args)
+        warn("No IDs provided or nothing found per filter")
+        show_help(args)
         return
     docs = []
     for image in ids:
@@ -581,14 +581,14 @@ def cmd_rmi(args: argparse.Namespace, ep: Endpoints) -> None:
             try:
                 r = image_status(stub, ep, container_image, False)
             except CallError as exc:
-                _warn(f"image status request for {go_quote(container_image)} failed: {exc}")
+                warn(f"image status request for {go_quote(container_image)} failed: {exc}")
                 continue
             selected[r.image.id] = False
     if not selected:
         if args.all or args.prune:
-            _warn("No images to remove")
+            warn("No images to remove")
             return
-        _show_help(args)
+        show_help(args)
         return
     errors = []
     for image, remove in selected.items():
@@ -622,12 +622,12 @@ def _remove_one(stub: api_pb2_grpc.ImageServiceStub, ep: Endpoints, image: str, 
     looks_like_tag = not image.startswith("sha256:") and (":" in image or "/" in image)
     if len(tags) > 1 and looks_like_tag:
         # The CRI removes an image, not a tag: say which other tags go with it.
-        _warn(
+        warn(
             f"Image {go_quote(image)} has multiple tags. Removing this image will delete all of the "
             "following tags:"
         )
         for tag in tags:
-            _warn(f"  {tag}")
+            warn(f"  {tag}")
     try:
         stub.RemoveImage(api_pb2.RemoveImageRequest(image=api_pb2.ImageSpec(image=image)), timeout=ep.timeout)
     except grpc.RpcError as exc:

@@ -13,7 +13,7 @@ import sys
 import grpc
 
 from crib import __version__
-from crib.cribctl import image_cmds, output, pod_cmds
+from crib.cribctl import container_cmds, image_cmds, output, pod_cmds
 from crib.cribctl.client import Command, CommandError, rpc_error, runtime_stub
 from crib.cribctl.endpoint import ClientConfigError, Endpoints, resolve
 from crib.proto.cri import api_pb2
@@ -59,7 +59,7 @@ COMMANDS: dict[str, Command] = {
 
 
 # Modules that add subcommands: each has register(subparsers) -> {name: command}.
-COMMAND_MODULES: list = [image_cmds, pod_cmds]
+COMMAND_MODULES: list = [image_cmds, pod_cmds, container_cmds]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -82,9 +82,29 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+# Options whose values may start with "-" (crictl takes "--since -1h"); argparse would read the
+# value as an option, so such pairs are joined into "--since=-1h" first.
+DASH_VALUE_OPTIONS = frozenset({"--since"})
+
+
+def join_dash_values(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--":
+            return out + argv[i:]
+        if argv[i] in DASH_VALUE_OPTIONS and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser()
-    args = p.parse_args(argv)
+    args = p.parse_args(join_dash_values(sys.argv[1:] if argv is None else argv))
     if not args.command:
         p.print_help()
         return 1

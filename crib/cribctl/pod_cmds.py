@@ -56,7 +56,16 @@ from crib.cribctl import output
 from crib.cribctl.client import Command, CommandError, runtime_stub
 from crib.cribctl.endpoint import Endpoints
 from crib.cribctl.golike import go_quote, go_sort, go_string_map, parse_go_duration_strict
-from crib.cribctl.image_cmds import TRUNCATED_ID_LEN, CallError, SliceAppend, call_error, parse_labels, table
+from crib.cribctl.image_cmds import (
+    TRUNCATED_ID_LEN,
+    CallError,
+    SliceAppend,
+    call_error,
+    parse_labels,
+    show_help,
+    table,
+    warn,
+)
 from crib.proto.cri import api_pb2, api_pb2_grpc
 
 POD_COLUMNS = ["POD ID", "CREATED", "STATE", "NAME", "NAMESPACE", "ATTEMPT", "RUNTIME"]
@@ -1043,7 +1052,7 @@ def parse_pod_config(data: bytes | str) -> api_pb2.PodSandboxConfig:
     return config
 
 
-def _go_path_error(op: str, path: str, exc: OSError) -> str:
+def go_path_error(op: str, path: str, exc: OSError) -> str:
     # Go's *PathError: "open x: permission denied".
     reason = exc.strerror or str(exc)
     return f"{op} {path}: {reason[:1].lower()}{reason[1:]}"
@@ -1057,9 +1066,9 @@ def load_pod_config(path: str) -> tuple[api_pb2.PodSandboxConfig, list[str]]:
         raise ConfigError(f"config at {path} not found") from None
     except IsADirectoryError as exc:
         # Go opens a directory fine; reading it fails.
-        raise ConfigError(_go_path_error("read", path, exc)) from None
+        raise ConfigError(go_path_error("read", path, exc)) from None
     except OSError as exc:
-        raise ConfigError(_go_path_error("open", path, exc)) from None
+        raise ConfigError(go_path_error("open", path, exc)) from None
     config = parse_pod_config(data)
     if not config.HasField("metadata"):
         raise ConfigError("metadata is not set")
@@ -1110,13 +1119,18 @@ def select_pods(
         and matches_regex(name, p.metadata.name)
         and matches_regex(namespace, p.metadata.namespace)
     ]
-    go_sort(kept, lambda a, b: a.created_at > b.created_at)
-    n = len(kept)
+    return newest_first(kept, latest, last)
+
+
+def newest_first(items: list[Any], latest: bool, last: int) -> list[Any]:
+    """crictl's list order (newest first), cut to one with --latest or to --last N."""
+    go_sort(items, lambda a, b: a.created_at > b.created_at)
+    n = len(items)
     if latest:
         n = 1
     if last > 0:
         n = last
-    return kept[: min(n, len(kept))]
+    return items[: min(n, len(items))]
 
 
 def pod_state(state: int) -> str:
@@ -1154,7 +1168,7 @@ def pods_table(pods: list[api_pb2.PodSandbox], now_ns: int, no_trunc: bool = Fal
     return table(rows)
 
 
-def _sorted_pairs(title: str, values: Any) -> list[str]:
+def sorted_pairs(title: str, values: Any) -> list[str]:
     # A map decoded from the wire is nil when empty: crictl prints the section only when set.
     if not values:
         return []
@@ -1172,8 +1186,8 @@ def pod_verbose(pod: api_pb2.PodSandbox) -> str:
         lines += [f"Attempt: {md.attempt}"] if md.attempt else []
     lines.append(f"Status: {pod_state(pod.state)}")
     lines.append(f"Created: {go_time_string(pod.created_at)}")
-    lines += _sorted_pairs("Labels", pod.labels)
-    lines += _sorted_pairs("Annotations", pod.annotations)
+    lines += sorted_pairs("Labels", pod.labels)
+    lines += sorted_pairs("Annotations", pod.annotations)
     lines.append(f"Runtime: {runtime_handler(pod)}")
     return "\n".join(lines) + "\n\n"
 
@@ -1198,8 +1212,8 @@ def pod_status_table(r: api_pb2.PodSandboxStatusResponse, verbose: bool) -> str:
     if status.HasField("network"):
         lines.append(f"IP Addresses: {status.network.ip}")
         lines += [f"Additional IP: {ip.ip}" for ip in status.network.additional_ips]
-    lines += _sorted_pairs("Labels", status.labels)
-    lines += _sorted_pairs("Annotations", status.annotations)
+    lines += sorted_pairs("Labels", status.labels)
+    lines += sorted_pairs("Annotations", status.annotations)
     if verbose:
         lines.append(f"Info: {go_string_map(dict(r.info))}")
     return "\n".join(lines) + "\n"
@@ -1295,8 +1309,8 @@ def pod_status(
 _print_lock = threading.Lock()
 
 
-def _say(line: str) -> None:
-    # rmp works on its pods concurrently: whole lines, at once.
+def say(line: str) -> None:
+    # rm and rmp work on many at once: whole lines, each at once.
     with _print_lock:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
@@ -1310,7 +1324,7 @@ def stop_pod(stub: api_pb2_grpc.RuntimeServiceStub, ep: Endpoints, pod_id: str) 
         stub.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=ep.timeout)
     except grpc.RpcError as exc:
         raise CallError(call_error(exc)) from None
-    _say(f"Stopped sandbox {pod_id}")
+    say(f"Stopped sandbox {pod_id}")
 
 
 def remove_pod(stub: api_pb2_grpc.RuntimeServiceStub, ep: Endpoints, pod_id: str) -> None:
@@ -1320,7 +1334,7 @@ def remove_pod(stub: api_pb2_grpc.RuntimeServiceStub, ep: Endpoints, pod_id: str
         stub.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=ep.timeout)
     except grpc.RpcError as exc:
         raise CallError(call_error(exc)) from None
-    _say(f"Removed sandbox {pod_id}")
+    say(f"Removed sandbox {pod_id}")
 
 
 # --- flags -------------------------------------------------------------------------------------
@@ -1363,22 +1377,13 @@ def duration_flag(flag: tuple[str, str] | None) -> float:
         raise _flag_error(flag, "parse error") from None
 
 
-def _warn(message: str) -> None:
-    print(f"cribctl: {message}", file=sys.stderr)
-
-
-def _show_help(args: argparse.Namespace) -> None:
-    # crictl's ShowSubcommandHelp: usage on stdout, and success.
-    args.subparser.print_help()
-
-
 # --- commands ------------------------------------------------------------------------------------
 
 
 def cmd_runp(args: argparse.Namespace, ep: Endpoints) -> None:
     cancel_timeout = duration_flag(args.cancel_timeout)
     if len(args.pod_config) != 1 or not args.pod_config[0]:
-        _show_help(args)
+        show_help(args)
         return
     path = args.pod_config[0]
     if path in ("jsonschema", "js") and not Path(path).exists():
@@ -1391,7 +1396,7 @@ def cmd_runp(args: argparse.Namespace, ep: Endpoints) -> None:
     except ConfigError as exc:
         raise CommandError(f"load podSandboxConfig: {exc}") from None
     for warning in warnings:
-        _warn(warning)
+        warn(warning)
     request = api_pb2.RunPodSandboxRequest(config=config, runtime_handler=args.runtime or "")
     try:
         # The CRI client doubles the timeout for sandbox operations.
@@ -1466,8 +1471,8 @@ def cmd_inspectp(args: argparse.Namespace, ep: Endpoints) -> None:
             raise CommandError(f"listing pod sandboxes: {exc}") from None
         ids = [pod.id for pod in pods]
     if not ids:
-        _warn("No IDs provided or nothing found per filter")
-        _show_help(args)
+        warn("No IDs provided or nothing found per filter")
+        show_help(args)
         return
     fmt = args.output or "json"
     verbose = not args.quiet
@@ -1500,7 +1505,7 @@ def cmd_inspectp(args: argparse.Namespace, ep: Endpoints) -> None:
 
 def cmd_stopp(args: argparse.Namespace, ep: Endpoints) -> None:
     if not args.ids:
-        _show_help(args)
+        show_help(args)
         return
     stub = connect(ep)
     for pod_id in args.ids:
@@ -1546,9 +1551,9 @@ def cmd_rmp(args: argparse.Namespace, ep: Endpoints) -> None:
         ids = [pod.id for pod in r.items]
     if not ids:
         if args.all:
-            _warn("No pods to remove")
+            warn("No pods to remove")
             return
-        _show_help(args)
+        show_help(args)
         return
     # Concurrently, as crictl: output and errors come in the order the pods finish.
     errors: list[str] = []

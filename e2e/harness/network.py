@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shlex
 import subprocess
 from dataclasses import dataclass
@@ -64,23 +65,25 @@ class PodNetwork:
             return []
         return sorted(p.name for p in d.iterdir() if p.name[0].isdigit())
 
+    def _mentions(self, line: str) -> bool:
+        # Whole addresses only: 10.100.22.0/24 must not claim 10.100.226.2, another test's pod.
+        prefix = re.escape(self.subnet.rsplit(".", 1)[0] + ".")
+        return f'name: \\"{self.name}\\"' in line or re.search(rf"(?<![\d.]){prefix}\d", line) is not None
+
     def iptables_mentions(self) -> list[str]:
         rules = subprocess.run(["iptables-save"], capture_output=True, text=True, timeout=30).stdout
-        tag = f'name: \\"{self.name}\\"'
-        prefix = self.subnet.rsplit(".", 1)[0] + "."
-        return [line for line in rules.splitlines() if prefix in line or tag in line]
+        return [line for line in rules.splitlines() if self._mentions(line)]
 
     def destroy(self) -> None:
         """Delete the bridge, and any iptables rule and chain the plugins left for this network."""
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, timeout=30)
-        tag = f'name: \\"{self.name}\\"'
         for table in ("nat", "filter"):
             dump = subprocess.run(
                 ["iptables-save", "-t", table], capture_output=True, text=True, timeout=30
             ).stdout
             chains = set()
             for line in dump.splitlines():
-                if line.startswith("-A ") and (tag in line or self.subnet.rsplit(".", 1)[0] + "." in line):
+                if line.startswith("-A ") and self._mentions(line):
                     parts = shlex.split(line)
                     subprocess.run(
                         ["iptables", "-t", table, "-D", *parts[1:]], capture_output=True, timeout=30
