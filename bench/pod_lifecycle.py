@@ -117,6 +117,29 @@ def start_containerd(registry: Registry) -> Daemon | None:
     return daemon
 
 
+def start_daemons(registry: Registry, daemons: list[Daemon]) -> None:
+    """Push busybox and pause to `registry`; start crib, and containerd where it is installed.
+
+    Each daemon goes into `daemons` as it starts, so the caller's cleanup sees it.
+    """
+    with RegistryClient(registry.url) as reg:
+        reg.push_image("bench/busybox", "1", builder.busybox_image())
+        pause_layer = LayerSpec(
+            [Entry("catatonit", data=Path("/usr/bin/catatonit").read_bytes(), mode=0o755)], "gzip"
+        )
+        reg.push_image(
+            "bench/pause",
+            "1",
+            builder.build_image(ImageRecipe([pause_layer], entrypoint=["/catatonit", "-P"], cmd=None)),
+        )
+    daemons.append(start_crib(registry))
+    ctrd = start_containerd(registry)
+    if ctrd is not None:
+        daemons.append(ctrd)
+    else:
+        print("containerd is not installed (apt-get install containerd): crib alone\n")
+
+
 class Client:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
@@ -211,23 +234,8 @@ def main() -> int:
     registry = Registry().start()
     daemons: list[Daemon] = []
     try:
-        with RegistryClient(registry.url) as reg:
-            reg.push_image("bench/busybox", "1", builder.busybox_image())
-            pause_layer = LayerSpec(
-                [Entry("catatonit", data=Path("/usr/bin/catatonit").read_bytes(), mode=0o755)], "gzip"
-            )
-            reg.push_image(
-                "bench/pause",
-                "1",
-                builder.build_image(ImageRecipe([pause_layer], entrypoint=["/catatonit", "-P"], cmd=None)),
-            )
         image = f"{registry.host}/{BUSYBOX}"
-        daemons.append(start_crib(registry))
-        ctrd = start_containerd(registry)
-        if ctrd is not None:
-            daemons.append(ctrd)
-        else:
-            print("containerd is not installed (apt-get install containerd): crib alone\n")
+        start_daemons(registry, daemons)
         clients = {d.name: Client(d) for d in daemons}
         idle = {d.name: pss_kb([d.proc.pid]) for d in daemons}
         for c in clients.values():

@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from crib.cribctl.container_cmds import STREAMING_UNAVAILABLE
 from e2e.conftest import AUTH_PASSWORD, AUTH_USER
 from e2e.harness.clients import (
     CALL_TIMEOUT_S,
@@ -466,17 +465,22 @@ def test_exec_sync(pod: Pod) -> None:
     out = ok(cribctl(daemon, "exec", "-s", "--name", ".", "hostname"))
     assert out.count(":\n") == 2 and f"{cid}:\n" in out and f"{other}:\n" in out
     assert ok(cribctl(daemon, "exec", "-s", "-q", "-l", "echo", "x")) == "x\n\n\n"
-    # Without -s: the streaming path. cribd answers Exec with UNIMPLEMENTED until its streaming
-    # server lands, and cribctl has no streaming client either way.
-    r = cribctl(daemon, "exec", "-i", cid, "sh")
-    assert r.returncode == 1 and (
-        r.stderr == f"cribctl: {STREAMING_UNAVAILABLE} (run the command with exec -s)\n"
-        or re.fullmatch(
-            rf"cribctl: execing command in container {cid}: cribctl has no streaming client yet "
-            r"\(the runtime serves this exec at \S+\); run the command with exec -s\n",
-            r.stderr,
+    # Without -s: the streaming path, with the command's exit code and its output as it comes.
+    for transport in ("spdy", "websocket"):
+        r = cribctl(daemon, "exec", "-r", transport, cid, "sh", "-c", "echo out; echo err >&2; exit 5")
+        assert (r.returncode, r.stdout) == (5, "out\n")
+        assert (
+            r.stderr
+            == f"err\ncribctl: execing command in container {cid}: command terminated with exit code 5\n"
         )
-    ), r.stderr
+        r = subprocess.run(
+            cribctl_argv(daemon, "exec", "-i", "-r", transport, cid, "md5sum"),
+            input=b"abc",
+            capture_output=True,
+            timeout=CALL_TIMEOUT_S,
+            env=client_env(),
+        )
+        assert (r.returncode, r.stdout.split()[0]) == (0, b"900150983cd24fb0d6963f7d28e17f72"), r.stderr
     pod.clean()
 
 

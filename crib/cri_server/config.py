@@ -87,6 +87,12 @@ class StreamingSection:
     address: str = "127.0.0.1"
     # 0 picks a free port at start-up, as containerd and CRI-O do.
     port: int = 0
+    # Seconds a session may go without traffic, and a client may take to open its streams.
+    idle_timeout: float = 4 * 3600.0
+    creation_timeout: float = 30.0
+    # Both set: serve HTTPS.
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 @dataclass
@@ -317,6 +323,11 @@ def validate(config: Config) -> None:
         raise ConfigError("streaming.address", f"must be an IP address, got {streaming.address!r}") from None
     if not 0 <= streaming.port <= 65535:
         raise ConfigError("streaming.port", f"must be 0..65535, got {streaming.port}")
+    for key in ("idle_timeout", "creation_timeout"):
+        if getattr(streaming, key) <= 0:
+            raise ConfigError(f"streaming.{key}", "must be a positive number of seconds")
+    if bool(streaming.tls_cert) != bool(streaming.tls_key):
+        raise ConfigError("streaming.tls_cert", "tls_cert and tls_key go together")
 
 
 # --- printing ---------------------------------------------------------------------------------

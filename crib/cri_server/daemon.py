@@ -14,6 +14,7 @@ import fcntl
 import os
 import signal
 import socket
+import ssl
 import stat
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from crib.container import cgroup_driver, conmon, runtime_handler
 from crib.container.containers import Containers
 from crib.container.runtime_env import RuntimeEnv
 from crib.cri_server import config as config_mod
+from crib.cri_server import streaming_rpcs
 from crib.cri_server.config import Config, ConfigError
 from crib.cri_server.crib_servicer import CribServicer
 from crib.cri_server.image_servicer import ImageServicer
@@ -36,6 +38,7 @@ from crib.log_setup import get_logger
 from crib.proto.crib.v1 import crib_pb2
 from crib.sandbox.sandboxes import Sandboxes
 from crib.store.state_store import StateStore
+from crib.streaming.server import StreamingServer
 
 log = get_logger("crib.daemon")
 
@@ -142,6 +145,17 @@ def prepare_dirs(config: Config) -> None:
         raise StartupError(f"cannot create {config.socket_path.parent}: {exc.strerror}") from None
 
 
+def _tls_context(config: Config) -> ssl.SSLContext | None:
+    if not config.streaming.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(config.streaming.tls_cert, config.streaming.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"streaming TLS: cannot load {config.streaming.tls_cert}: {exc}") from None
+    return context
+
+
 async def serve(config: Config) -> int:
     prepare_dirs(config)
     sock = config.socket_path
@@ -150,6 +164,7 @@ async def serve(config: Config) -> int:
     store: StateStore | None = None
     images: Images | None = None
     env: RuntimeEnv | None = None
+    streaming: StreamingServer | None = None
     server: grpc.aio.Server | None = None
     bound = False
     try:
@@ -184,6 +199,15 @@ async def serve(config: Config) -> int:
         await sandboxes.recover()
         await containers.recover()
         await sandboxes.remove_incomplete()
+        streaming = StreamingServer(
+            config.streaming.address,
+            config.streaming.port,
+            streaming_rpcs.backend(containers, sandboxes),
+            idle_timeout=config.streaming.idle_timeout,
+            creation_timeout=config.streaming.creation_timeout,
+            tls=_tls_context(config),
+        )
+        await streaming.start()
         # Everything that runs is known now: what no image or container names
         # is a leftover of a crash.
         await images.collect_garbage()
@@ -197,7 +221,8 @@ async def serve(config: Config) -> int:
         server.add_generic_rpc_handlers(
             (
                 generic_handler(
-                    "RuntimeService", RuntimeServicer(config, store, handlers, driver, sandboxes, containers)
+                    "RuntimeService",
+                    RuntimeServicer(config, store, handlers, driver, sandboxes, containers, streaming),
                 ),
                 generic_handler("ImageService", ImageServicer(images)),
                 generic_handler("CribService", CribServicer(images), crib_pb2),
@@ -237,6 +262,8 @@ async def serve(config: Config) -> int:
     finally:
         if server is not None:
             await server.stop(None)
+        if streaming is not None:
+            await streaming.close()
         if env is not None:
             env.watcher.close()
         if images is not None:

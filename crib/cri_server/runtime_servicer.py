@@ -10,18 +10,20 @@ import asyncio
 import shutil
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
 from crib.container.containers import Container, Containers
 from crib.container.runtime_handler import HandlerInfo
-from crib.cri_server import container_rpcs, pod_sandbox, runtime_config, status, version
+from crib.cri_server import container_rpcs, pod_sandbox, runtime_config, status, streaming_rpcs, version
 from crib.cri_server.config import Config
-from crib.errors import DeadlineExceeded, InvalidArgument, Unimplemented
+from crib.errors import DeadlineExceeded, InvalidArgument, Unavailable, Unimplemented
 from crib.log_setup import get_logger
 from crib.proto.cri import api_pb2
 from crib.sandbox.sandboxes import Sandbox, Sandboxes
 from crib.store.state_store import StateStore
+from crib.streaming.server import StreamingServer
 
 log = get_logger("crib.runtime")
 
@@ -38,6 +40,7 @@ class RuntimeServicer:
         cgroup_driver: str,
         sandboxes: Sandboxes,
         containers: Containers,
+        streaming: StreamingServer | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -45,6 +48,7 @@ class RuntimeServicer:
         self.cgroup_driver = cgroup_driver
         self.sandboxes = sandboxes
         self.containers = containers
+        self.streaming = streaming
         containers.make_event = self._event
         # Handed to CNI ADD as the host-local ranges (capability ipRanges).
         self.pod_cidrs = runtime_config.stored_pod_cidr(store)
@@ -287,6 +291,31 @@ class RuntimeServicer:
             chunk = targets[start : start + container_rpcs.STREAM_CHUNK]
             stats = await asyncio.gather(*(self._container_stats(c) for c in chunk))
             yield api_pb2.StreamContainerStatsResponse(container_stats=stats)
+
+    # --- streaming -------------------------------------------------------------------------------
+
+    def _stream_url(self, kind: str, request: Any) -> str:
+        if self.streaming is None:
+            raise Unavailable("the streaming server is not running")
+        return self.streaming.url(kind, request)
+
+    async def Exec(
+        self, request: api_pb2.ExecRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.ExecResponse:
+        checked = streaming_rpcs.validate_exec(self.containers, request)
+        return api_pb2.ExecResponse(url=self._stream_url("exec", checked))
+
+    async def Attach(
+        self, request: api_pb2.AttachRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.AttachResponse:
+        checked = streaming_rpcs.validate_attach(self.containers, request)
+        return api_pb2.AttachResponse(url=self._stream_url("attach", checked))
+
+    async def PortForward(
+        self, request: api_pb2.PortForwardRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.PortForwardResponse:
+        checked = streaming_rpcs.validate_port_forward(self.sandboxes, request)
+        return api_pb2.PortForwardResponse(url=self._stream_url("portforward", checked))
 
     def _event(self, container: Container, event_type: int) -> api_pb2.ContainerEventResponse:
         """With the pod's status and its containers' statuses: Evented PLEG drops events without them."""

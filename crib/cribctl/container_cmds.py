@@ -29,9 +29,8 @@ Deliberate differences from crictl 1.36:
   exit into an error); the error text crictl prints goes to stderr as usual.
   Several containers (filters) are run one after another unless -x/--parallel
   (crictl always runs them at once, interleaving their output).
-- `exec` without -s (the streaming path) is not cribctl's yet: it calls Exec
-  and, when the runtime answers UNIMPLEMENTED, says the streaming server is
-  missing; when it answers with a URL, says cribctl has no streaming client.
+- `exec` without -s (the streaming path, stream_cmds.py) also exits with the
+  command's exit code (crictl: 1).
 - `inspect --name/--namespace` filter (crictl reads the misspelt flags "^name$"
   and "^namespace$", so it never filters by them).
 - `-o go-template` and the `jsonschema` subcommands are refused with a clear error.
@@ -64,7 +63,7 @@ import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
-from crib.cribctl import endpoint, output
+from crib.cribctl import endpoint, output, stream_cmds
 from crib.cribctl.client import Command, CommandError, image_stub
 from crib.cribctl.endpoint import ClientConfigError, Endpoints
 from crib.cribctl.golike import go_quote, go_sort, go_string_map, human_size, parse_go_duration_strict
@@ -116,7 +115,6 @@ POD_NAME_LABEL = "io.kubernetes.pod.name"
 POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
 # display.ClearScreen: crictl clears the terminal before each stats table.
 CLEAR_SCREEN = "\033[2J\033[H"
-STREAMING_UNAVAILABLE = "interactive exec needs the streaming server, which crib does not serve yet"
 _DEADLINE_EXCEEDED = "rpc error: code = DeadlineExceeded desc = context deadline exceeded"
 _NO_TEMPLATES = "cribctl has no Go templates (use -o json with jq)"
 
@@ -1683,34 +1681,6 @@ def _exec_one(
     )
 
 
-def _exec_streaming(
-    stub: api_pb2_grpc.RuntimeServiceStub,
-    ep: Endpoints,
-    args: argparse.Namespace,
-    cmd: list[str],
-    container_id: str,
-) -> str:
-    """The streaming exec's first step (the Exec call) and why cribctl cannot go further."""
-    request = api_pb2.ExecRequest(
-        container_id=container_id,
-        cmd=cmd,
-        tty=args.tty,
-        stdin=args.interactive,
-        stdout=True,
-        stderr=not args.tty,
-    )
-    try:
-        r = stub.Exec(request, timeout=ep.timeout)
-    except grpc.RpcError as exc:
-        if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-            return f"{STREAMING_UNAVAILABLE} (run the command with exec -s)"
-        return f"execing command in container {container_id}: {call_error(exc)}"
-    return (
-        f"execing command in container {container_id}: cribctl has no streaming client yet "
-        f"(the runtime serves this exec at {r.url}); run the command with exec -s"
-    )
-
-
 def cmd_exec(args: argparse.Namespace, ep: Endpoints) -> None:
     timeout = int_flag(args.exec_timeout)
     last = int_flag(args.last)
@@ -1754,9 +1724,12 @@ def cmd_exec(args: argparse.Namespace, ep: Endpoints) -> None:
         show_help(args)
         return
     if not args.sync:
-        errors = [_exec_streaming(stub, ep, args, cmd, i) for i in ids]
-        if not args.ignore_errors:
-            raise CommandError("\n".join(errors))
+        for container_id in ids:
+            try:
+                stream_cmds.exec_stream(stub, ep, args, cmd, container_id)
+            except (CommandError, SystemExit):
+                if not args.ignore_errors:
+                    raise
         return
     results: list[ExecResult] = []
     if args.parallel and len(ids) > 1:
@@ -2047,8 +2020,7 @@ def register(sub: Any) -> dict[str, Command]:
     p.add_argument("--quiet", "-q", action="store_true", help="do not print the container IDs")
     p.add_argument("--ignore-errors", "-e", action="store_true", help="ignore errors of the command")
     p.add_argument("--parallel", "-x", action="store_true", help="run in the selected containers in parallel")
-    for flag in ("--tls-sni", "--tls-server-name", "--tls-ca", "--tls-cert", "--tls-key"):
-        p.add_argument(flag, help=argparse.SUPPRESS)  # streaming TLS: no streaming client yet
+    stream_cmds.add_tls_flags(p)
 
     p = _add(sub, "stats", "list container resource usage statistics")
     p.add_argument("ids", nargs="*", metavar="ID")
