@@ -13,7 +13,7 @@ import sys
 import grpc
 
 from crib import __version__
-from crib.cribctl import container_cmds, image_cmds, output, pod_cmds, stream_cmds
+from crib.cribctl import container_cmds, image_cmds, metrics_cmds, node_cmds, output, pod_cmds, stream_cmds
 from crib.cribctl.client import Command, CommandError, rpc_error, runtime_stub
 from crib.cribctl.endpoint import ClientConfigError, Endpoints, resolve
 from crib.proto.cri import api_pb2
@@ -59,7 +59,7 @@ COMMANDS: dict[str, Command] = {
 
 
 # Modules that add subcommands: each has register(subparsers) -> {name: command}.
-COMMAND_MODULES: list = [image_cmds, pod_cmds, container_cmds, stream_cmds]
+COMMAND_MODULES: list = [image_cmds, pod_cmds, container_cmds, stream_cmds, metrics_cmds, node_cmds]
 
 
 def parser() -> argparse.ArgumentParser:
