@@ -218,9 +218,9 @@ def helpers(daemon: Daemon) -> list[int]:
         except OSError:
             continue
         name = cmdline.split(b"\0")[0].rsplit(b"/", 1)[-1]
-        if name in (b"conmon", b"containerd-shim-runc-v2") and (
-            needle in cmdline or name.startswith(b"containerd-shim")
-        ):
+        # A shim's -address names its containerd's socket, under the daemon's dir: both
+        # kinds of helper are told apart by that, not by name (each daemon has its own).
+        if name in (b"conmon", b"containerd-shim-runc-v2") and needle in cmdline:
             out.append(int(entry.name))
     return out
 

@@ -371,3 +371,20 @@ def test_pod_stats_and_pod_resources(pod: tuple[Cribd, str]) -> None:
         ),
         timeout=10,
     )
+
+
+def test_a_command_that_cannot_start_is_a_start_error(pod: tuple[Cribd, str]) -> None:
+    """runc's own reason comes back, and the container is EXITED with StartError and 128, as containerd."""
+    daemon, pod_id = pod
+    cid = create_container(daemon, pod_id, container_config("missing", ["/no/such/binary"]))
+    with pytest.raises(grpc.RpcError) as info:
+        start_container(daemon, cid)
+    details = info.value.details()  # type: ignore[attr-defined]
+    assert "/no/such/binary" in details and "no such file or directory" in details
+    assert "level=warning" not in details and "toggle freezer" not in details
+    status = container_status(daemon, cid).status
+    assert (status.state, status.reason, status.exit_code) == (api_pb2.CONTAINER_EXITED, "StartError", 128)
+    assert "/no/such/binary" in status.message and status.finished_at >= status.created_at
+    # A second start is refused; removal works.
+    assert grpc_code(lambda: start_container(daemon, cid)) == grpc.StatusCode.FAILED_PRECONDITION
+    daemon.runtime.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid), timeout=30)

@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import select
 import subprocess
 import time
@@ -132,6 +133,15 @@ def _spawn(args: list[str], timeout: float, cwd: str) -> tuple[bytes, str]:
             os.close(write_fd)
 
 
+_LOGFMT_ERROR = re.compile(r'level=(?:error|fatal) msg="((?:[^"\\]|\\.)*)"')
+
+
+def runtime_reason(text: str) -> str:
+    """What runc said went wrong: its error lines' messages, without the warnings around them."""
+    errors = [m.group(1).replace('\\"', '"') for m in _LOGFMT_ERROR.finditer(text)]
+    return "; ".join(errors) if errors else text.strip()
+
+
 async def create(
     runtime: OCIRuntime,
     container_id: str,
@@ -183,7 +193,7 @@ async def create(
     pid = message.get("data", -1) if isinstance(message, dict) else -1
     if not isinstance(pid, int) or pid <= 0:
         reason = message.get("message") if isinstance(message, dict) else None
-        why = reason or stderr.strip() or "no reason given"
+        why = runtime_reason(reason or stderr) or "no reason given"
         raise Internal(f"{runtime.handler} could not create container {container_id}: {why}")
     try:
         conmon_pid = int(paths.conmon_pidfile.read_text().strip())
