@@ -58,11 +58,10 @@ IMPLEMENTED = {
     "StreamContainerStats": grpc.StatusCode.OK,
     # An event stream never ends by itself: the call's deadline ends it.
     "GetContainerEvents": grpc.StatusCode.DEADLINE_EXCEEDED,
-    # No CRIU on these machines: UNIMPLEMENTED saying so.
-    "CheckpointContainer": grpc.StatusCode.UNIMPLEMENTED,
+    "CheckpointContainer": grpc.StatusCode.INVALID_ARGUMENT,
 }
 # Answered with UNIMPLEMENTED and a reason other than "not implemented yet".
-UNIMPLEMENTED_WITH_REASON = {"CheckpointContainer": "CRIU"}
+UNIMPLEMENTED_WITH_REASON: dict[str, str] = {}
 CNI_BIN = "/usr/lib/cni"
 
 

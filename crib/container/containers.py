@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from crib.container import conmon, container_spec, exec_sync
+from crib.container import checkpoint, conmon, container_spec, exec_sync
 from crib.container.cgroup_stats import CgroupStats, cgroup_dirs, read_stats, usage_of_tree
 from crib.container.events import EventBus
 from crib.container.runtime_env import RuntimeEnv, conmon_alive, wait_for_exit
@@ -31,6 +31,7 @@ from crib.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    Unimplemented,
 )
 from crib.image_service.images import Images
 from crib.log_setup import get_logger
@@ -494,6 +495,43 @@ class Containers:
             return stats, usage
 
         return await asyncio.to_thread(collect)
+
+    async def checkpoint(self, container_id: str, location: str, timeout: float) -> None:
+        container = self.get(container_id)
+        target = checkpoint.validate_location(location)
+        probe = await checkpoint.criu_probe()
+        if not probe.usable:
+            raise Unimplemented(probe.reason)
+        async with self._lock(container.id):
+            if container.state != RUNNING or container.exited.is_set():
+                raise FailedPrecondition(f"container {container.id} is not running")
+            spec = await asyncio.to_thread(self.env.read_spec, container.id)
+            if spec is None:
+                raise FailedPrecondition(f"container {container.id} has no spec on disk")
+            config = container.config
+            metadata = {
+                "id": container.id,
+                "name": config.metadata.name,
+                "attempt": config.metadata.attempt,
+                "podSandboxId": container.sandbox_id,
+                "rootfsImage": config.image.image,
+                "rootfsImageRef": container.image_ref,
+                "rootfsImageName": container.image_id,
+                "ociRuntime": container.handler,
+                "createdTime": container.created_at,
+                "logPath": container.log_path,
+            }
+            await checkpoint.checkpoint(
+                self.env.runtime(container.handler),
+                container.id,
+                metadata,
+                spec,
+                self.env.layer_dir(container.id) / "upper",
+                target,
+                self.env.state,
+                timeout,
+            )
+        log.info("container.checkpointed", container=container.id, location=str(target))
 
     # --- recovery -------------------------------------------------------------------------------
 
