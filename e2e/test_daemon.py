@@ -56,6 +56,9 @@ IMPLEMENTED = {
     "ContainerStats": grpc.StatusCode.INVALID_ARGUMENT,
     "ListContainerStats": grpc.StatusCode.OK,
     "StreamContainerStats": grpc.StatusCode.OK,
+    "ListMetricDescriptors": grpc.StatusCode.OK,
+    "ListPodSandboxMetrics": grpc.StatusCode.OK,
+    "StreamPodSandboxMetrics": grpc.StatusCode.OK,
     # An event stream never ends by itself: the call's deadline ends it.
     "GetContainerEvents": grpc.StatusCode.DEADLINE_EXCEEDED,
     "CheckpointContainer": grpc.StatusCode.INVALID_ARGUMENT,

@@ -21,6 +21,8 @@ DEFAULT_CONFIG_PATH = Path("/etc/crib/crib.toml")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console")
 CGROUP_DRIVERS = ("cgroupfs", "systemd")
+# The cAdvisor metric families ListPodSandboxMetrics can report (CRI-O's included_pod_metrics names).
+METRIC_FAMILIES = ("cpu", "memory", "network", "oom", "process", "spec", "disk")
 
 
 class ConfigError(Exception):
@@ -96,6 +98,13 @@ class StreamingSection:
 
 
 @dataclass
+class StatsSection:
+    # Which metric families ListPodSandboxMetrics reports (the kubelet's /metrics/cadvisor with
+    # PodAndContainerStatsFromCRI); "disk" walks each writable layer, so it costs the most.
+    included_pod_metrics: list[str] = field(default_factory=lambda: list(METRIC_FAMILIES))
+
+
+@dataclass
 class Config:
     # Empty: `<state>/crib.sock`.
     listen: str = ""
@@ -107,6 +116,7 @@ class Config:
     cni: CNISection = field(default_factory=CNISection)
     runtime: RuntimeSection = field(default_factory=RuntimeSection)
     streaming: StreamingSection = field(default_factory=StreamingSection)
+    stats: StatsSection = field(default_factory=StatsSection)
 
     @property
     def socket_path(self) -> Path:
@@ -328,6 +338,13 @@ def validate(config: Config) -> None:
             raise ConfigError(f"streaming.{key}", "must be a positive number of seconds")
     if bool(streaming.tls_cert) != bool(streaming.tls_key):
         raise ConfigError("streaming.tls_cert", "tls_cert and tls_key go together")
+
+    seen: set[str] = set()
+    for i, family in enumerate(config.stats.included_pod_metrics):
+        _one_of(f"stats.included_pod_metrics[{i}]", family, METRIC_FAMILIES)
+        if family in seen:
+            raise ConfigError(f"stats.included_pod_metrics[{i}]", f"{family!r} is listed twice")
+        seen.add(family)
 
 
 # --- printing ---------------------------------------------------------------------------------

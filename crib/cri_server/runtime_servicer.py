@@ -15,7 +15,15 @@ import grpc
 
 from crib.container.containers import Container, Containers
 from crib.container.runtime_handler import HandlerInfo
-from crib.cri_server import container_rpcs, pod_sandbox, runtime_config, status, streaming_rpcs, version
+from crib.cri_server import (
+    container_rpcs,
+    metrics_rpcs,
+    pod_sandbox,
+    runtime_config,
+    status,
+    streaming_rpcs,
+    version,
+)
 from crib.cri_server.config import Config
 from crib.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from crib.log_setup import get_logger
@@ -349,6 +357,35 @@ class RuntimeServicer:
         timeout = float(request.timeout) if request.timeout > 0 else CHECKPOINT_TIMEOUT_S
         await self.containers.checkpoint(request.container_id, request.location, timeout)
         return api_pb2.CheckpointContainerResponse()
+
+    # --- metrics (the kubelet's /metrics/cadvisor with PodAndContainerStatsFromCRI) --------------
+
+    def _metrics_collector(self) -> metrics_rpcs.Collector:
+        return metrics_rpcs.Collector(self.sandboxes, self.containers, self.config.stats.included_pod_metrics)
+
+    async def ListMetricDescriptors(
+        self, request: api_pb2.ListMetricDescriptorsRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.ListMetricDescriptorsResponse:
+        return api_pb2.ListMetricDescriptorsResponse(
+            descriptors=metrics_rpcs.descriptors(self.config.stats.included_pod_metrics)
+        )
+
+    async def ListPodSandboxMetrics(
+        self, request: api_pb2.ListPodSandboxMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.ListPodSandboxMetricsResponse:
+        collector = self._metrics_collector()
+        return api_pb2.ListPodSandboxMetricsResponse(pod_metrics=await collector.collect(collector.targets()))
+
+    async def StreamPodSandboxMetrics(
+        self, request: api_pb2.StreamPodSandboxMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[api_pb2.StreamPodSandboxMetricsResponse]:
+        # The pods are fixed when the call starts, then read a chunk at a time: each pod goes out
+        # once, and the stream ends after the last chunk (no pods: no message, as containerd).
+        collector = self._metrics_collector()
+        targets = collector.targets()
+        for start in range(0, len(targets), metrics_rpcs.STREAM_CHUNK):
+            chunk = await collector.collect(targets[start : start + metrics_rpcs.STREAM_CHUNK])
+            yield api_pb2.StreamPodSandboxMetricsResponse(pod_sandbox_metrics=chunk)
 
     # --- the runtime ----------------------------------------------------------------------------
 
