@@ -1,4 +1,4 @@
-"""CribService: crib's own RPCs beside the CRI (image load and import)."""
+"""CribService: crib's own RPCs beside the CRI (image load and import, pulls with progress)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from typing import IO
 
 import grpc
 
+from crib.cri_server.image_servicer import pull_arguments
 from crib.errors import InvalidArgument
 from crib.image_service import image_load, reference
 from crib.image_service.image_store import ImageRecord
 from crib.image_service.images import Images
+from crib.image_service.pull_progress import PullSnapshot
 from crib.proto.crib.v1 import crib_pb2
 
 
@@ -25,6 +27,25 @@ def _loaded(record: ImageRecord, names: list[str]) -> crib_pb2.LoadedImage:
     repos = {t.rsplit(":", 1)[0] for t in tags}
     digests = [d for d in record.repo_digests if d.split("@", 1)[0] in repos]
     return crib_pb2.LoadedImage(id=record.id, repo_tags=tags, repo_digests=digests)
+
+
+def progress_proto(snapshot: PullSnapshot) -> crib_pb2.PullProgress:
+    return crib_pb2.PullProgress(
+        reference=snapshot.reference,
+        resolved=snapshot.resolved,
+        manifest_digest=snapshot.manifest_digest,
+        registry=snapshot.registry,
+        # pull_progress.LayerState's values are crib.v1.LayerState's.
+        layers=[
+            crib_pb2.LayerProgress(
+                digest=layer.digest, size=layer.size, bytes_done=layer.bytes_done, state=int(layer.state)
+            )
+            for layer in snapshot.layers
+        ],
+        bytes_done=snapshot.bytes_done,
+        bytes_total=snapshot.bytes_total,
+        image_ref=snapshot.image_ref,
+    )
 
 
 async def _spool(first: bytes, rest: AsyncIterator, f: IO[bytes]) -> None:
@@ -84,3 +105,17 @@ class CribServicer:
                 raise InvalidArgument("ImportImage: no rootfs data received")
             record = await image_load.import_rootfs(self.images, Path(f.name), first.name, settings)
         return crib_pb2.ImportImageResponse(image=_loaded(record, [str(reference.parse(first.name))]))
+
+    async def PullImageWithProgress(
+        self, request: crib_pb2.PullImageWithProgressRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[crib_pb2.PullProgress]:
+        # PullImage's checks and credentials, so both refuse alike; the pull is
+        # the same shared one, so a concurrent PullImage of the name joins it.
+        name, credentials = pull_arguments("PullImageWithProgress", request.image, request.auth)
+        # aclosing: when this generator is closed at its yield (its client went
+        # away while a message was going out), the pull's generator, suspended
+        # at its own yield, closes with it: this caller's wait ends now, not
+        # whenever the garbage collector gets to it.
+        async with contextlib.aclosing(self.images.pull_with_progress(name, credentials)) as snapshots:
+            async for snapshot in snapshots:
+                yield progress_proto(snapshot)

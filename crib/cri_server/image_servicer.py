@@ -48,6 +48,18 @@ def _spec(image: api_pb2.ImageSpec) -> str:
     return image.image or image.image_ref
 
 
+def pull_arguments(
+    rpc: str, image: api_pb2.ImageSpec, auth_config: api_pb2.AuthConfig
+) -> tuple[str, auth.Credentials | None]:
+    """The name and credentials of a pull; shared by every RPC that pulls, so they
+    all refuse the same requests with the same codes."""
+    name = image.image
+    if not name:
+        raise InvalidArgument(f"{rpc}: image.image is empty")
+    a = auth_config
+    return name, auth.from_auth_config(a.username, a.password, a.auth, a.identity_token, a.registry_token)
+
+
 def _fs_usage(usage: FsUsage) -> api_pb2.FilesystemUsage:
     return api_pb2.FilesystemUsage(
         timestamp=usage.timestamp_ns,
@@ -64,13 +76,7 @@ class ImageServicer:
     async def PullImage(
         self, request: api_pb2.PullImageRequest, context: grpc.aio.ServicerContext
     ) -> api_pb2.PullImageResponse:
-        name = request.image.image
-        if not name:
-            raise InvalidArgument("PullImage: image.image is empty")
-        a = request.auth
-        credentials = auth.from_auth_config(
-            a.username, a.password, a.auth, a.identity_token, a.registry_token
-        )
+        name, credentials = pull_arguments("PullImage", request.image, request.auth)
         record = await self.images.pull(name, credentials)
         # image_ref equals Image.id (and later ContainerStatus.image_id).
         return api_pb2.PullImageResponse(image_ref=record.id)

@@ -127,7 +127,9 @@ async def _outcome(
     subjects = subjects_of(request)
     try:
         yield
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, GeneratorExit):
+        # GeneratorExit: a streaming handler closed at a yield, which is where it
+        # waits while a message goes out, when its client went away then.
         _log_outcome(method, started, "CANCELLED", subjects, "cancelled by the client or its deadline")
         raise
     except grpc.aio.AbortError:

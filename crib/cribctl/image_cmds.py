@@ -2,8 +2,10 @@
 
 `pull`, `images`, `inspecti`, `rmi` and `imagefsinfo` are crictl's (cri-tools
 1.36): the same flags, aliases, output and error texts, so scripts written for
-crictl work unchanged. `load` and `import` are crib's own (CribService); load
-prints docker load's lines.
+crictl work unchanged. When stderr is a terminal, `pull` also draws a bar per
+layer there, following CribService.PullImageWithProgress (plain PullImage on a
+daemon without CribService); stdout gets crictl's line either way. `load` and
+`import` are crib's own (CribService); load prints docker load's lines.
 
 Deadlines follow crictl: each short call gets the global --timeout, but a pull
 has no deadline unless --pull-timeout is given (the kubelet's pulls are not cut
@@ -27,7 +29,7 @@ from typing import IO, Any
 import grpc
 from google.protobuf.message import Message
 
-from crib.cribctl import output
+from crib.cribctl import output, progress
 from crib.cribctl.client import Command, CommandError, crib_stub, image_stub, rpc_error, runtime_stub
 from crib.cribctl.endpoint import Endpoints
 from crib.cribctl.golike import (
@@ -39,7 +41,7 @@ from crib.cribctl.golike import (
     tabwrite,
 )
 from crib.proto.cri import api_pb2, api_pb2_grpc
-from crib.proto.crib.v1 import crib_pb2
+from crib.proto.crib.v1 import crib_pb2, crib_pb2_grpc
 
 CHUNK_SIZE = 1 << 20
 TRUNCATED_ID_LEN = 13
@@ -476,6 +478,45 @@ def _wait(future: grpc.Future, what: str) -> Any:
 # --- commands ------------------------------------------------------------------------
 
 
+def _pull_error(exc: grpc.RpcError) -> CommandError:
+    # The CRI client drops the code of an Unknown error and keeps its message.
+    if exc.code() == grpc.StatusCode.UNKNOWN:
+        return CommandError(f"pulling image: {exc.details()}")
+    return CommandError(f"pulling image: {call_error(exc)}")
+
+
+def pull_with_progress(
+    stub: crib_pb2_grpc.CribServiceStub,
+    request: api_pb2.PullImageRequest,
+    timeout: float,
+    view: progress.ProgressView,
+) -> str | None:
+    """The pull through CribService, drawing its progress; its image ref, or None
+    when the daemon has no CribService (containerd, CRI-O): then PullImage does it."""
+    stream_request = crib_pb2.PullImageWithProgressRequest(
+        image=request.image,
+        auth=request.auth if request.HasField("auth") else None,
+        sandbox_config=request.sandbox_config if request.HasField("sandbox_config") else None,
+    )
+    call = stub.PullImageWithProgress(stream_request, timeout=timeout or None)
+    last: crib_pb2.PullProgress | None = None
+    try:
+        for message in call:
+            last = message
+            view.update(message)
+    except KeyboardInterrupt:
+        call.cancel()
+        view.finish()
+        raise CommandError("pulling image: interrupted: context canceled") from None
+    except grpc.RpcError as exc:
+        if last is None and exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+            return None
+        view.finish()
+        raise _pull_error(exc) from None
+    view.finish()
+    return last.image_ref if last is not None else ""
+
+
 def cmd_pull(args: argparse.Namespace, ep: Endpoints) -> None:
     timeout = pull_timeout(args.pull_timeout, os.environ.get("CRICTL_PULL_TIMEOUT"))
     name = args.image[0] if args.image else ""
@@ -489,23 +530,36 @@ def cmd_pull(args: argparse.Namespace, ep: Endpoints) -> None:
     creds = args.creds if args.creds is not None else os.environ.get("CRICTL_CREDS", "")
     auth_string = args.auth if args.auth is not None else os.environ.get("CRICTL_AUTH", "")
     auth = get_auth(creds, auth_string, args.username or "", lambda: getpass.getpass("Enter Password:"))
+    sandbox = None
+    if args.pod_config:
+        # Imported here: pod_cmds builds on this module.
+        from crib.cribctl.pod_cmds import ConfigError, load_pod_config
+
+        try:
+            sandbox, warnings = load_pod_config(args.pod_config)
+        except ConfigError as exc:
+            raise CommandError(f"load podSandboxConfig: {exc}") from None
+        for warning in warnings:
+            warn(warning)
     annotations = parse_labels(args.annotation) if args.annotation is not None else {}
     if timeout < 0:
         raise CommandError("pulling image: timeout should be bigger than 0")
     spec = api_pb2.ImageSpec(image=name, annotations=annotations)
-    request = api_pb2.PullImageRequest(image=spec, auth=auth)
-    # No deadline unless --pull-timeout: --timeout bounds the connect, not the pull.
-    future = stub.PullImage.future(request, timeout=timeout or None)
-    try:
-        r = _wait(future, "pulling image")
-    except grpc.RpcError as exc:
-        # The CRI client drops the code of an Unknown error and keeps its message.
-        if exc.code() == grpc.StatusCode.UNKNOWN:
-            raise CommandError(f"pulling image: {exc.details()}") from None
-        raise CommandError(f"pulling image: {call_error(exc)}") from None
-    if not r.image_ref:
+    request = api_pb2.PullImageRequest(image=spec, auth=auth, sandbox_config=sandbox)
+    image_ref = None
+    if progress.wanted(sys.stderr):
+        # Bars on the terminal; stdout still gets exactly crictl's line below.
+        image_ref = pull_with_progress(crib_stub(ep), request, timeout, progress.ProgressView(sys.stderr))
+    if image_ref is None:
+        # No deadline unless --pull-timeout: --timeout bounds the connect, not the pull.
+        future = stub.PullImage.future(request, timeout=timeout or None)
+        try:
+            image_ref = _wait(future, "pulling image").image_ref
+        except grpc.RpcError as exc:
+            raise _pull_error(exc) from None
+    if not image_ref:
         raise CommandError(f"pulling image: imageRef of image {go_quote(name)} is not set")
-    print(f"Image is up to date for {r.image_ref}")
+    print(f"Image is up to date for {image_ref}")
 
 
 def cmd_images(args: argparse.Namespace, ep: Endpoints) -> None:
@@ -787,6 +841,11 @@ def register(sub: Any) -> dict[str, Command]:
         help="base64 of 'USERNAME[:PASSWORD]' for the registry (env CRICTL_AUTH)",
     )
     p.add_argument("--username", "-u", metavar="USERNAME", help="registry user; the password is prompted for")
+    p.add_argument(
+        "--pod-config",
+        metavar="pod-config.[json|yaml]",
+        help="use pod-config.[json|yaml] to override the pull context",
+    )
     p.add_argument(
         "--annotation", "-a", action=SliceAppend, metavar="KEY=VALUE", help="annotation to set on the image"
     )

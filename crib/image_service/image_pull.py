@@ -6,6 +6,10 @@ images share blob downloads and layer unpacks. Layers download in parallel
 complete. Everything a pull touches is leased so a concurrent RemoveImage's
 garbage collection leaves it alone; a failed or cancelled pull releases its
 leases and the blobs it brought are collected, so nothing partial remains.
+
+Each pull in flight reports its progress to a `PullTracker` (and each blob
+download to a `BlobProgress`) that every caller joining it can follow; see
+pull_progress.py. Reporting never waits, so a pull without watchers runs as fast.
 """
 
 from __future__ import annotations
@@ -13,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -35,6 +39,14 @@ from crib.image_service.manifest import (
     load_json,
     media_type_of,
     node_platform,
+)
+from crib.image_service.pull_progress import (
+    DEFAULT_INTERVAL_S,
+    BlobProgress,
+    LayerState,
+    PullSnapshot,
+    PullTracker,
+    follow,
 )
 from crib.image_service.reference import Reference
 from crib.image_service.registry import Endpoint, RegistrySession
@@ -100,6 +112,9 @@ class ImagePuller:
         self.leases = Leases()
         self._pulls: SharedTasks[ImageRecord] = SharedTasks()
         self._downloads: SharedTasks[Path] = SharedTasks()
+        # Progress of the pulls and blob downloads above, by the same keys.
+        self._trackers: dict[str, PullTracker] = {}
+        self._blob_progress: dict[str, BlobProgress] = {}
 
     # --- where to pull from -------------------------------------------------------------------
 
@@ -138,10 +153,64 @@ class ImagePuller:
     # --- the pull -----------------------------------------------------------------------------
 
     async def pull(self, text: str, credentials: auth.Credentials | None = None) -> ImageRecord:
-        ref = reference.parse(text)
-        return await self._pulls.run(str(ref), lambda: self._pull(ref, credentials))
+        return await self._join(reference.parse(text), credentials)
 
-    async def _pull(self, ref: Reference, credentials: auth.Credentials | None) -> ImageRecord:
+    async def pull_with_progress(
+        self,
+        text: str,
+        credentials: auth.Credentials | None = None,
+        interval: float = DEFAULT_INTERVAL_S,
+    ) -> AsyncIterator[PullSnapshot]:
+        """The same pull as `pull` (shared with concurrent pulls of the name), as snapshots;
+        the last one carries the image ref. Closing the iterator early gives up this
+        caller's wait, as a PullImage whose client went away does."""
+        ref = reference.parse(text)
+        loop = asyncio.get_running_loop()
+        got: asyncio.Future[PullTracker] = loop.create_future()
+        task = asyncio.ensure_future(self._join(ref, credentials, got.set_result))
+        # Retrieved here so an abandoned wait's error is not logged as never retrieved.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        try:
+            # The task's first step hands over the tracker; it can only end
+            # before that if it was cancelled, which task.result() raises.
+            await asyncio.wait([got, task], return_when=asyncio.FIRST_COMPLETED)
+            if not got.done():
+                task.result()
+            async for snapshot in follow(got.result(), task, interval):
+                yield snapshot
+        finally:
+            # This caller's wait only: the shared pull stops when no one else waits.
+            task.cancel()
+
+    async def _join(
+        self,
+        ref: Reference,
+        credentials: auth.Credentials | None,
+        on_tracker: Callable[[PullTracker], None] | None = None,
+    ) -> ImageRecord:
+        """Start the pull of `ref`, or join the one in flight, with its progress tracker."""
+        key = str(ref)
+        # Absent while a pull runs only when it ended an instant ago: then a
+        # tracker of our own, which follow() completes from the result.
+        tracker = (self._trackers.get(key) if self._pulls.running(key) else None) or PullTracker(key)
+        if on_tracker is not None:
+            on_tracker(tracker)
+
+        def start() -> asyncio.Task[ImageRecord]:
+            # Called by run() only when it starts the pull, with no await since
+            # the tracker was chosen: the tracker is this pull's.
+            self._trackers[key] = tracker
+            task = asyncio.ensure_future(self._pull_leased(ref, credentials, tracker))
+            # A done callback, not a finally in the coroutine: a task cancelled
+            # before its first step never runs its finally.
+            task.add_done_callback(lambda _: _forget(self._trackers, key, tracker))
+            return task
+
+        return await self._pulls.run(key, start)
+
+    async def _pull_leased(
+        self, ref: Reference, credentials: auth.Credentials | None, tracker: PullTracker
+    ) -> ImageRecord:
         stats = PullStats()
         leased_blobs: list[str] = []
         leased_layers: list[str] = []
@@ -153,7 +222,7 @@ class ImagePuller:
             leased_layers.extend(layers)
 
         try:
-            record = await self._fetch(ref, credentials, stats, lease)
+            record = await self._fetch(ref, credentials, stats, lease, tracker)
         except BaseException as exc:
             # An unpack of this pull may still run in its thread; it finishes
             # (and records its layer) before collection decides what stays.
@@ -233,9 +302,11 @@ class ImagePuller:
         credentials: auth.Credentials | None,
         stats: PullStats,
         lease: Callable[..., None],
+        tracker: PullTracker,
     ) -> ImageRecord:
         what = f"pull {ref}"
         session, body, media_type, top_digest = await self._resolve(ref, credentials)
+        tracker.set_resolved(str(ref.with_digest(top_digest)), session.host)
         extra_blobs: list[str] = []
         if media_type in INDEX_TYPES:
             lease([top_digest])
@@ -256,6 +327,7 @@ class ImagePuller:
             manifest_digest = top_digest
             doc = load_json(body, f"{what}: manifest")
         manifest = ImageManifest.parse(doc, f"{what}: manifest")
+        tracker.set_manifest(manifest_digest, [(d.digest, d.size) for d in manifest.layers])
         if manifest.config.size > MAX_MANIFEST_BYTES:
             raise InvalidArgument(f"{what}: image config of {manifest.config.size} bytes is too large")
         lease([manifest_digest, manifest.config.digest])
@@ -278,9 +350,14 @@ class ImagePuller:
             desc, chain = manifest.layers[i], chains[i]
             if self.layers.has(chain):
                 stats.layers_present += 1
+                tracker.set_layer(i, LayerState.ALREADY_PRESENT)
                 return
-            blob = await self._download(session, desc, f"{what}: layer {desc.digest}", semaphore, stats)
+            blob = await self._download(
+                session, desc, f"{what}: layer {desc.digest}", semaphore, stats, (tracker, i)
+            )
+            tracker.set_layer(i, LayerState.EXTRACTING)
             await self.layers.ensure(chain, ids[i], blob, desc.media_type)
+            tracker.set_layer(i, LayerState.DONE)
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -313,12 +390,30 @@ class ImagePuller:
         what: str,
         semaphore: asyncio.Semaphore,
         stats: PullStats,
+        layer: tuple[PullTracker, int] | None = None,
     ) -> Path:
         if self.content.has(desc.digest):
             return self.content.path(desc.digest)
-        return await self._downloads.run(
-            desc.digest, lambda: self._fetch_blob(session, desc, what, semaphore, stats)
+        key = desc.digest
+        # Joining another pull's download; its progress object is gone only
+        # when it ended an instant ago.
+        progress = (self._blob_progress.get(key) if self._downloads.running(key) else None) or BlobProgress(
+            key, desc.size
         )
+
+        def start() -> asyncio.Task[Path]:
+            self._blob_progress[key] = progress
+            task = asyncio.ensure_future(self._fetch_blob(session, desc, what, semaphore, stats, progress))
+            task.add_done_callback(lambda _: _forget(self._blob_progress, key, progress))
+            return task
+
+        if layer is not None:
+            layer[0].attach_blob(layer[1], progress)
+        try:
+            return await self._downloads.run(key, start)
+        finally:
+            if layer is not None:
+                layer[0].detach_blob(layer[1])
 
     async def _fetch_blob(
         self,
@@ -327,8 +422,10 @@ class ImagePuller:
         what: str,
         semaphore: asyncio.Semaphore,
         stats: PullStats,
+        progress: BlobProgress,
     ) -> Path:
         async with semaphore:
+            progress.set_state(LayerState.DOWNLOADING)
             ingest = self.content.ingest(desc.digest, desc.size)
             try:
                 async with session.blob(desc.digest, what) as chunks:
@@ -336,10 +433,12 @@ class ImagePuller:
                     async for chunk in chunks:
                         batch += chunk
                         stats.bytes += len(chunk)
+                        progress.add(len(chunk))
                         if len(batch) >= WRITE_BATCH:
                             # Hashing and writing off the loop; the download goes on meanwhile.
                             await asyncio.to_thread(ingest.write, bytes(batch))
                             batch.clear()
+                    progress.set_state(LayerState.VERIFYING)
                     if batch:
                         await asyncio.to_thread(ingest.write, bytes(batch))
                 path = await asyncio.to_thread(ingest.commit)
@@ -348,6 +447,12 @@ class ImagePuller:
                 raise
             stats.layers_downloaded += 1
             return path
+
+
+def _forget(registry: dict[str, Any], key: str, value: object) -> None:
+    """Drop a finished task's progress object, unless a newer task's has replaced it."""
+    if registry.get(key) is value:
+        del registry[key]
 
 
 # Errors a caller may want to tell apart; re-exported for the servicer.

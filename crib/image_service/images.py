@@ -27,6 +27,7 @@ from crib.image_service.content_store import ContentStore
 from crib.image_service.image_pull import ImagePuller
 from crib.image_service.image_store import ImageRecord, ImageStore
 from crib.image_service.layer_store import LayerStore
+from crib.image_service.pull_progress import PullSnapshot
 from crib.log_setup import get_logger
 from crib.store.state_store import StateStore
 
@@ -130,6 +131,12 @@ class Images:
 
     async def pull(self, image: str, credentials: auth.Credentials | None = None) -> ImageRecord:
         return await self.puller.pull(image, credentials)
+
+    def pull_with_progress(
+        self, image: str, credentials: auth.Credentials | None = None
+    ) -> AsyncIterator[PullSnapshot]:
+        """The pull `pull` makes (shared with it), as progress snapshots; see ImagePuller."""
+        return self.puller.pull_with_progress(image, credentials)
 
     async def remove(self, spec: str) -> ImageRecord | None:
         """Remove the image `spec` names, with all its names; None if there is none."""

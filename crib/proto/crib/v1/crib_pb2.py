@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from crib.proto.cri import api_pb2 as crib_dot_proto_dot_cri_dot_api__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63rib/proto/crib/v1/crib.proto\x12\x07\x63rib.v1\" \n\x10LoadImageRequest\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"B\n\x0bLoadedImage\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\trepo_tags\x18\x02 \x03(\t\x12\x14\n\x0crepo_digests\x18\x03 \x03(\t\"9\n\x11LoadImageResponse\x12$\n\x06images\x18\x01 \x03(\x0b\x32\x14.crib.v1.LoadedImage\"\xed\x01\n\x0cImportConfig\x12\x12\n\nentrypoint\x18\x01 \x03(\t\x12\x0b\n\x03\x63md\x18\x02 \x03(\t\x12\x0b\n\x03\x65nv\x18\x03 \x03(\t\x12\x13\n\x0bworking_dir\x18\x04 \x01(\t\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x15\n\rexposed_ports\x18\x06 \x03(\t\x12\x13\n\x0bstop_signal\x18\x07 \x01(\t\x12\x31\n\x06labels\x18\x08 \x03(\x0b\x32!.crib.v1.ImportConfig.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"W\n\x12ImportImageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x15.crib.v1.ImportConfig\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\":\n\x13ImportImageResponse\x12#\n\x05image\x18\x01 \x01(\x0b\x32\x14.crib.v1.LoadedImage2\xa3\x01\n\x0b\x43ribService\x12\x46\n\tLoadImage\x12\x19.crib.v1.LoadImageRequest\x1a\x1a.crib.v1.LoadImageResponse\"\x00(\x01\x12L\n\x0bImportImage\x12\x1b.crib.v1.ImportImageRequest\x1a\x1c.crib.v1.ImportImageResponse\"\x00(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63rib/proto/crib/v1/crib.proto\x12\x07\x63rib.v1\x1a\x18\x63rib/proto/cri/api.proto\" \n\x10LoadImageRequest\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"B\n\x0bLoadedImage\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\trepo_tags\x18\x02 \x03(\t\x12\x14\n\x0crepo_digests\x18\x03 \x03(\t\"9\n\x11LoadImageResponse\x12$\n\x06images\x18\x01 \x03(\x0b\x32\x14.crib.v1.LoadedImage\"\xed\x01\n\x0cImportConfig\x12\x12\n\nentrypoint\x18\x01 \x03(\t\x12\x0b\n\x03\x63md\x18\x02 \x03(\t\x12\x0b\n\x03\x65nv\x18\x03 \x03(\t\x12\x13\n\x0bworking_dir\x18\x04 \x01(\t\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x15\n\rexposed_ports\x18\x06 \x03(\t\x12\x13\n\x0bstop_signal\x18\x07 \x01(\t\x12\x31\n\x06labels\x18\x08 \x03(\x0b\x32!.crib.v1.ImportConfig.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"W\n\x12ImportImageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x15.crib.v1.ImportConfig\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\":\n\x13ImportImageResponse\x12#\n\x05image\x18\x01 \x01(\x0b\x32\x14.crib.v1.LoadedImage\"\xa0\x01\n\x1cPullImageWithProgressRequest\x12$\n\x05image\x18\x01 \x01(\x0b\x32\x15.runtime.v1.ImageSpec\x12$\n\x04\x61uth\x18\x02 \x01(\x0b\x32\x16.runtime.v1.AuthConfig\x12\x34\n\x0esandbox_config\x18\x03 \x01(\x0b\x32\x1c.runtime.v1.PodSandboxConfig\"e\n\rLayerProgress\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x12\n\nbytes_done\x18\x03 \x01(\x03\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.crib.v1.LayerState\"\xc2\x01\n\x0cPullProgress\x12\x11\n\treference\x18\x01 \x01(\t\x12\x10\n\x08resolved\x18\x02 \x01(\t\x12\x17\n\x0fmanifest_digest\x18\x03 \x01(\t\x12\x10\n\x08registry\x18\x04 \x01(\t\x12&\n\x06layers\x18\x05 \x03(\x0b\x32\x16.crib.v1.LayerProgress\x12\x12\n\nbytes_done\x18\x06 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x07 \x01(\x03\x12\x11\n\timage_ref\x18\x08 \x01(\t*\xcd\x01\n\nLayerState\x12\x1b\n\x17LAYER_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13LAYER_STATE_WAITING\x10\x01\x12\x1b\n\x17LAYER_STATE_DOWNLOADING\x10\x02\x12\x19\n\x15LAYER_STATE_VERIFYING\x10\x03\x12\x1a\n\x16LAYER_STATE_EXTRACTING\x10\x04\x12\x14\n\x10LAYER_STATE_DONE\x10\x05\x12\x1f\n\x1bLAYER_STATE_ALREADY_PRESENT\x10\x06\x32\xfe\x01\n\x0b\x43ribService\x12\x46\n\tLoadImage\x12\x19.crib.v1.LoadImageRequest\x1a\x1a.crib.v1.LoadImageResponse\"\x00(\x01\x12L\n\x0bImportImage\x12\x1b.crib.v1.ImportImageRequest\x1a\x1c.crib.v1.ImportImageResponse\"\x00(\x01\x12Y\n\x15PullImageWithProgress\x12%.crib.v1.PullImageWithProgressRequest\x1a\x15.crib.v1.PullProgress\"\x00\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,20 +34,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_IMPORTCONFIG_LABELSENTRY']._loaded_options = None
   _globals['_IMPORTCONFIG_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_LOADIMAGEREQUEST']._serialized_start=42
-  _globals['_LOADIMAGEREQUEST']._serialized_end=74
-  _globals['_LOADEDIMAGE']._serialized_start=76
-  _globals['_LOADEDIMAGE']._serialized_end=142
-  _globals['_LOADIMAGERESPONSE']._serialized_start=144
-  _globals['_LOADIMAGERESPONSE']._serialized_end=201
-  _globals['_IMPORTCONFIG']._serialized_start=204
-  _globals['_IMPORTCONFIG']._serialized_end=441
-  _globals['_IMPORTCONFIG_LABELSENTRY']._serialized_start=396
-  _globals['_IMPORTCONFIG_LABELSENTRY']._serialized_end=441
-  _globals['_IMPORTIMAGEREQUEST']._serialized_start=443
-  _globals['_IMPORTIMAGEREQUEST']._serialized_end=530
-  _globals['_IMPORTIMAGERESPONSE']._serialized_start=532
-  _globals['_IMPORTIMAGERESPONSE']._serialized_end=590
-  _globals['_CRIBSERVICE']._serialized_start=593
-  _globals['_CRIBSERVICE']._serialized_end=756
+  _globals['_LAYERSTATE']._serialized_start=1082
+  _globals['_LAYERSTATE']._serialized_end=1287
+  _globals['_LOADIMAGEREQUEST']._serialized_start=68
+  _globals['_LOADIMAGEREQUEST']._serialized_end=100
+  _globals['_LOADEDIMAGE']._serialized_start=102
+  _globals['_LOADEDIMAGE']._serialized_end=168
+  _globals['_LOADIMAGERESPONSE']._serialized_start=170
+  _globals['_LOADIMAGERESPONSE']._serialized_end=227
+  _globals['_IMPORTCONFIG']._serialized_start=230
+  _globals['_IMPORTCONFIG']._serialized_end=467
+  _globals['_IMPORTCONFIG_LABELSENTRY']._serialized_start=422
+  _globals['_IMPORTCONFIG_LABELSENTRY']._serialized_end=467
+  _globals['_IMPORTIMAGEREQUEST']._serialized_start=469
+  _globals['_IMPORTIMAGEREQUEST']._serialized_end=556
+  _globals['_IMPORTIMAGERESPONSE']._serialized_start=558
+  _globals['_IMPORTIMAGERESPONSE']._serialized_end=616
+  _globals['_PULLIMAGEWITHPROGRESSREQUEST']._serialized_start=619
+  _globals['_PULLIMAGEWITHPROGRESSREQUEST']._serialized_end=779
+  _globals['_LAYERPROGRESS']._serialized_start=781
+  _globals['_LAYERPROGRESS']._serialized_end=882
+  _globals['_PULLPROGRESS']._serialized_start=885
+  _globals['_PULLPROGRESS']._serialized_end=1079
+  _globals['_CRIBSERVICE']._serialized_start=1290
+  _globals['_CRIBSERVICE']._serialized_end=1544
 # @@protoc_insertion_point(module_scope)

@@ -1,10 +1,29 @@
+from crib.proto.cri import api_pb2 as _api_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class LayerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LAYER_STATE_UNSPECIFIED: _ClassVar[LayerState]
+    LAYER_STATE_WAITING: _ClassVar[LayerState]
+    LAYER_STATE_DOWNLOADING: _ClassVar[LayerState]
+    LAYER_STATE_VERIFYING: _ClassVar[LayerState]
+    LAYER_STATE_EXTRACTING: _ClassVar[LayerState]
+    LAYER_STATE_DONE: _ClassVar[LayerState]
+    LAYER_STATE_ALREADY_PRESENT: _ClassVar[LayerState]
+LAYER_STATE_UNSPECIFIED: LayerState
+LAYER_STATE_WAITING: LayerState
+LAYER_STATE_DOWNLOADING: LayerState
+LAYER_STATE_VERIFYING: LayerState
+LAYER_STATE_EXTRACTING: LayerState
+LAYER_STATE_DONE: LayerState
+LAYER_STATE_ALREADY_PRESENT: LayerState
 
 class LoadImageRequest(_message.Message):
     __slots__ = ("data",)
@@ -70,3 +89,45 @@ class ImportImageResponse(_message.Message):
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     image: LoadedImage
     def __init__(self, image: _Optional[_Union[LoadedImage, _Mapping]] = ...) -> None: ...
+
+class PullImageWithProgressRequest(_message.Message):
+    __slots__ = ("image", "auth", "sandbox_config")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    image: _api_pb2.ImageSpec
+    auth: _api_pb2.AuthConfig
+    sandbox_config: _api_pb2.PodSandboxConfig
+    def __init__(self, image: _Optional[_Union[_api_pb2.ImageSpec, _Mapping]] = ..., auth: _Optional[_Union[_api_pb2.AuthConfig, _Mapping]] = ..., sandbox_config: _Optional[_Union[_api_pb2.PodSandboxConfig, _Mapping]] = ...) -> None: ...
+
+class LayerProgress(_message.Message):
+    __slots__ = ("digest", "size", "bytes_done", "state")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_DONE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    size: int
+    bytes_done: int
+    state: LayerState
+    def __init__(self, digest: _Optional[str] = ..., size: _Optional[int] = ..., bytes_done: _Optional[int] = ..., state: _Optional[_Union[LayerState, str]] = ...) -> None: ...
+
+class PullProgress(_message.Message):
+    __slots__ = ("reference", "resolved", "manifest_digest", "registry", "layers", "bytes_done", "bytes_total", "image_ref")
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_DONE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_REF_FIELD_NUMBER: _ClassVar[int]
+    reference: str
+    resolved: str
+    manifest_digest: str
+    registry: str
+    layers: _containers.RepeatedCompositeFieldContainer[LayerProgress]
+    bytes_done: int
+    bytes_total: int
+    image_ref: str
+    def __init__(self, reference: _Optional[str] = ..., resolved: _Optional[str] = ..., manifest_digest: _Optional[str] = ..., registry: _Optional[str] = ..., layers: _Optional[_Iterable[_Union[LayerProgress, _Mapping]]] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ..., image_ref: _Optional[str] = ...) -> None: ...

@@ -44,6 +44,11 @@ class CribServiceStub:
                 request_serializer=crib_dot_proto_dot_crib_dot_v1_dot_crib__pb2.ImportImageRequest.SerializeToString,
                 response_deserializer=crib_dot_proto_dot_crib_dot_v1_dot_crib__pb2.ImportImageResponse.FromString,
                 _registered_method=True)
+        self.PullImageWithProgress = channel.unary_stream(
+                '/crib.v1.CribService/PullImageWithProgress',
+                request_serializer=crib_dot_proto_dot_crib_dot_v1_dot_crib__pb2.PullImageWithProgressRequest.SerializeToString,
+                response_deserializer=crib_dot_proto_dot_crib_dot_v1_dot_crib__pb2.PullProgress.FromString,
+                _registered_method=True)
 
 
 class CribServiceServicer:
@@ -65,6 +70,17 @@ class CribServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PullImageWithProgress(self, request, context):
+        """PullImage with progress: the same pull (a concurrent PullImage of the
+        same image shares it), reported as a stream of snapshots. Every message
+        is the whole current state, so a slow reader that misses intermediate
+        ones loses nothing; the last one carries image_ref. A failed pull ends
+        the stream with the code and message PullImage would give.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CribServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +93,11 @@ def add_CribServiceServicer_to_server(servicer, server):
                     servicer.ImportImage,
                     request_deserializer=crib_dot_proto_dot_crib_dot_v1_dot_crib__pb2.ImportImageRequest.FromString,
                     response_serializer=crib_dot_proto_dot_crib_dot_v1_dot_crib__pb2.ImportImageResponse.SerializeToString,
+            ),
+            'PullImageWithProgress': grpc.unary_stream_rpc_method_handler(
+                    servicer.PullImageWithProgress,
+                    request_deserializer=crib_dot_proto_dot_crib_dot_v1_dot_crib__pb2.PullImageWithProgressRequest.FromString,
+                    response_serializer=crib_dot_proto_dot_crib_dot_v1_dot_crib__pb2.PullProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +154,33 @@ class CribService:
             '/crib.v1.CribService/ImportImage',
             crib_dot_proto_dot_crib_dot_v1_dot_crib__pb2.ImportImageRequest.SerializeToString,
             crib_dot_proto_dot_crib_dot_v1_dot_crib__pb2.ImportImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PullImageWithProgress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/crib.v1.CribService/PullImageWithProgress',
+            crib_dot_proto_dot_crib_dot_v1_dot_crib__pb2.PullImageWithProgressRequest.SerializeToString,
+            crib_dot_proto_dot_crib_dot_v1_dot_crib__pb2.PullProgress.FromString,
             options,
             channel_credentials,
             insecure,
