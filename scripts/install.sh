@@ -5,10 +5,11 @@
 #   sudo scripts/install.sh --no-start  # install only (CI)
 #
 # Installs the Debian packages crib runs with (runc, crun, conmon, catatonit,
-# CNI plugins, iptables, iproute2) and those its tests use (docker-registry,
-# busybox-static), makes a virtualenv in .venv with crib and its test tools,
-# links cribd and cribctl into /usr/local/bin, and writes /etc/crib/crib.toml
-# if there is none. Safe to run again.
+# criu for CheckpointContainer, CNI plugins, iptables, iproute2) and those its
+# tests use (docker-registry, busybox-static, containerd), makes a virtualenv in
+# .venv with crib and its test tools, links cribd and cribctl into
+# /usr/local/bin, and writes /etc/crib/crib.toml if there is none. Safe to run
+# again.
 set -euo pipefail
 
 start=1
@@ -31,13 +32,15 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   python3 python3-venv python3-pip ca-certificates openssl \
-  runc crun conmon catatonit containernetworking-plugins iptables iproute2 \
-  docker-registry busybox-static >/dev/null
+  runc crun conmon catatonit criu containernetworking-plugins iptables iproute2 \
+  docker-registry busybox-static containerd >/dev/null
 
-# The docker-registry package starts a registry on :5000 where systemd runs;
-# crib's tests start their own on free loopback ports, so turn that one off.
+# The docker-registry package starts a registry on :5000 and the containerd
+# package a containerd on /run/containerd where systemd runs; crib's tests start
+# their own (free loopback ports, temp dirs), so turn those off.
 if [ -d /run/systemd/system ]; then
   systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  systemctl disable --now containerd >/dev/null 2>&1 || true
 fi
 
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {

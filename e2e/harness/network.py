@@ -104,7 +104,9 @@ def new_network(base: Path) -> PodNetwork:
     third = (os.getpid() + n * 7) % 250
     subnet_prefix = f"10.{100 + w}.{third}"
     return PodNetwork(
-        name=f"crib-e2e-{w}-{n}",
+        # The pid too: teardown removes rules by network name, and another test
+        # session on this machine has the same worker numbers.
+        name=f"crib-e2e-{w}-{os.getpid()}-{n}",
         bridge=f"cribe2e{w}x{third}"[:15],
         subnet=f"{subnet_prefix}.0/24",
         gateway=f"{subnet_prefix}.1",
