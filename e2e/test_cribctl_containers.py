@@ -321,7 +321,7 @@ def test_inspect(pod: Pod) -> None:
         db,
     ]
     r = cribctl(daemon, "inspect", "-s", "unknown")
-    assert r.returncode == 0 and r.stdout.startswith("usage: cribctl inspect")
+    assert r.returncode == 0 and r.stdout.startswith("NAME:\n   cribctl inspect - ")
     assert r.stderr == "cribctl: No IDs provided or nothing found per filter\n"
     pod.clean()
 
@@ -766,8 +766,8 @@ def test_errors(pod: Pod) -> None:
     assert err("exec", "-s", unknown, "true").startswith(
         f"cribctl: execing command in container {unknown} synchronously: rpc error: code = NotFound"
     )
-    assert err("events", "-o", "go-template") == (
-        "cribctl: failed to parse go-template: cribctl has no Go templates (use -o json with jq)\n"
+    assert err("events", "-o", "go-template", "--template", "{{nope}}") == (
+        'cribctl: failed to parse go-template: template: :1: function "nope" not defined\n'
     )
     # A container without a log yet: the file is not there.
     made = pod.create("quiet", ["/bin/true"])

@@ -280,7 +280,7 @@ def test_inspectp(net_cribd: Cribd, tmp_path: Path) -> None:
     assert json.loads(ok(cribctl(net_cribd, "inspectp", "--label", "tier=web", "-l")))["status"]["id"] == beta
     assert json.loads(ok(cribctl(net_cribd, "inspectp", "-s", "notready")))["status"]["id"] == gamma
     r = cribctl(net_cribd, "inspectp", "--name", "nothing")
-    assert r.returncode == 0 and r.stdout.startswith("usage: cribctl inspectp")
+    assert r.returncode == 0 and r.stdout.startswith("NAME:\n   cribctl inspectp - ")
     assert r.stderr == "cribctl: No IDs provided or nothing found per filter\n"
     remove_all(net_cribd)
 

@@ -1100,7 +1100,7 @@ def test_create_errors(fake: Fake, capsys: Any, tmp_path: Path) -> None:
         'cribctl: creating container: ContainerId is not set for container "name:\\"no-id\\""\n'
     )
     code, out, _ = _run(capsys, socket, "create", POD)
-    assert code == 0 and out.startswith("usage: cribctl create")
+    assert code == 0 and out.startswith("NAME:\n   cribctl create - ")
     assert "does not print the config JSON schemas" in _run(capsys, socket, "create", "js")[2]
 
 
@@ -1189,7 +1189,7 @@ def test_rm_removes_containers_concurrently_with_their_logs(fake: Fake, capsys: 
     assert f'removing log file {tmp_path}/c0.log for container "{ids[0]}" failed: remove ' in err
     assert _run(capsys, socket, "rm", "-a") == (0, "", "cribctl: No containers to remove\n")
     code, out, _ = _run(capsys, socket, "rm")
-    assert code == 0 and out.startswith("usage: cribctl rm")
+    assert code == 0 and out.startswith("NAME:\n   cribctl rm - ")
 
 
 def test_ps_filters_and_formats(fake: Fake, capsys: Any) -> None:
@@ -1237,7 +1237,7 @@ def test_ps_filters_and_formats(fake: Fake, capsys: Any) -> None:
         == 'cribctl: listing containers: unsupported output format "xml"\n'
     )
     code, out, _ = _run(capsys, socket, "ps", "extra")
-    assert code == 0 and out.startswith("usage: cribctl ps")
+    assert code == 0 and out.startswith("NAME:\n   cribctl ps - ")
 
 
 def test_inspect(fake: Fake, capsys: Any, local_zone: Callable[[str], None]) -> None:
@@ -1265,13 +1265,15 @@ def test_inspect(fake: Fake, capsys: Any, local_zone: Callable[[str], None]) -> 
     assert json.loads(_run(capsys, socket, "inspect", "-a", "--name", "^b$")[1])["status"]["id"] == b
     code, out, err = _run(capsys, socket, "inspect", "-s", "created")
     assert (code, err) == (0, "cribctl: No IDs provided or nothing found per filter\n") and out.startswith(
-        "usage:"
+        "NAME:"
     )
     assert _run(capsys, socket, "inspect", "zz")[2] == (
         "cribctl: get the status of containers: get container status: "
         "rpc error: code = NotFound desc = container 'zz' not found\n"
     )
-    assert "cribctl has no Go templates" in _run(capsys, socket, "inspect", "-o", "go-template", a)[2]
+    assert (
+        _run(capsys, socket, "inspect", "-o", "go-template", "--template", "{{.status.id}}", a)[1] == f"{a}\n"
+    )
     assert _run(capsys, socket, "inspect", "-o", "xml", a)[2] == (
         'cribctl: get the status of containers: unsupported format: "xml"\n'
     )
@@ -1317,7 +1319,7 @@ def test_exec_over_filtered_containers(fake: Fake, capsys: Any) -> None:
     runtime.exec_result = api_pb2.ExecSyncResponse(exit_code=2)
     assert _run(capsys, socket, "exec", "-s", "--label", "app=x", "false")[0] == 1  # several: 1, as crictl
     code, out, err = _run(capsys, socket, "exec", "-s", "--name", "nothing", "true")
-    assert code == 0 and out.startswith("usage:") and err == "cribctl: No containers found per filter flags\n"
+    assert code == 0 and out.startswith("NAME:") and err == "cribctl: No containers found per filter flags\n"
 
 
 def test_exec_without_sync_asks_for_a_streaming_url(fake: Fake, capsys: Any) -> None:
@@ -1332,7 +1334,7 @@ def test_exec_without_sync_asks_for_a_streaming_url(fake: Fake, capsys: Any) -> 
     (_, request, _) = runtime.calls_of("Exec")[0]
     assert (request.tty, request.stdin, request.stdout, request.stderr) == (True, True, True, False)
     code, out, _ = _run(capsys, socket, "exec", a)
-    assert code == 0 and out.startswith("usage: cribctl exec")
+    assert code == 0 and out.startswith("NAME:\n   cribctl exec - ")
 
 
 def test_stats_samples_twice(fake: Fake, capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -698,7 +698,7 @@ def test_pull_errors(fake: tuple[FakeImages, str], capsys: Any, monkeypatch: pyt
     monkeypatch.setenv("CRICTL_AUTH", "dTpw")
     assert _run(capsys, socket, "pull", "x")[2] == "cribctl: both `--creds` and `--auth` are specified\n"
     code, out, _ = _run(capsys, socket, "pull", "a", "b")
-    assert code == 0 and out.startswith("usage: cribctl pull")
+    assert code == 0 and out.startswith("NAME:\n   cribctl pull - ")
 
 
 def test_images_quiet_and_missing_inspecti(fake: tuple[FakeImages, str], capsys: Any) -> None:

@@ -975,7 +975,7 @@ def test_runp_errors(fake: tuple[FakeRuntime, str], capsys: Any, tmp_path: Path)
         'cribctl: invalid value "30" for flag -T: parse error\n'
     )
     code, out, _ = _run(capsys, socket, "runp")
-    assert code == 0 and out.startswith("usage: cribctl runp")
+    assert code == 0 and out.startswith("NAME:\n   cribctl runp - ")
     assert "cribctl does not print" in _run(capsys, socket, "runp", "jsonschema")[2]
 
 
@@ -1100,7 +1100,7 @@ def test_inspectp(fake: tuple[FakeRuntime, str], capsys: Any, local_zone: Callab
     assert json.loads(_run(capsys, socket, "inspectp", "--label", "app=web")[1])["status"]["id"] == ID_A
     assert json.loads(_run(capsys, socket, "inspectp", "-l")[1])["status"]["id"] == ID_B
     code, out, err = _run(capsys, socket, "inspectp", "--name", "nothing")
-    assert code == 0 and out.startswith("usage: cribctl inspectp")
+    assert code == 0 and out.startswith("NAME:\n   cribctl inspectp - ")
     assert err == "cribctl: No IDs provided or nothing found per filter\n"
 
 
@@ -1116,7 +1116,9 @@ def test_inspectp_errors(fake: tuple[FakeRuntime, str], capsys: Any) -> None:
     assert _run(capsys, socket, "inspectp", "-o", "xml", ID_A)[2] == (
         'cribctl: get the status of pod sandboxes: unsupported format: "xml"\n'
     )
-    assert "no Go templates" in _run(capsys, socket, "inspectp", "-o", "go-template", ID_A)[2]
+    assert _run(capsys, socket, "inspectp", "-o", "go-template", "--template", "{{.status.id}}", ID_A)[1] == (
+        f"{ID_A}\n"
+    )
     assert _run(capsys, socket, "inspectp", "--label", "x")[2] == (
         "cribctl: parse label string slice: incorrectly specified label: x\n"
     )
@@ -1150,7 +1152,7 @@ def test_stopp(fake: tuple[FakeRuntime, str], capsys: Any) -> None:
         f'cribctl: stopping the pod sandbox "{ID_C}": rpc error: code = Internal desc = boom\n',
     )
     code, out, _ = _run(capsys, socket, "stopp")
-    assert code == 0 and out.startswith("usage: cribctl stopp")
+    assert code == 0 and out.startswith("NAME:\n   cribctl stopp - ")
 
 
 def test_rmp(fake: tuple[FakeRuntime, str], capsys: Any) -> None:
@@ -1179,7 +1181,7 @@ def test_rmp(fake: tuple[FakeRuntime, str], capsys: Any) -> None:
     assert servicer.pods == {}
     assert _run(capsys, socket, "rmp", "-a") == (0, "", "cribctl: No pods to remove\n")
     code, out, _ = _run(capsys, socket, "rmp")
-    assert code == 0 and out.startswith("usage: cribctl rmp")
+    assert code == 0 and out.startswith("NAME:\n   cribctl rmp - ")
     _seed(servicer)
     servicer.stop_error = (grpc.StatusCode.INTERNAL, "boom")
     assert _run(capsys, socket, "rmp", "-f", ID_A)[2] == (

@@ -33,7 +33,8 @@ Deliberate differences from crictl 1.36:
   command's exit code (crictl: 1).
 - `inspect --name/--namespace` filter (crictl reads the misspelt flags "^name$"
   and "^namespace$", so it never filters by them).
-- `-o go-template` and the `jsonschema` subcommands are refused with a clear error.
+- the `jsonschema` subcommands are refused with a clear error (`-o go-template`
+  is main.py's, for every command that has it).
 - `create --with-pull` names the mounted image it pulls (crictl names the
   container's image there).
 - `logs -r` is crictl's --reopen, and `ps -r` its --resolve-image-path.
@@ -116,7 +117,6 @@ POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
 # display.ClearScreen: crictl clears the terminal before each stats table.
 CLEAR_SCREEN = "\033[2J\033[H"
 _DEADLINE_EXCEEDED = "rpc error: code = DeadlineExceeded desc = context deadline exceeded"
-_NO_TEMPLATES = "cribctl has no Go templates (use -o json with jq)"
 
 
 # --- Go behaviours (generic; golike.py would be their home) ------------------------------------
@@ -1543,10 +1543,6 @@ def cmd_inspect(args: argparse.Namespace, ep: Endpoints) -> None:
             docs.append(output.status_document(container_status_json(r.status), r.info))
     if not docs:
         return
-    if fmt == "go-template":
-        raise CommandError(
-            f'get the status of containers: unsupported format: "go-template": {_NO_TEMPLATES}'
-        )
     if fmt == "yaml":
         print(go_yaml_v2(docs[0] if len(docs) == 1 else docs))
         return
@@ -1850,8 +1846,6 @@ def cmd_events(args: argparse.Namespace, ep: Endpoints) -> None:
     if fmt in ("json", "yaml"):
         if args.template:
             raise CommandError(f"template can't be used with {go_quote(fmt)} format")
-    elif fmt == "go-template":
-        raise CommandError(f"failed to parse go-template: {_NO_TEMPLATES}")
     else:
         raise CommandError(f"don't support {go_quote(fmt)} format")
     stub = connect(ep)
@@ -1971,7 +1965,7 @@ def register(sub: Any) -> dict[str, Command]:
     p.add_argument("ids", nargs="*", metavar="CONTAINER-ID")
     p.add_argument("--output", "-o", default="", help="output format, one of: json|yaml|table (default json)")
     p.add_argument("--quiet", "-q", action="store_true", help="do not show verbose information")
-    p.add_argument("--template", default="", help=argparse.SUPPRESS)  # go-template is not supported
+    p.add_argument("--template", default="", help=argparse.SUPPRESS)  # main.py shows it
     _filter_flags(p)
 
     p = _add(sub, "logs", "fetch the logs of a container")
@@ -2052,7 +2046,7 @@ def register(sub: Any) -> dict[str, Command]:
     p = _add(sub, "events", "stream the events of containers", aliases=("event",))
     p.add_argument("extra", nargs="*", help=argparse.SUPPRESS)
     p.add_argument("--output", "-o", default="json", help="output format, one of: json|yaml|go-template")
-    p.add_argument("--template", default="", help=argparse.SUPPRESS)  # go-template is not supported
+    p.add_argument("--template", default="", help=argparse.SUPPRESS)  # main.py shows it
 
     return {
         "create": cmd_create,

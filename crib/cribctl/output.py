@@ -9,14 +9,20 @@ json sorts map keys and escapes <, > and & in strings.
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
-from collections.abc import Mapping
-from typing import Any
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
 
 import yaml
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
+
+from crib.cribctl import gotemplate
+from crib.cribctl.client import CommandError
 
 
 def proto_json(msg: Message) -> dict[str, Any]:
@@ -125,3 +131,108 @@ def render_status_documents(docs: list[dict[str, Any]], fmt: str) -> str:
     if fmt == "json":
         return go_json_indent(obj)
     raise ValueError(f"unsupported format: {fmt!r}")
+
+
+# --- -o go-template -------------------------------------------------------------------------------
+
+
+class _TemplateWriter(io.TextIOBase):
+    """Stands in for stdout while a command prints JSON: each complete JSON value
+    written is run through the template instead, as crictl feeds its JSON to
+    tmplExecuteRawJSON. Values are found as they complete, so streamed events
+    are rendered one by one."""
+
+    def __init__(self, template: str, target: TextIO, per_value_errors: bool) -> None:
+        super().__init__()
+        self.template = template
+        self.target = target
+        self.per_value_errors = per_value_errors
+        self.buffer_text = ""
+        self._parsed: gotemplate.Template | None = None
+        self.passthrough = False
+        self._decoder = json.JSONDecoder(
+            parse_int=gotemplate.GoNumber, parse_float=gotemplate.GoNumber, parse_constant=gotemplate.GoNumber
+        )
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if self.passthrough:
+            self.target.write(text)
+            return len(text)
+        self.buffer_text += text
+        self._drain()
+        return len(text)
+
+    def _drain(self) -> None:
+        while True:
+            rest = self.buffer_text.lstrip()
+            if not rest:
+                self.buffer_text = ""
+                return
+            if rest[0] not in "{[":
+                # Not JSON (a command's help, shown when nothing matched): that and the rest
+                # are printed as they are.
+                self.passthrough = True
+                self.target.write(self.buffer_text)
+                self.buffer_text = ""
+                return
+            try:
+                value, end = self._decoder.raw_decode(rest)
+            except json.JSONDecodeError:
+                self.buffer_text = rest
+                return
+            self.buffer_text = rest[end:]
+            self._render(value)
+
+    def _render(self, value: Any) -> None:
+        try:
+            # Parsed at the first value, as crictl parses after its calls (a bad template and a
+            # failed call report the call).
+            if self._parsed is None:
+                self._parsed = gotemplate.parse(self.template)
+            text = self._parsed.execute(value)
+        except gotemplate.TemplateParseError as exc:
+            raise gotemplate.TemplateError(f"failed to generate go-template: {exc}") from None
+        except gotemplate.TemplateExecError as exc:
+            if self.per_value_errors:
+                # crictl events: the error is printed in place of the event, and the stream goes on.
+                self.target.write(
+                    f"failed to format container event with the error: failed to template data: {exc}\n"
+                )
+                self.target.flush()
+                return
+            raise gotemplate.TemplateError(f"failed to template data: {exc}") from None
+        # fmt.Println(output)
+        self.target.write(text + "\n")
+        self.target.flush()
+
+    def finish(self) -> None:
+        if self.buffer_text.strip():
+            raise gotemplate.TemplateError("failed to decode json: unexpected end of JSON input")
+
+
+def run_with_go_template(command: Callable[[Any, Any], None], args: Any, ep: Any, error_prefix: str) -> None:
+    """Run `command` for `-o go-template`: it prints its JSON output, which the template renders.
+
+    The commands keep one JSON code path; the data the template sees is the
+    JSON crictl would print for -o json, decoded with numbers as json.Number.
+    """
+    template = getattr(args, "template", "") or ""
+    streaming = args.command in ("events", "event")
+    if streaming:
+        # crictl checks an events template before it connects.
+        try:
+            gotemplate.validate(template)
+        except gotemplate.TemplateParseError as exc:
+            raise CommandError(f"failed to parse go-template: {exc}") from None
+    args.output = "json"
+    args.template = ""
+    writer = _TemplateWriter(template, sys.stdout, per_value_errors=streaming)
+    try:
+        with contextlib.redirect_stdout(writer):
+            command(args, ep)
+        writer.finish()
+    except gotemplate.TemplateError as exc:
+        raise CommandError(f"{error_prefix}execute template: {exc}") from None

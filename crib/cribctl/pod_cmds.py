@@ -24,9 +24,10 @@ unless it also spells a field in camelCase, and a snake_case spelling wins
 over a camelCase one) and enum value names (`network: NODE`, an error in
 crictl).
 
-Not implemented: `runp jsonschema` and `inspectp -o go-template` (refused
-with a clear error). Regular expressions (--name, --namespace) are Python's,
-standing in for Go's RE2; a pattern either cannot compile matches nothing.
+Not implemented: `runp jsonschema` (refused with a clear error);
+`-o go-template` is main.py's, for every command that has it. Regular
+expressions (--name, --namespace) are Python's, standing in for Go's RE2; a
+pattern either cannot compile matches nothing.
 """
 
 from __future__ import annotations
@@ -1490,11 +1491,6 @@ def cmd_inspectp(args: argparse.Namespace, ep: Endpoints) -> None:
             docs.append(output.status_document(status_json(r.status), r.info))
     if not docs:
         return
-    if fmt == "go-template":
-        raise CommandError(
-            'get the status of pod sandboxes: unsupported format: "go-template": '
-            "cribctl has no Go templates (use -o json with jq)"
-        )
     if fmt not in ("json", "yaml"):
         raise CommandError(f"get the status of pod sandboxes: unsupported format: {go_quote(fmt)}")
     if fmt == "yaml":
@@ -1619,7 +1615,7 @@ def register(sub: Any) -> dict[str, Command]:
     p.add_argument("ids", nargs="*", metavar="POD-ID")
     p.add_argument("--output", "-o", default="", help="output format, one of: json|yaml|table (default json)")
     p.add_argument("--quiet", "-q", action="store_true", help="do not show verbose information")
-    p.add_argument("--template", default="", help=argparse.SUPPRESS)  # go-template is not supported
+    p.add_argument("--template", default="", help=argparse.SUPPRESS)  # main.py shows it
     _list_filters(p)
 
     p = _add(sub, "stopp", "stop one or more running pods")
