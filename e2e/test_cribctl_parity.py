@@ -344,17 +344,6 @@ def run_sequence(daemon: Cribd, net: PodNetwork, tool: Tool, tool_name: str, wor
     return steps
 
 
-def subnet_rules(net: PodNetwork) -> list[str]:
-    """iptables rules that name an address of `net`'s subnet.
-
-    (Not PodNetwork.iptables_mentions: that also matches the network's name,
-    which other test sessions running at the same time may use too.)
-    """
-    prefix = re.escape(net.subnet.rsplit(".", 1)[0] + ".")
-    rules = subprocess.run(["iptables-save"], capture_output=True, text=True, timeout=30).stdout
-    return [line for line in rules.splitlines() if re.search(rf"(?<![\d.]){prefix}\d", line)]
-
-
 def load_recorded() -> list[Step]:
     doc = json.loads(RECORDED.read_text())
     return [
@@ -414,7 +403,7 @@ def test_cribctl_matches_crictl(net_cribd: Cribd, pod_network: PodNetwork, tmp_p
             )
     found = differences(ours, theirs)
     assert not found, f"cribctl differs from {source}:\n" + "\n\n".join(found)
-    assert subnet_rules(pod_network) == [] and pod_network.allocated_ips() == []
+    assert pod_network.iptables_mentions() == [] and pod_network.allocated_ips() == []
 
 
 def test_recording_is_whole_and_normalized() -> None:

@@ -136,17 +136,6 @@ def run_demo(daemon: Cribd, tmp_path: Path, port: int, **extra_env: str) -> Run:
     return Run(proc.returncode, out, err)
 
 
-def subnet_rules(net: PodNetwork) -> list[str]:
-    """iptables rules that name an address of `net`'s subnet.
-
-    (Not PodNetwork.iptables_mentions: that also matches the network's name,
-    which other test sessions running at the same time may use too.)
-    """
-    prefix = re.escape(net.subnet.rsplit(".", 1)[0] + ".")
-    rules = subprocess.run(["iptables-save"], capture_output=True, text=True, timeout=30).stdout
-    return [line for line in rules.splitlines() if re.search(rf"(?<![\d.]){prefix}\d", line)]
-
-
 def assert_nothing_left(
     daemon: Cribd, net: PodNetwork, tmp_path: Path, port: int, images: list[str], mounts: list[str]
 ) -> None:
@@ -154,7 +143,7 @@ def assert_nothing_left(
     assert _cribctl(daemon, "ps", "-a", "-q") == ""
     assert _images(daemon) == images
     assert net.allocated_ips() == []
-    assert subnet_rules(net) == []
+    assert net.iptables_mentions() == []
     nat = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, timeout=30).stdout
     assert [line for line in nat.splitlines() if f"--dport {port} " in line] == []
     assert sorted(mounts_under(daemon.dir)) == mounts

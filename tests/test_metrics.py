@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from crib.container import cgroup_stats as cs
 from crib.container import metric_sources as ms
 from crib.container.cgroup_stats import CgroupDirs
 from crib.container.containers import EXITED, RUNNING, Container
@@ -115,7 +116,7 @@ def test_gone_cgroups_read_as_none(tmp_path: Path) -> None:
     dirs = CgroupDirs(mode="v1", controllers={"cpu": tmp_path / "gone", "memory": tmp_path / "gone2"})
     assert ms.read_metrics(dirs) is None
     assert ms.read_metrics(CgroupDirs(mode="v2", unified=tmp_path / "gone")) is None
-    assert ms.cgroup_pids(dirs) is None
+    assert cs.cgroup_pids(dirs) is None
 
 
 V2_FILES = {
@@ -171,7 +172,7 @@ def test_v2_counters(tmp_path: Path) -> None:
         memory_reservation=1_048_576,
         memory_swap_limit=0,
     )
-    assert ms.cgroup_pids(CgroupDirs(mode="v2", unified=d)) == [7, 9]
+    assert cs.cgroup_pids(CgroupDirs(mode="v2", unified=d)) == [7, 9]
 
 
 def test_weight_to_shares_inverts_runcs_mapping_at_the_ends() -> None:
@@ -201,12 +202,12 @@ NET_DEV = (
 
 
 def test_net_dev_counters(tmp_path: Path) -> None:
-    assert ms.parse_net_dev(NET_DEV) == {
-        "eth0": ms.InterfaceCounters(5000, 40, 1, 2, 7000, 50, 3, 4),
+    assert cs.parse_net_dev(NET_DEV) == {
+        "eth0": cs.InterfaceCounters(5000, 40, 1, 2, 7000, 50, 3, 4),
     }
     _write(tmp_path / "123" / "net", {"dev": NET_DEV})
-    assert set(ms.network_counters(123, tmp_path)) == {"eth0"}
-    assert ms.network_counters(456, tmp_path) == {}
+    assert set(cs.network_counters(123, tmp_path)) == {"eth0"}
+    assert cs.network_counters(456, tmp_path) == {}
 
 
 def test_filesystem_counters(tmp_path: Path) -> None:
@@ -276,7 +277,7 @@ def test_values_are_whole_seconds_bytes_and_counts_with_one_value_per_label_key(
 
 def test_network_values_per_interface() -> None:
     values = mr.network_values(
-        {"net1": ms.InterfaceCounters(1, 2, 3, 4, 5, 6, 7, 8), "eth0": ms.InterfaceCounters(*range(10, 18))}
+        {"net1": cs.InterfaceCounters(1, 2, 3, 4, 5, 6, 7, 8), "eth0": cs.InterfaceCounters(*range(10, 18))}
     )
     assert len(values) == 16
     assert [extra for _, _, extra in values[:8]] == [("eth0",)] * 8  # sorted by interface
@@ -360,7 +361,7 @@ def fake_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[_Sandbox
     monkeypatch.setattr(
         mr,
         "network_counters",
-        lambda pid: {"eth0": ms.InterfaceCounters(*range(1, 9))} if pid == 1000 else {},
+        lambda pid: {"eth0": cs.InterfaceCounters(*range(1, 9))} if pid == 1000 else {},
     )
     # Every process in the fake cgroup is this test's own, so /proc/<pid>/fd exists.
     (dirs.controllers["pids"] / "cgroup.procs").write_text(f"{os.getpid()}\n")

@@ -335,8 +335,8 @@ def read_stats(dirs: CgroupDirs) -> CgroupStats | None:
     return _v1_stats(dirs)
 
 
-def process_count(dirs: CgroupDirs) -> int | None:
-    """Processes (not threads, unlike pids.current) in the cgroup: the lines of its cgroup.procs."""
+def cgroup_pids(dirs: CgroupDirs) -> list[int] | None:
+    """The processes (thread group leaders) in the cgroup; None when it is gone."""
     if dirs.mode == "v2":
         candidates = [dirs.unified]
     else:
@@ -344,16 +344,34 @@ def process_count(dirs: CgroupDirs) -> int | None:
     for directory in candidates:
         text = _read(directory / "cgroup.procs") if directory is not None else None
         if text is not None:
-            return len({line for line in text.split() if line})
+            return sorted({int(p) for p in text.split() if p.isdigit()})
     return None
+
+
+def process_count(dirs: CgroupDirs) -> int | None:
+    """Processes (not threads, unlike pids.current) in the cgroup: the lines of its cgroup.procs."""
+    pids = cgroup_pids(dirs)
+    return None if pids is None else len(pids)
 
 
 # --- network -----------------------------------------------------------------------------------------
 
 
-def parse_net_dev(text: str) -> dict[str, tuple[int, int, int, int]]:
-    """/proc/net/dev → {interface: (rx_bytes, rx_errors, tx_bytes, tx_errors)}, without "lo"."""
-    out: dict[str, tuple[int, int, int, int]] = {}
+@dataclass(frozen=True)
+class InterfaceCounters:
+    rx_bytes: int
+    rx_packets: int
+    rx_errors: int
+    rx_dropped: int
+    tx_bytes: int
+    tx_packets: int
+    tx_errors: int
+    tx_dropped: int
+
+
+def parse_net_dev(text: str) -> dict[str, InterfaceCounters]:
+    """/proc/net/dev → every counter per interface, without "lo" (cAdvisor leaves it out too)."""
+    out: dict[str, InterfaceCounters] = {}
     for line in text.splitlines():
         name, sep, rest = line.partition(":")
         name = name.strip()
@@ -363,16 +381,35 @@ def parse_net_dev(text: str) -> dict[str, tuple[int, int, int, int]]:
         if len(values) < 16:
             continue
         try:
-            out[name] = (int(values[0]), int(values[2]), int(values[8]), int(values[10]))
+            n = [int(v) for v in values[:16]]
         except ValueError:
             continue
+        # Receive: bytes packets errs drop fifo frame compressed multicast; transmit: the same 8.
+        out[name] = InterfaceCounters(
+            rx_bytes=n[0],
+            rx_packets=n[1],
+            rx_errors=n[2],
+            rx_dropped=n[3],
+            tx_bytes=n[8],
+            tx_packets=n[9],
+            tx_errors=n[10],
+            tx_dropped=n[11],
+        )
     return out
 
 
-def network_stats(pid: int, proc: Path = PROC) -> dict[str, tuple[int, int, int, int]]:
-    """The counters of the network namespace `pid` lives in (a pod's pause process); {} when it is gone."""
+def network_counters(pid: int, proc: Path = PROC) -> dict[str, InterfaceCounters]:
+    """The interfaces of the netns `pid` lives in (a pod's pause process); {} when it is gone."""
     text = _read(proc / str(pid) / "net" / "dev")
     return parse_net_dev(text) if text else {}
+
+
+def network_stats(pid: int, proc: Path = PROC) -> dict[str, tuple[int, int, int, int]]:
+    """{interface: (rx_bytes, rx_errors, tx_bytes, tx_errors)} of the netns `pid` lives in; {} when gone."""
+    return {
+        name: (n.rx_bytes, n.rx_errors, n.tx_bytes, n.tx_errors)
+        for name, n in network_counters(pid, proc).items()
+    }
 
 
 # --- disk --------------------------------------------------------------------------------------------

@@ -228,19 +228,6 @@ class ProcessCounts:
     sockets: int
 
 
-def cgroup_pids(dirs: CgroupDirs) -> list[int] | None:
-    """The processes (thread group leaders) in the cgroup; None when it is gone."""
-    if dirs.mode == "v2":
-        candidates = [dirs.unified]
-    else:
-        candidates = [dirs.controller(c) for c in ("pids", "memory", "cpuacct", "cpu")]
-    for directory in candidates:
-        text = _read(directory / "cgroup.procs") if directory is not None else None
-        if text is not None:
-            return sorted({int(p) for p in text.split() if p.isdigit()})
-    return None
-
-
 def process_counts(pids: list[int], proc: Path = PROC) -> ProcessCounts:
     """Open descriptors and sockets of these processes, as cAdvisor counts them from /proc/<pid>/fd."""
     fds = sockets = 0
@@ -258,56 +245,6 @@ def process_counts(pids: list[int], proc: Path = PROC) -> ProcessCounts:
             except OSError:
                 continue
     return ProcessCounts(processes=len(pids), file_descriptors=fds, sockets=sockets)
-
-
-# --- network -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InterfaceCounters:
-    rx_bytes: int
-    rx_packets: int
-    rx_errors: int
-    rx_dropped: int
-    tx_bytes: int
-    tx_packets: int
-    tx_errors: int
-    tx_dropped: int
-
-
-def parse_net_dev(text: str) -> dict[str, InterfaceCounters]:
-    """/proc/net/dev → every counter per interface, without "lo" (cAdvisor leaves it out too)."""
-    out: dict[str, InterfaceCounters] = {}
-    for line in text.splitlines():
-        name, sep, rest = line.partition(":")
-        name = name.strip()
-        if not sep or not name or "|" in line or name == "lo":
-            continue
-        values = rest.split()
-        if len(values) < 16:
-            continue
-        try:
-            n = [int(v) for v in values[:16]]
-        except ValueError:
-            continue
-        # Receive: bytes packets errs drop fifo frame compressed multicast; transmit: the same 8.
-        out[name] = InterfaceCounters(
-            rx_bytes=n[0],
-            rx_packets=n[1],
-            rx_errors=n[2],
-            rx_dropped=n[3],
-            tx_bytes=n[8],
-            tx_packets=n[9],
-            tx_errors=n[10],
-            tx_dropped=n[11],
-        )
-    return out
-
-
-def network_counters(pid: int, proc: Path = PROC) -> dict[str, InterfaceCounters]:
-    """The interfaces of the netns `pid` lives in (a pod's pause process); {} when it is gone."""
-    text = _read(proc / str(pid) / "net" / "dev")
-    return parse_net_dev(text) if text else {}
 
 
 # --- disk --------------------------------------------------------------------------------------------

@@ -24,16 +24,19 @@ import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from crib.container.cgroup_stats import cgroup_dirs, usage_of_tree
+from crib.container.cgroup_stats import (
+    InterfaceCounters,
+    cgroup_dirs,
+    cgroup_pids,
+    network_counters,
+    usage_of_tree,
+)
 from crib.container.containers import RUNNING, Container, Containers
 from crib.container.metric_sources import (
     CgroupMetrics,
     FilesystemCounters,
-    InterfaceCounters,
     ProcessCounts,
-    cgroup_pids,
     filesystem_counters,
-    network_counters,
     process_counts,
     read_metrics,
 )

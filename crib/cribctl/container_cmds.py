@@ -1028,7 +1028,7 @@ def connect_image(ep: Endpoints) -> api_pb2_grpc.ImageServiceStub:
     return stub
 
 
-def _call(method: Callable[..., Any], request: Message, timeout: float | None) -> Any:
+def call_rpc(method: Callable[..., Any], request: Message, timeout: float | None) -> Any:
     """One unary call with the CRI client's deadline; a deadline already over fails as Go's context."""
     if timeout is not None and timeout <= 0:
         raise CallError(_DEADLINE_EXCEEDED)
@@ -1044,7 +1044,7 @@ def list_containers(
     f: api_pb2.ContainerFilter,
 ) -> list[api_pb2.Container]:
     try:
-        r = _call(stub.ListContainers, api_pb2.ListContainersRequest(filter=f), ep.timeout)
+        r = call_rpc(stub.ListContainers, api_pb2.ListContainersRequest(filter=f), ep.timeout)
     except CallError as exc:
         raise CallError(f"call list containers RPC: {exc}") from None
     return list(r.containers)
@@ -1123,7 +1123,7 @@ def _find_by_flags(
 def container_status(
     stub: api_pb2_grpc.RuntimeServiceStub, ep: Endpoints, container_id: str, verbose: bool
 ) -> api_pb2.ContainerStatusResponse:
-    r = _call(
+    r = call_rpc(
         stub.ContainerStatus,
         api_pb2.ContainerStatusRequest(container_id=container_id, verbose=verbose),
         ep.timeout,
@@ -1136,7 +1136,7 @@ def container_status(
 def start_container(stub: api_pb2_grpc.RuntimeServiceStub, ep: Endpoints, container_id: str) -> None:
     if not container_id:
         raise CallError("ID cannot be empty")
-    _call(stub.StartContainer, api_pb2.StartContainerRequest(container_id=container_id), ep.timeout)
+    call_rpc(stub.StartContainer, api_pb2.StartContainerRequest(container_id=container_id), ep.timeout)
     say(container_id)
 
 
@@ -1147,14 +1147,14 @@ def stop_container(
         raise CallError("ID cannot be empty")
     request = api_pb2.StopContainerRequest(container_id=container_id, timeout=timeout)
     # The CRI client leaves the grace period on top of its own timeout for the kill and the reply.
-    _call(stub.StopContainer, request, ep.timeout + timeout)
+    call_rpc(stub.StopContainer, request, ep.timeout + timeout)
     say(container_id)
 
 
 def remove_container(stub: api_pb2_grpc.RuntimeServiceStub, ep: Endpoints, container_id: str) -> None:
     if not container_id:
         raise CallError("ID cannot be empty")
-    _call(stub.RemoveContainer, api_pb2.RemoveContainerRequest(container_id=container_id), ep.timeout)
+    call_rpc(stub.RemoveContainer, api_pb2.RemoveContainerRequest(container_id=container_id), ep.timeout)
     say(container_id)
 
 
@@ -1234,7 +1234,7 @@ def create_container(
         for name in wanted:
             _pull(images, name, auth, pod_config, config.image.annotations, pull.timeout)
     request = api_pb2.CreateContainerRequest(pod_sandbox_id=pod_id, config=config, sandbox_config=pod_config)
-    r = _call(stub.CreateContainer, request, timeout)
+    r = call_rpc(stub.CreateContainer, request, timeout)
     if not r.container_id:
         raise CallError(f"ContainerId is not set for container {go_quote(proto_text(config.metadata))}")
     return r.container_id
@@ -1254,7 +1254,7 @@ def _go_int_text(text: str | None) -> int:
 
 
 @contextlib.contextmanager
-def _interruptible() -> Iterator[None]:
+def interruptible() -> Iterator[None]:
     """SIGTERM interrupts like Ctrl-C while a command streams (crictl's shutdown signals)."""
 
     def interrupt(signum: int, frame: Any) -> None:
@@ -1269,6 +1269,23 @@ def _interruptible() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+WATCH_INTERVAL_S = 0.5
+
+
+def watch(display: Callable[[], None], interval: float = WATCH_INTERVAL_S) -> None:
+    """crictl's `--watch` ticker: a display every interval (the first after one), or right
+    after the previous one when that took longer; Ctrl-C or SIGTERM ends it, successfully."""
+    try:
+        with interruptible():
+            next_tick = time.monotonic() + interval
+            while True:
+                time.sleep(max(0.0, next_tick - time.monotonic()))
+                display()
+                next_tick = max(next_tick + interval, time.monotonic())
+    except KeyboardInterrupt:
+        return
 
 
 def _pull_options(args: argparse.Namespace, with_pull: bool, timeout: float) -> PullOptions:
@@ -1344,7 +1361,7 @@ def cmd_run(args: argparse.Namespace, ep: Endpoints) -> None:
     request = api_pb2.RunPodSandboxRequest(config=pod_config, runtime_handler=args.runtime or "")
     try:
         # The CRI client doubles the timeout for sandbox operations.
-        pod_id = _call(stub.RunPodSandbox, request, 2 * timeout).pod_sandbox_id
+        pod_id = call_rpc(stub.RunPodSandbox, request, 2 * timeout).pod_sandbox_id
     except CallError as exc:
         raise CommandError(f"running container: run pod sandbox: {exc}") from None
     if not pod_id:
@@ -1448,7 +1465,7 @@ def cmd_rm(args: argparse.Namespace, ep: Endpoints) -> None:
     ids = list(args.ids)
     if args.all:
         try:
-            listed = _call(stub.ListContainers, api_pb2.ListContainersRequest(), ep.timeout)
+            listed = call_rpc(stub.ListContainers, api_pb2.ListContainersRequest(), ep.timeout)
         except CallError as exc:
             raise CommandError(str(exc)) from None
         ids = [c.id for c in listed.containers]
@@ -1568,7 +1585,7 @@ def cmd_logs(args: argparse.Namespace, ep: Endpoints) -> None:
     stub = connect(ep)
     if args.reopen:
         try:
-            _call(
+            call_rpc(
                 stub.ReopenContainerLog,
                 api_pb2.ReopenContainerLogRequest(container_id=container_id),
                 ep.timeout,
@@ -1615,7 +1632,7 @@ def cmd_logs(args: argparse.Namespace, ep: Endpoints) -> None:
 
     sys.stdout.flush()
     try:
-        with _interruptible():
+        with interruptible():
             read_logs(log_path, opts, out, err, is_running, warn=warn)
     except LogError as exc:
         raise CommandError(str(exc)) from None
@@ -1634,7 +1651,7 @@ def _exec_sync(
     # The CRI client: no deadline for timeout 0, else the command's timeout on top of its own.
     deadline = ep.timeout + timeout if timeout else None
     try:
-        r = _call(stub.ExecSync, request, deadline)
+        r = call_rpc(stub.ExecSync, request, deadline)
     except CallError as exc:
         if str(exc).startswith("rpc error: code = DeadlineExceeded "):
             raise CallError(
@@ -1753,7 +1770,7 @@ def cmd_exec(args: argparse.Namespace, ep: Endpoints) -> None:
 def _stats_once(
     stub: api_pb2_grpc.RuntimeServiceStub, ep: Endpoints, request: api_pb2.ListContainerStatsRequest
 ) -> list[api_pb2.ContainerStats]:
-    stats = list(_call(stub.ListContainerStats, request, ep.timeout).stats)
+    stats = list(call_rpc(stub.ListContainerStats, request, ep.timeout).stats)
     go_sort(stats, lambda a, b: a.attributes.id < b.attributes.id)
     return stats
 
@@ -1769,38 +1786,47 @@ def cmd_stats(args: argparse.Namespace, ep: Endpoints) -> None:
     request = api_pb2.ListContainerStatsRequest(
         filter=api_pb2.ContainerStatsFilter(id=container_id, pod_sandbox_id=args.pod, label_selector=labels)
     )
+    show_stats(
+        lambda: _stats_once(stub, ep, request),
+        lambda stats: api_pb2.ListContainerStatsResponse(stats=stats),
+        lambda first, second: stats_table(first, second, args.all),
+        args,
+        seconds,
+        "get container stats",
+    )
+
+
+def show_stats(
+    fetch: Callable[[], list[Any]],
+    response_of: Callable[[list[Any]], Message],
+    table_of: Callable[[list[Any], list[Any]], str],
+    args: argparse.Namespace,
+    seconds: int,
+    what: str,
+) -> None:
+    """stats and statsp: the reply as JSON/YAML, or a table of rates from two samples
+    `seconds` apart; once, or again and again with --watch."""
     fmt = args.output or ""
 
     def display() -> None:
-        first = _stats_once(stub, ep, request)
-        if fmt == "json":
-            print(protojson_text(api_pb2.ListContainerStatsResponse(stats=first)), flush=True)
-            return
-        if fmt == "yaml":
-            print(go_yaml_v2(output.proto_json(api_pb2.ListContainerStatsResponse(stats=first))), flush=True)
+        first = fetch()
+        if fmt in ("json", "yaml"):
+            response = response_of(first)
+            text = protojson_text(response) if fmt == "json" else go_yaml_v2(output.proto_json(response))
+            print(text, flush=True)
             return
         if seconds > 0:
             time.sleep(seconds)
-        second = _stats_once(stub, ep, request)
-        text = stats_table(first, second, args.all)
-        sys.stdout.write(CLEAR_SCREEN + text)
+        sys.stdout.write(CLEAR_SCREEN + table_of(first, fetch()))
         sys.stdout.flush()
 
     try:
-        if not args.watch:
+        if args.watch:
+            watch(display)
+        else:
             display()
-            return
-        with _interruptible():
-            # crictl's ticker: a display every 500 ms, or right after the last when it took longer.
-            next_tick = time.monotonic() + 0.5
-            while True:
-                time.sleep(max(0.0, next_tick - time.monotonic()))
-                display()
-                next_tick = max(next_tick + 0.5, time.monotonic())
     except CallError as exc:
-        raise CommandError(f"get container stats: {exc}") from None
-    except KeyboardInterrupt:
-        return  # Ctrl-C ends watching, successfully
+        raise CommandError(f"{what}: {exc}") from None
 
 
 def cmd_update(args: argparse.Namespace, ep: Endpoints) -> None:
@@ -1825,7 +1851,7 @@ def cmd_update(args: argparse.Namespace, ep: Endpoints) -> None:
             if not container_id:
                 raise CallError("ID cannot be empty")
             request = api_pb2.UpdateContainerResourcesRequest(container_id=container_id, linux=resources)
-            _call(stub.UpdateContainerResources, request, ep.timeout)
+            call_rpc(stub.UpdateContainerResources, request, ep.timeout)
         except CallError as exc:
             raise CommandError(f"updating container resources for {go_quote(container_id)}: {exc}") from None
         print(container_id)
@@ -1852,7 +1878,7 @@ def cmd_events(args: argparse.Namespace, ep: Endpoints) -> None:
     # No deadline: the stream lasts until the runtime ends it or the user interrupts.
     stream = stub.GetContainerEvents(api_pb2.GetEventsRequest())
     try:
-        with _interruptible():
+        with interruptible():
             for event in stream:
                 sys.stdout.write(render_event(event, fmt))
                 sys.stdout.flush()

@@ -20,7 +20,8 @@ DEFAULT_CONFIG_PATH = Path("/etc/crictl.yaml")
 DEFAULT_ENDPOINT = "unix:///run/crib/crib.sock"
 DEFAULT_TIMEOUT_S = 2.0
 
-_CONFIG_KEYS = (
+# crictl's option names, in the order its WriteConfig appends missing ones.
+CONFIG_KEYS = (
     "runtime-endpoint",
     "image-endpoint",
     "timeout",
@@ -28,8 +29,8 @@ _CONFIG_KEYS = (
     "pull-image-on-create",
     "disable-pull-on-run",
 )
-_GO_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
-_GO_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+GO_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+GO_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -78,9 +79,9 @@ def _go_bool(name: str, value: object) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value)
-    if text in _GO_TRUE:
+    if text in GO_TRUE:
         return True
-    if text in _GO_FALSE:
+    if text in GO_FALSE:
         return False
     raise ClientConfigError(f"parsing config option '{name}': invalid syntax: {text!r}")
 
@@ -99,7 +100,7 @@ def read_client_config(path: Path) -> ClientConfig:
     if not isinstance(data, dict):
         raise ClientConfigError(f"load config file {path}: not a mapping")
     for name, value in data.items():
-        if name not in _CONFIG_KEYS:
+        if name not in CONFIG_KEYS:
             raise ClientConfigError(f"Config option '{name}' is not valid")
         if name == "runtime-endpoint":
             config.runtime_endpoint = "" if value is None else str(value)

@@ -10,19 +10,17 @@ Ctrl-C, like crictl's ticker.
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
 from crib.cribctl import output
 from crib.cribctl.client import Command, CommandError
-from crib.cribctl.container_cmds import _call, _interruptible
+from crib.cribctl.container_cmds import call_rpc, watch
 from crib.cribctl.endpoint import Endpoints
 from crib.cribctl.image_cmds import CallError, show_help
 from crib.cribctl.pod_cmds import connect, go_yaml_v2, protojson_text
 from crib.proto.cri import api_pb2
 
 OUTPUT_FORMATS = ("json", "yaml", "")
-WATCH_INTERVAL_S = 0.5
 
 
 def _print_message(msg: Any, fmt: str) -> None:
@@ -46,7 +44,7 @@ def cmd_metricdescs(args: argparse.Namespace, ep: Endpoints) -> None:
         return
     stub = connect(ep)
     try:
-        response = _call(stub.ListMetricDescriptors, api_pb2.ListMetricDescriptorsRequest(), ep.timeout)
+        response = call_rpc(stub.ListMetricDescriptors, api_pb2.ListMetricDescriptorsRequest(), ep.timeout)
     except CallError as exc:
         raise CommandError(f"get metric descriptors: list metric descriptors: {exc}") from None
     _print_message(api_pb2.ListMetricDescriptorsResponse(descriptors=response.descriptors), args.output)
@@ -59,7 +57,9 @@ def cmd_metricsp(args: argparse.Namespace, ep: Endpoints) -> None:
 
     def display() -> None:
         try:
-            response = _call(stub.ListPodSandboxMetrics, api_pb2.ListPodSandboxMetricsRequest(), ep.timeout)
+            response = call_rpc(
+                stub.ListPodSandboxMetrics, api_pb2.ListPodSandboxMetricsRequest(), ep.timeout
+            )
         except CallError as exc:
             raise CommandError(f"get pod metrics: list pod sandbox metrics: {exc}") from None
         _print_message(api_pb2.ListPodSandboxMetricsResponse(pod_metrics=response.pod_metrics), args.output)
@@ -67,17 +67,7 @@ def cmd_metricsp(args: argparse.Namespace, ep: Endpoints) -> None:
     if not args.watch:
         display()
         return
-    try:
-        with _interruptible():
-            # crictl's ticker: the first display after one interval, then one per interval
-            # (or right after the previous one when that took longer).
-            next_tick = time.monotonic() + WATCH_INTERVAL_S
-            while True:
-                time.sleep(max(0.0, next_tick - time.monotonic()))
-                display()
-                next_tick = max(next_tick + WATCH_INTERVAL_S, time.monotonic())
-    except KeyboardInterrupt:
-        return  # Ctrl-C ends watching, successfully
+    watch(display)
 
 
 def _add(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:

@@ -15,16 +15,19 @@ import argparse
 import os
 import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import grpc
 import yaml
 
-from crib.cribctl import endpoint, output
+from crib.cribctl import endpoint
 from crib.cribctl.client import Command, CommandError
+from crib.cribctl.container_cmds import CLEAR_SCREEN, show_stats
 from crib.cribctl.endpoint import (
+    CONFIG_KEYS,
+    GO_FALSE,
+    GO_TRUE,
     ClientConfig,
     ClientConfigError,
     Endpoints,
@@ -40,27 +43,15 @@ from crib.cribctl.image_cmds import (
     show_help,
     table,
 )
-from crib.cribctl.pod_cmds import GoFlag, connect, go_yaml_v2, int_flag, protojson_text
+from crib.cribctl.pod_cmds import GoFlag, connect, int_flag
 from crib.proto.cri import api_pb2, api_pb2_grpc
 
-CLEAR_SCREEN = "\033[2J\033[H"
 STATSP_COLUMNS = ["POD", "POD ID", "CPU %", "MEM"]
 
 # --- config ------------------------------------------------------------------------------------
 
-# crictl's option names, in the order its WriteConfig appends missing ones.
-CONFIG_KEYS = (
-    "runtime-endpoint",
-    "image-endpoint",
-    "timeout",
-    "debug",
-    "pull-image-on-create",
-    "disable-pull-on-run",
-)
 _INT_KEYS = frozenset({"timeout"})
 _BOOL_KEYS = frozenset({"debug", "pull-image-on-create", "disable-pull-on-run"})
-_GO_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
-_GO_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 _LINE = re.compile(r"^(?P<key>[A-Za-z0-9_-]+)(?P<sep>\s*:[ \t]*)(?P<value>.*?)(?P<comment>\s+#.*)?$")
 
 CONFIG_EPILOG = """\
@@ -109,11 +100,11 @@ def set_config_value(config: ClientConfig, key: str, value: str) -> None:
             )
         config.timeout = int(value)
     elif key in _BOOL_KEYS:
-        if value not in _GO_TRUE | _GO_FALSE:
+        if value not in GO_TRUE | GO_FALSE:
             raise CommandError(
                 f"parse {key} value '{value}': strconv.ParseBool: parsing {go_quote(value)}: invalid syntax"
             )
-        setattr(config, key.replace("-", "_"), value in _GO_TRUE)
+        setattr(config, key.replace("-", "_"), value in GO_TRUE)
     else:
         raise CommandError(f"no configuration option named {key}")
 
@@ -303,37 +294,14 @@ def cmd_statsp(args: argparse.Namespace, ep: Endpoints) -> None:
     except CommandError as exc:
         raise CommandError(f"parse pod labels: {exc}") from None
     flt = api_pb2.PodSandboxStatsFilter(id=pod_id, label_selector=labels)
-    fmt = args.output or ""
-
-    def display() -> None:
-        first = _pod_stats(stub, ep, flt)
-        response = api_pb2.ListPodSandboxStatsResponse(stats=first)
-        if fmt == "json":
-            print(protojson_text(response), flush=True)
-            return
-        if fmt == "yaml":
-            print(go_yaml_v2(output.proto_json(response)), flush=True)
-            return
-        if seconds > 0:
-            time.sleep(seconds)
-        second = _pod_stats(stub, ep, flt)
-        sys.stdout.write(CLEAR_SCREEN + statsp_table(first, second))
-        sys.stdout.flush()
-
-    try:
-        if not args.watch:
-            display()
-            return
-        # crictl's ticker: a display every 500 ms, or right after the last when it took longer.
-        next_tick = time.monotonic() + 0.5
-        while True:
-            time.sleep(max(0.0, next_tick - time.monotonic()))
-            display()
-            next_tick = max(next_tick + 0.5, time.monotonic())
-    except CallError as exc:
-        raise CommandError(f"get pod stats: {exc}") from None
-    except KeyboardInterrupt:
-        return  # Ctrl-C ends watching, successfully
+    show_stats(
+        lambda: _pod_stats(stub, ep, flt),
+        lambda stats: api_pb2.ListPodSandboxStatsResponse(stats=stats),
+        statsp_table,
+        args,
+        seconds,
+        "get pod stats",
+    )
 
 
 # --- checkpoint, runtime-config --------------------------------------------------------------------
