@@ -24,37 +24,41 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crib.cribctl import container_cmds, endpoint, main
+from crib.cribctl import container_cmds, cri_logs, endpoint, gotime, main
 from crib.cribctl.client import CommandError
 from crib.cribctl.container_cmds import (
     ConfigError,
-    GoTime,
-    GoTimeError,
-    LogError,
-    LogOptions,
     container_filter,
     container_status_json,
     container_status_table,
     container_verbose,
     containers_table,
     cpu_percent,
+    load_container_config,
+    parse_container_config,
+    pull_settings,
+    render_event,
+    select_containers,
+    stats_table,
+    verify_container_status,
+)
+from crib.cribctl.cri_logs import (
+    LogError,
+    LogOptions,
+    parse_cri_log,
+    parse_docker_json_log,
+    previous_log_path,
+    read_logs,
+    tail_start,
+)
+from crib.cribctl.gotime import (
+    GoTime,
+    GoTimeError,
     go_duration_string,
     go_parse_time,
     go_quote_bytes,
     is_digest,
-    load_container_config,
-    parse_container_config,
-    parse_cri_log,
-    parse_docker_json_log,
     parse_since,
-    previous_log_path,
-    pull_settings,
-    read_logs,
-    render_event,
-    select_containers,
-    stats_table,
-    tail_start,
-    verify_container_status,
 )
 from crib.proto.cri import api_pb2, api_pb2_grpc
 
@@ -83,17 +87,15 @@ def _unix_ns(*fields: int, nanos: int = 0, offset: int = 0) -> int:
 
 
 def test_go_parse_time_reads_rfc3339_with_any_fraction_and_offset() -> None:
-    t = go_parse_time(container_cmds.RFC3339_NANO, "2026-11-28T06:43:48.195790031+00:00")
+    t = go_parse_time(gotime.RFC3339_NANO, "2026-11-28T06:43:48.195790031+00:00")
     assert t == GoTime(2026, 11, 28, 6, 43, 48, 195790031, 0)
     assert t.format_rfc3339_nano_fixed() == "2026-11-28T06:43:48.195790031Z"  # crictl -t
-    t = go_parse_time(container_cmds.RFC3339_NANO, "2026-11-28T07:43:48.5+01:00")
+    t = go_parse_time(gotime.RFC3339_NANO, "2026-11-28T07:43:48.5+01:00")
     assert t.unix_ns == _unix_ns(2026, 11, 28, 6, 43, 48, nanos=500_000_000)
     assert t.format_rfc3339_nano_fixed() == "2026-11-28T07:43:48.500000000+01:00"
     # More digits than nanoseconds are cut, as Go does; a fraction RFC3339 does not name is read.
-    assert (
-        go_parse_time(container_cmds.RFC3339_NANO, "2026-01-02T03:04:05.1234567899Z").nanosecond == 123456789
-    )
-    assert go_parse_time(container_cmds.RFC3339, "2026-01-02T03:04:05.25-02:30").offset == -(2 * 3600 + 1800)
+    assert go_parse_time(gotime.RFC3339_NANO, "2026-01-02T03:04:05.1234567899Z").nanosecond == 123456789
+    assert go_parse_time(gotime.RFC3339, "2026-01-02T03:04:05.25-02:30").offset == -(2 * 3600 + 1800)
     assert go_parse_time("2006-01-02T15", "2026-01-02T3", 3600) == GoTime(2026, 1, 2, 3, 0, 0, 0, 3600)
 
 
@@ -108,7 +110,7 @@ def test_go_parse_time_reads_rfc3339_with_any_fraction_and_offset() -> None:
             'parsing time "2026-11-28Tx" as "2006-01-02T15": cannot parse "x" as "15"',
         ),
         (
-            container_cmds.RFC3339,
+            gotime.RFC3339,
             "2026-11-28T06:45:00+25:00",
             'parsing time "2026-11-28T06:45:00+25:00": time zone offset hour out of range',
         ),
@@ -126,12 +128,12 @@ def test_go_parse_time_reads_rfc3339_with_any_fraction_and_offset() -> None:
             'parsing time "26-01-02" as "2006-01-02": cannot parse "26-01-02" as "2006"',
         ),
         (
-            container_cmds.RFC3339,
+            gotime.RFC3339,
             "2026-01-02T10:00:00Zjunk",
             'parsing time "2026-01-02T10:00:00Zjunk": extra text: "junk"',
         ),
         (
-            container_cmds.RFC3339,
+            gotime.RFC3339,
             "2026-01-02T10:00:00+0100",
             'parsing time "2026-01-02T10:00:00+0100" as "2006-01-02T15:04:05Z07:00": '
             'cannot parse "+0100" as "Z07:00"',
@@ -153,7 +155,7 @@ def test_go_parse_time_errors_are_gos(layout: str, value: str, error: str) -> No
 def test_leap_days_and_years_before_1970() -> None:
     assert go_parse_time("2006-01-02", "2024-02-29").unix_ns == _unix_ns(2024, 2, 29)
     assert go_parse_time("2006-01-02", "1900-03-01").unix_ns == _unix_ns(1900, 3, 1)
-    assert go_parse_time("2006-01-02", "0001-01-01").unix_ns == container_cmds._GO_ZERO_TIME_NS
+    assert go_parse_time("2006-01-02", "0001-01-01").unix_ns == cri_logs._GO_ZERO_TIME_NS
 
 
 NOW = _unix_ns(2026, 11, 28, 6, 50, 30, nanos=750_000_000)
