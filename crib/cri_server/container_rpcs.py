@@ -105,19 +105,9 @@ def list_containers(containers: Containers, f: api_pb2.ContainerFilter) -> list[
     return [container_item(c) for c in containers.list() if matches(c, f)]
 
 
-def item_bytes(container: Container) -> bytes:
-    """The serialized list item, rebuilt only when the container's state changed."""
-    cached = container._item
-    if cached is None or cached[0] != container.state:
-        cached = (container.state, container_item(container).SerializeToString())
-        container._item = cached
-    return cached[1]
-
-
 def list_containers_wire(containers: Containers, f: api_pb2.ContainerFilter) -> bytes:
-    """A serialized ListContainersResponse (field 1: containers)."""
-    listed = containers.list() if not f.ByteSize() else [c for c in containers.list() if matches(c, f)]
-    return wire.repeated_field(1, map(item_bytes, listed))
+    """A serialized ListContainersResponse (field 1: containers), from cached items."""
+    return wire.list_reply(containers.list(), f, lambda r: matches(r, f), container_item)
 
 
 def stats_message(

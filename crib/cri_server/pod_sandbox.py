@@ -68,19 +68,9 @@ def list_sandboxes(sandboxes: Sandboxes, f: api_pb2.PodSandboxFilter) -> list[ap
     return [sandbox_item(s) for s in sandboxes.list() if matches(s, f)]
 
 
-def item_bytes(sandbox: Sandbox) -> bytes:
-    """The serialized list item, rebuilt only when the pod's state changed."""
-    cached = sandbox._item
-    if cached is None or cached[0] != sandbox.state:
-        cached = (sandbox.state, sandbox_item(sandbox).SerializeToString())
-        sandbox._item = cached
-    return cached[1]
-
-
 def list_sandboxes_wire(sandboxes: Sandboxes, f: api_pb2.PodSandboxFilter) -> bytes:
-    """A serialized ListPodSandboxResponse (field 1: items)."""
-    listed = sandboxes.list() if not f.ByteSize() else [s for s in sandboxes.list() if matches(s, f)]
-    return wire.repeated_field(1, map(item_bytes, listed))
+    """A serialized ListPodSandboxResponse (field 1: items), from cached items."""
+    return wire.list_reply(sandboxes.list(), f, lambda r: matches(r, f), sandbox_item)
 
 
 def _sum(values: list[int | None]) -> int | None:

@@ -9,7 +9,10 @@ wire format of `repeated Item items = 1`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, TypeVar
+
+from google.protobuf.message import Message
 
 
 def varint(n: int) -> bytes:
@@ -27,3 +30,31 @@ def varint(n: int) -> bytes:
 def repeated_field(field_number: int, items: Iterable[bytes]) -> bytes:
     tag = varint(field_number << 3 | 2)  # wire type 2: length-delimited
     return b"".join(tag + varint(len(item)) + item for item in items)
+
+
+class Listed(Protocol):
+    """A pod or container record: its state, and its cached (state, serialized item)."""
+
+    state: str
+    _item: tuple[str, bytes] | None
+
+
+R = TypeVar("R", bound=Listed)
+
+
+def item_bytes(record: R, build: Callable[[R], Message]) -> bytes:
+    """The record's serialized list item, rebuilt only when its state changed."""
+    cached = record._item
+    if cached is None or cached[0] != record.state:
+        cached = (record.state, build(record).SerializeToString())
+        record._item = cached
+    return cached[1]
+
+
+def list_reply(
+    records: list[R], list_filter: Any, keep: Callable[[R], bool], build: Callable[[R], Message]
+) -> bytes:
+    """A serialized List*Response whose field 1 is the items: those `keep` passes, or all
+    when the filter is empty."""
+    listed = records if not list_filter.ByteSize() else [r for r in records if keep(r)]
+    return repeated_field(1, (item_bytes(r, build) for r in listed))

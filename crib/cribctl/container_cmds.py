@@ -104,6 +104,7 @@ from crib.cribctl.pod_cmds import (
     newest_first,
     proto_text,
     protojson_text,
+    render_go_statuses,
     say,
     since,
     sorted_pairs,
@@ -962,28 +963,22 @@ def cmd_inspect(args: argparse.Namespace, ep: Endpoints) -> None:
         warn("No IDs provided or nothing found per filter")
         show_help(args)
         return
-    fmt = args.output or "json"
     verbose = not args.quiet
-    docs = []
-    for container_id in ids:
+
+    def status_of(container_id: str) -> api_pb2.ContainerStatusResponse:
         try:
-            r = container_status(stub, ep, container_id, verbose)
+            return container_status(stub, ep, container_id, verbose)
         except CallError as exc:
             raise CommandError(f"get the status of containers: get container status: {exc}") from None
-        if fmt == "table":
-            # Printed as it goes, so earlier containers show before a later error.
-            sys.stdout.write(container_status_table(r, verbose, time.time_ns()))
-            sys.stdout.flush()
-        else:
-            docs.append(output.status_document(container_status_json(r.status), r.info))
-    if not docs:
-        return
-    if fmt == "yaml":
-        print(go_yaml_v2(docs[0] if len(docs) == 1 else docs))
-        return
-    if fmt != "json":
-        raise CommandError(f"get the status of containers: unsupported format: {go_quote(fmt)}")
-    print(output.render_status_documents(docs, fmt))
+
+    output.show_statuses(
+        ids,
+        status_of,
+        lambda r: container_status_table(r, verbose, time.time_ns()),
+        lambda r: output.status_document(container_status_json(r.status), r.info),
+        args.output or "json",
+        lambda docs, fmt: render_go_statuses(docs, fmt, "containers"),
+    )
 
 
 def _local_offset(now_ns: int) -> int:

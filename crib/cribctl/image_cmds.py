@@ -596,25 +596,29 @@ def cmd_inspecti(args: argparse.Namespace, ep: Endpoints) -> None:
         warn("No IDs provided or nothing found per filter")
         show_help(args)
         return
-    docs = []
-    for image in ids:
+
+    def status_of(image: str) -> api_pb2.ImageStatusResponse:
         try:
             r = image_status(stub, ep, image, verbose)
         except CallError as exc:
             raise CommandError(f"image status for {go_quote(image)} request: {exc}") from None
         if not r.HasField("image"):
             raise CommandError(f"no such image {go_quote(image)} present")
-        if fmt == "table":
-            # Printed as it goes, so earlier images show before a later error.
-            sys.stdout.write(image_status_table(r, verbose))
-            sys.stdout.flush()
-        else:
-            docs.append(output.status_document(output.proto_json(r.image), r.info))
-    if not docs:
-        return
-    if fmt not in ("json", "yaml"):
-        raise CommandError(f"unsupported format: {go_quote(fmt)}")
-    print(output.render_status_documents(docs, fmt))
+        return r
+
+    def render(docs: list[dict[str, Any]], fmt: str) -> str:
+        if fmt not in ("json", "yaml"):
+            raise CommandError(f"unsupported format: {go_quote(fmt)}")
+        return output.render_status_documents(docs, fmt)
+
+    output.show_statuses(
+        ids,
+        status_of,
+        lambda r: image_status_table(r, verbose),
+        lambda r: output.status_document(output.proto_json(r.image), r.info),
+        fmt,
+        render,
+    )
 
 
 def cmd_rmi(args: argparse.Namespace, ep: Endpoints) -> None:

@@ -133,6 +133,29 @@ def render_status_documents(docs: list[dict[str, Any]], fmt: str) -> str:
     raise ValueError(f"unsupported format: {fmt!r}")
 
 
+def show_statuses(
+    ids: list[str],
+    status_of: Callable[[str], Any],
+    table_of: Callable[[Any], str],
+    document_of: Callable[[Any], dict[str, Any]],
+    fmt: str,
+    render: Callable[[list[dict[str, Any]], str], str],
+) -> None:
+    """inspect, inspectp and inspecti: each status as a table, printed as it comes so earlier
+    ones show before a later error, or all as one document by `render` (which refuses a format
+    it does not know, as crictl does only once every status was fetched)."""
+    docs = []
+    for one in ids:
+        response = status_of(one)
+        if fmt == "table":
+            sys.stdout.write(table_of(response))
+            sys.stdout.flush()
+        else:
+            docs.append(document_of(response))
+    if docs:
+        print(render(docs, fmt))
+
+
 # --- -o go-template -------------------------------------------------------------------------------
 
 

@@ -1475,28 +1475,31 @@ def cmd_inspectp(args: argparse.Namespace, ep: Endpoints) -> None:
         warn("No IDs provided or nothing found per filter")
         show_help(args)
         return
-    fmt = args.output or "json"
     verbose = not args.quiet
-    docs = []
-    for pod_id in ids:
+
+    def status_of(pod_id: str) -> api_pb2.PodSandboxStatusResponse:
         try:
-            r = pod_status(stub, ep, pod_id, verbose)
+            return pod_status(stub, ep, pod_id, verbose)
         except CallError as exc:
             raise CommandError(f"get the status of pod sandboxes: get pod sandbox status: {exc}") from None
-        if fmt == "table":
-            # Printed as it goes, so earlier pods show before a later error.
-            sys.stdout.write(pod_status_table(r, verbose))
-            sys.stdout.flush()
-        else:
-            docs.append(output.status_document(status_json(r.status), r.info))
-    if not docs:
-        return
-    if fmt not in ("json", "yaml"):
-        raise CommandError(f"get the status of pod sandboxes: unsupported format: {go_quote(fmt)}")
+
+    output.show_statuses(
+        ids,
+        status_of,
+        lambda r: pod_status_table(r, verbose),
+        lambda r: output.status_document(status_json(r.status), r.info),
+        args.output or "json",
+        lambda docs, fmt: render_go_statuses(docs, fmt, "pod sandboxes"),
+    )
+
+
+def render_go_statuses(docs: list[dict[str, Any]], fmt: str, what: str) -> str:
+    """inspect and inspectp's JSON, or YAML by sigs.k8s.io/yaml (inspecti's YAML is another)."""
     if fmt == "yaml":
-        print(go_yaml_v2(docs[0] if len(docs) == 1 else docs))
-        return
-    print(output.render_status_documents(docs, fmt))
+        return go_yaml_v2(docs[0] if len(docs) == 1 else docs)
+    if fmt != "json":
+        raise CommandError(f"get the status of {what}: unsupported format: {go_quote(fmt)}")
+    return output.render_status_documents(docs, fmt)
 
 
 def cmd_stopp(args: argparse.Namespace, ep: Endpoints) -> None:
