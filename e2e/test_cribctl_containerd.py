@@ -25,9 +25,9 @@ from e2e.harness.cleanup import mounts_under, processes_referencing
 from e2e.harness.clients import CALL_TIMEOUT_S, client_env, crictl_bin
 from e2e.harness.containerd import Containerd, containerd_bin
 from e2e.harness.registry import Registry
+from e2e.harness.terminal import on_a_terminal, read_all
 from e2e.images import archives, builder
 from e2e.test_image_pull import push
-from e2e.test_pull_progress import _read_all
 
 pytestmark = pytest.mark.skipif(
     containerd_bin() is None, reason="containerd is not installed (apt-get install containerd)"
@@ -149,21 +149,10 @@ def test_pull_falls_back_to_a_plain_cri_pull(registry: Registry) -> None:
     mirror += f'endpoint = ["{registry.url}"]\n'
     daemon = Containerd(extra_config=mirror).start()
     try:
-        master, slave = os.openpty()
-        env = {**client_env(), "TERM": "xterm"}
         head = [sys.executable, "-m", "crib.cribctl.main", "--config", "/dev/null", "-r", daemon.endpoint]
-        proc = subprocess.Popen(
-            ["setsid", "-w", "-c", *head, "pull", name], stdin=slave, stdout=slave, stderr=slave, env=env
-        )
-        os.close(slave)
-        try:
-            raw = _read_all(master, proc, CALL_TIMEOUT_S).decode()
+        with on_a_terminal([*head, "pull", name], {**client_env(), "TERM": "xterm"}) as (proc, master):
+            raw = read_all(master, proc, CALL_TIMEOUT_S).decode()
             assert proc.wait(CALL_TIMEOUT_S) == 0, raw
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-            os.close(master)
         lines = [line for line in raw.replace("\r", "").splitlines() if line.strip()]
         # Nothing but crictl's line: no bars (there is no progress to show), no error.
         assert lines == [f"Image is up to date for {image.config.digest}"], raw

@@ -7,17 +7,13 @@ stops only its own wait (and the pull, when it was the last one waiting).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
-import select
-import struct
 import subprocess
-import termios
 import threading
-import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 
 import grpc
 import pytest
@@ -28,6 +24,7 @@ from e2e.harness.clients import CALL_TIMEOUT_S, client_env, cribctl_argv
 from e2e.harness.cribd import Cribd
 from e2e.harness.proxy import Proxy
 from e2e.harness.registry import Registry
+from e2e.harness.terminal import on_a_terminal, read_all
 from e2e.harness.wait import wait_until
 from e2e.images import builder
 from e2e.images.registry_client import RegistryClient
@@ -239,40 +236,10 @@ def test_cancelling_one_stream_leaves_the_others_pull(daemon: Cribd, slow: Proxy
 # --- cribctl pull -------------------------------------------------------------------------------
 
 
-def _read_all(fd: int, proc: subprocess.Popen[bytes], timeout: float, until: bytes | None = None) -> bytes:
-    """What is written to the pty until `until` appears, or else until the process
-    ends (EIO once its side is closed)."""
-    seen = bytearray()
-    deadline = time.monotonic() + timeout
-    while until is None or until not in seen:
-        left = deadline - time.monotonic()
-        assert left > 0, f"cribctl did not finish: {bytes(seen)!r}"
-        ready, _, _ = select.select([fd], [], [], min(left, 1.0))
-        if not ready:
-            if proc.poll() is not None:
-                return bytes(seen)
-            continue
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:
-            return bytes(seen)
-        if not chunk:
-            return bytes(seen)
-        seen += chunk
-    return bytes(seen)
-
-
-def _cribctl_on_a_pty(daemon: Cribd, *args: str) -> tuple[subprocess.Popen[bytes], int]:
-    master, slave = os.openpty()
-    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = {**client_env(), "TERM": "xterm"}
-    # setsid -c: the pty is cribctl's controlling terminal, as in a shell.
-    proc = subprocess.Popen(
-        ["setsid", "-w", "-c", *cribctl_argv(daemon, *args)],
-        stdin=slave, stdout=slave, stderr=slave, env=env,
-    )  # fmt: skip
-    os.close(slave)
-    return proc, master
+def _cribctl_on_a_pty(
+    daemon: Cribd, *args: str
+) -> AbstractContextManager[tuple[subprocess.Popen[bytes], int]]:
+    return on_a_terminal(cribctl_argv(daemon, *args), {**client_env(), "TERM": "xterm"})
 
 
 def test_cribctl_pull_on_a_terminal_draws_bars_and_ends_with_the_ref(daemon: Cribd, slow: Proxy) -> None:
@@ -280,15 +247,9 @@ def test_cribctl_pull_on_a_terminal_draws_bars_and_ends_with_the_ref(daemon: Cri
     push_via(slow, "progress/tty", "1", image)
     name = f"127.0.0.1:{slow.port}/progress/tty:1"
     slow.rate = 3 << 20
-    proc, master = _cribctl_on_a_pty(daemon, "pull", name)
-    try:
-        raw = _read_all(master, proc, CALL_TIMEOUT_S).decode()
+    with _cribctl_on_a_pty(daemon, "pull", name) as (proc, master):
+        raw = read_all(master, proc, CALL_TIMEOUT_S).decode()
         assert proc.wait(CALL_TIMEOUT_S) == 0, raw
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        os.close(master)
     # Redrawn in place: the cursor goes back up over the previous frame.
     assert re.search(r"\x1b\[\d+A", raw), raw
     plain = ANSI.sub("", raw).replace("\r", "")
@@ -305,18 +266,12 @@ def test_ctrl_c_stops_cribctls_pull_and_cribds(daemon: Cribd, slow: Proxy) -> No
     image = _big_image(26, mb=6)
     push_via(slow, "progress/interrupt", "1", image)
     slow.rate = 1 << 20
-    proc, master = _cribctl_on_a_pty(daemon, "pull", f"127.0.0.1:{slow.port}/progress/interrupt:1")
-    try:
-        seen = _read_all(master, proc, CALL_TIMEOUT_S, until=b"Downloading")
+    with _cribctl_on_a_pty(daemon, "pull", f"127.0.0.1:{slow.port}/progress/interrupt:1") as (proc, master):
+        seen = read_all(master, proc, CALL_TIMEOUT_S, until=b"Downloading")
         assert b"Downloading" in seen, seen
         os.write(master, b"\x03")  # the terminal sends SIGINT to cribctl
-        rest = _read_all(master, proc, CALL_TIMEOUT_S).decode()
+        rest = read_all(master, proc, CALL_TIMEOUT_S).decode()
         assert proc.wait(CALL_TIMEOUT_S) == 1, rest
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        os.close(master)
     assert "cribctl: pulling image: interrupted: context canceled" in rest
     assert "Image is up to date" not in rest
     wait_until(

@@ -9,16 +9,13 @@ channels, the v4 port-forward channels and SPDY tunnelled in WebSocket.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import hashlib
 import os
 import re
 import select
 import socket
 import ssl
-import struct
 import subprocess
-import termios
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -34,6 +31,7 @@ from crib.streaming.client import CommandStreams, StreamingError
 from e2e.harness.clients import CALL_TIMEOUT_S, client_env, cribctl_argv
 from e2e.harness.cribd import Cribd
 from e2e.harness.network import PodNetwork
+from e2e.harness.terminal import on_a_terminal, set_size
 from e2e.harness.wait import wait_until
 from e2e.pods import (
     container_config,
@@ -587,10 +585,6 @@ def _free_port() -> int:
 # --- cribctl ------------------------------------------------------------------------------------
 
 
-def _set_size(fd: int, columns: int, lines: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
-
-
 def _ask_until(fd: int, question: bytes, needle: bytes, timeout: float = 30) -> None:
     """Write `question` until `needle` comes back (ash eats early input answering its own ESC[6n)."""
     seen = bytearray()
@@ -613,26 +607,13 @@ def _ask_until(fd: int, question: bytes, needle: bytes, timeout: float = 30) -> 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_cribctl_exec_it_in_a_terminal_follows_its_size(pod: Pod, transport: str) -> None:
-    master, slave = os.openpty()
-    _set_size(master, 100, 40)
-
-    # setsid -c: a new session whose controlling terminal is the pty (for SIGWINCH).
-    proc = subprocess.Popen(
-        ["setsid", "-w", "-c", *cribctl_argv(pod.daemon, "exec", "-it", "-r", transport, pod.sleeper, "sh")],
-        stdin=slave, stdout=slave, stderr=slave, env=client_env(),
-    )  # fmt: skip
-    os.close(slave)
-    try:
+    argv = cribctl_argv(pod.daemon, "exec", "-it", "-r", transport, pod.sleeper, "sh")
+    with on_a_terminal(argv, client_env(), columns=100, lines=40) as (proc, master):
         _ask_until(master, b"stty size\n", b"40 100")
-        _set_size(master, 120, 50)  # the kernel tells cribctl with SIGWINCH
+        set_size(master, 120, 50)  # the kernel tells cribctl with SIGWINCH
         _ask_until(master, b"stty size\n", b"50 120")
         os.write(master, b"exit 3\n")
         assert proc.wait(CALL_TIMEOUT_S) == 3
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        os.close(master)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
