@@ -22,6 +22,7 @@ import pytest
 
 from e2e.conftest import AUTH_PASSWORD, AUTH_USER
 from e2e.harness.cribd import REPO_ROOT, Cribd
+from e2e.harness.proxy import Proxy
 from e2e.harness.registry import Registry
 from e2e.images import archives, builder
 from e2e.images.builder import BuiltImage
@@ -144,8 +145,8 @@ def test_pull_with_credentials(cribd: Cribd, auth_registry: Registry, busybox: B
     assert r.stderr == "cribctl: both `--creds` and `--auth` are specified\n"
 
 
-def _big_image(seed: int, mib: int = 48) -> BuiltImage:
-    # Incompressible and uncompressed: the pull's time is spent moving and hashing bytes.
+def _big_image(seed: int, mib: int = 4) -> BuiltImage:
+    # Incompressible and uncompressed: the pull's time is spent moving bytes.
     data = (seed.to_bytes(4, "big") + os.urandom(1 << 16)) * (mib << 4)
     layer = builder.LayerSpec([builder.Entry("big", data=data)], "none")
     return builder.build_image(builder.ImageRecipe([layer]))
@@ -154,17 +155,23 @@ def _big_image(seed: int, mib: int = 48) -> BuiltImage:
 def test_timeout_bounds_the_connect_not_the_pull(cribd: Cribd, registry: Registry) -> None:
     push(registry, "e2e/big", "cut", _big_image(1))
     push(registry, "e2e/big", "whole", _big_image(2))
-    # A pull of this size outlasts 400 ms: --pull-timeout cuts it...
-    r = cribctl(cribd, "pull", "--pull-timeout", "400ms", f"{registry.host}/e2e/big:cut")
-    assert r.returncode == 1
-    assert (
-        r.stderr
-        == "cribctl: pulling image: rpc error: code = DeadlineExceeded desc = context deadline exceeded\n"
-    )
-    # ...and the same --timeout does not, as in crictl.
-    start = time.monotonic()
-    ok(cribctl(cribd, "--timeout", "400ms", "pull", f"{registry.host}/e2e/big:whole"))
-    assert time.monotonic() - start > 0.4
+    # Through a proxy at 2 MB/s each 4 MiB pull lasts over 2 s, however fast the machine.
+    proxy = Proxy(registry.port).start()
+    proxy.rate = 2_000_000
+    try:
+        # --pull-timeout bounds the whole pull, so it cuts it...
+        r = cribctl(cribd, "pull", "--pull-timeout", "400ms", f"127.0.0.1:{proxy.port}/e2e/big:cut")
+        assert r.returncode == 1
+        assert (
+            r.stderr
+            == "cribctl: pulling image: rpc error: code = DeadlineExceeded desc = context deadline exceeded\n"
+        )
+        # ...and the same --timeout, which bounds only the connection as in crictl, does not.
+        start = time.monotonic()
+        ok(cribctl(cribd, "--timeout", "400ms", "pull", f"127.0.0.1:{proxy.port}/e2e/big:whole"))
+        assert time.monotonic() - start > 2.0, "the throttled pull outlasted the 400 ms timeout"
+    finally:
+        proxy.stop()
 
 
 def test_load_archives(cribd: Cribd, tmp_path: Path, busybox: BuiltImage) -> None:

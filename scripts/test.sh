@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the whole test suite: lint, unit tests (tests/) and e2e tests (e2e/, as root).
+# Run the whole test suite: lint, unit tests (tests/), e2e tests (e2e/, as root)
+# and the cluster tests (e2e/kube/: a real kubelet 1.36 on crib).
 #
 #   sudo scripts/test.sh [pytest args]
 set -euo pipefail
@@ -9,6 +10,11 @@ py=.venv/bin/python
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+# Kubernetes from its Go modules, cached in /var/cache/crib/kube (seconds when warm).
+# An unreachable module proxy fails here, with a message saying so.
+e2e/kube/build/build.sh
 # Unit and e2e tests in parallel on every core; each e2e test has its own cribd,
-# socket and dirs, and each worker its own registries.
-exec "$py" -m pytest -n "${CRIB_TEST_WORKERS:-auto}" -q "$@"
+# socket and dirs, and each worker its own registries. The cluster tests share one
+# cluster, so they run together on one worker (xdist group "kube"). -rfEs lists
+# every failure, error and skip (with its reason) at the end.
+exec "$py" -m pytest -n "${CRIB_TEST_WORKERS:-auto}" --dist loadgroup -q -rfEs "$@"

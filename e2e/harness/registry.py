@@ -95,11 +95,15 @@ def make_tls(d: Path) -> tuple[Path, Path, Path]:
 
 
 class Registry:
-    def __init__(self, users: dict[str, str] | None = None, tls: bool = False) -> None:
+    def __init__(
+        self, users: dict[str, str] | None = None, tls: bool = False, workdir: Path | None = None
+    ) -> None:
         self.users = users or {}
         self.tls = tls
         self.ca_file: Path | None = None
-        self.dir = Path(tempfile.mkdtemp(prefix="crib-e2e-registry-"))
+        if workdir is not None:
+            workdir.mkdir(parents=True, exist_ok=True)
+        self.dir = workdir or Path(tempfile.mkdtemp(prefix="crib-e2e-registry-"))
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.dir / "registry.log"
