@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from e2e.harness.clients import CALL_TIMEOUT_S, client_env, cribctl_argv, crictl, needs_crictl
+from e2e.harness.clients import CALL_TIMEOUT_S, client_env, cribctl_argv, crictl
 from e2e.harness.cribd import REPO_ROOT, Cribd
 from e2e.harness.network import PodNetwork
 from e2e.pods import ns_inode
@@ -341,7 +341,8 @@ def test_errors(net_cribd: Cribd, tmp_path: Path) -> None:
     bad.write_text("metadata: {name: x, namespace: y}\nport_mappings: [{container_port: http}]\n")
     assert err("runp", str(bad)) == (
         "cribctl: load podSandboxConfig: error unmarshaling JSON: while decoding JSON: "
-        "json: cannot unmarshal string into Go struct field .port_mappings.0.container_port of type int32\n"
+        "json: cannot unmarshal string into Go struct field "
+        "PortMapping.port_mappings.container_port of type int32\n"
     )
     bad.write_text("hostname: nameless\n")
     assert err("runp", str(bad)) == "cribctl: load podSandboxConfig: metadata is not set\n"
@@ -406,7 +407,6 @@ def _crictl_message(stderr: str) -> str:
     return re.sub(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ", "", stderr.strip())
 
 
-@needs_crictl
 def test_output_matches_crictl(net_cribd: Cribd, tmp_path: Path) -> None:
     alpha, beta, gamma = _three_pods(net_cribd, tmp_path)
     # Old enough for "N seconds ago" on both sides, which keeps the CREATED column 20 wide.
@@ -454,7 +454,6 @@ def test_output_matches_crictl(net_cribd: Cribd, tmp_path: Path) -> None:
     assert ids(net_cribd) == []
 
 
-@needs_crictl
 def test_errors_match_crictl(net_cribd: Cribd, tmp_path: Path) -> None:
     pod_id = runp(net_cribd, tmp_path, pod_doc("errs"))
     bad = tmp_path / "bad.yaml"

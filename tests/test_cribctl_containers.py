@@ -285,12 +285,12 @@ def test_container_config_as_crictl_reads_it() -> None:
         (
             "metadata: {name: x}\nimage: {image: a}\nenvs: [{key: A, value: [1]}]\n",
             "error unmarshaling JSON: while decoding JSON: json: cannot unmarshal array into "
-            "Go struct field .envs.0.value of type string",
+            "Go struct field KeyValue.envs.value of type string",
         ),
         (
             "metadata: {name: x}\ncommand: sh\n",
             "error unmarshaling JSON: while decoding JSON: json: cannot unmarshal string into "
-            "Go struct field .command of type []string",
+            "Go struct field ContainerConfig.command of type []string",
         ),
     ],
 )

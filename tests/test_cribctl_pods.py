@@ -522,41 +522,49 @@ def test_anchors_merge_keys_and_only_the_first_document() -> None:
 
 # Go (crictl 1.36 runp and sigs.k8s.io/yaml): the error after "load podSandboxConfig: ".
 CONFIG_ERRORS = [
-    ("hostname: [1]", JSON_ERR + "array into Go struct field .hostname of type string"),
-    ("HOSTNAME: [1]", JSON_ERR + "array into Go struct field .HOSTNAME of type string"),
+    ("hostname: [1]", JSON_ERR + "array into Go struct field PodSandboxConfig.hostname of type string"),
+    ("HOSTNAME: [1]", JSON_ERR + "array into Go struct field PodSandboxConfig.hostname of type string"),
     ("linux: {security_context: {namespace_options: {network: HOST}}}",
-     JSON_ERR + "string into Go struct field .linux.security_context.namespace_options.network"
+     JSON_ERR + "string into Go struct field NamespaceOption.linux.security_context.namespace_options.network"
      " of type v1.NamespaceMode"),
-    ("labels: {a: [1]}", JSON_ERR + "array into Go struct field .labels.a of type string"),
+    ("labels: {a: [1]}", JSON_ERR + "array into Go struct field PodSandboxConfig.labels of type string"),
     ("port_mappings: [{container_port: 1.5}]",
-     JSON_ERR + "number 1.5 into Go struct field .port_mappings.0.container_port of type int32"),
+     JSON_ERR + "number 1.5 into Go struct field PortMapping.port_mappings.container_port of type int32"),
     ("port_mappings: [{container_port: 99999999999}]",
-     JSON_ERR + "number 99999999999 into Go struct field .port_mappings.0.container_port of type int32"),
+     JSON_ERR + "number 99999999999 into Go struct field "
+     "PortMapping.port_mappings.container_port of type int32"),
     ("port_mappings: [{container_port: 1e21}]",
-     JSON_ERR + "number 1e+21 into Go struct field .port_mappings.0.container_port of type int32"),
+     JSON_ERR + "number 1e+21 into Go struct field PortMapping.port_mappings.container_port of type int32"),
     ('port_mappings: [{container_port: "80"}]',
-     JSON_ERR + "string into Go struct field .port_mappings.0.container_port of type int32"),
+     JSON_ERR + "string into Go struct field PortMapping.port_mappings.container_port of type int32"),
     ("port_mappings: [{protocol: true}]",
-     JSON_ERR + "bool into Go struct field .port_mappings.0.protocol of type v1.Protocol"),
+     JSON_ERR + "bool into Go struct field PortMapping.port_mappings.protocol of type v1.Protocol"),
     ("port_mappings: {a: 1}",
-     JSON_ERR + "object into Go struct field .port_mappings of type []*v1.PortMapping"),
-    ("metadata: x", JSON_ERR + "string into Go struct field .metadata of type v1.PodSandboxMetadata"),
-    ("metadata: {attempt: -1}", JSON_ERR + "number -1 into Go struct field .metadata.attempt of type uint32"),
-    ("dns_config: [1]", JSON_ERR + "array into Go struct field .dns_config of type v1.DNSConfig"),
-    ("DNS_Config: {servers: [x, [1]]}", JSON_ERR + "array into .DNS_Config.servers.1 of type string"),
-    ("labels: 5", JSON_ERR + "number into Go struct field .labels of type map[string]string"),
+     JSON_ERR + "object into Go struct field PodSandboxConfig.port_mappings of type []*v1.PortMapping"),
+    ("metadata: x", JSON_ERR + "string into Go struct field "
+     "PodSandboxConfig.metadata of type v1.PodSandboxMetadata"),
+    ("metadata: {attempt: -1}", JSON_ERR + "number -1 into Go struct field "
+     "PodSandboxMetadata.metadata.attempt of type uint32"),
+    ("dns_config: [1]", JSON_ERR + "array into Go struct field "
+     "PodSandboxConfig.dns_config of type v1.DNSConfig"),
+    ("DNS_Config: {servers: [x, [1]]}", JSON_ERR + "array into Go struct field "
+     "DNSConfig.dns_config.servers of type string"),
+    ("labels: 5", JSON_ERR + "number into Go struct field PodSandboxConfig.labels of type map[string]string"),
     ('linux: {security_context: {privileged: "yes"}}',
-     JSON_ERR + "string into Go struct field .linux.security_context.privileged of type bool"),
+     JSON_ERR + "string into Go struct field "
+     "LinuxSandboxSecurityContext.linux.security_context.privileged of type bool"),
     ("linux: {security_context: {run_as_user: 5}}",
-     JSON_ERR + "number into Go struct field .linux.security_context.run_as_user of type v1.Int64Value"),
+     JSON_ERR + "number into Go struct field "
+     "LinuxSandboxSecurityContext.linux.security_context.run_as_user of type v1.Int64Value"),
     ("linux: {resources: {cpu_period: 99999999999999999999}}",
-     JSON_ERR + "number 100000000000000000000 into Go struct field .linux.resources.cpu_period"
+     JSON_ERR + "number 100000000000000000000 into Go struct field "
+     "LinuxContainerResources.linux.resources.cpu_period"
      " of type int64"),
     ("- a", JSON_ERR + "array into Go value of type v1.PodSandboxConfig"),
     ("x", JSON_ERR + "string into Go value of type v1.PodSandboxConfig"),
     # The first error in sorted key order wins.
     ('port_mappings: [{container_port: "80"}]\nhostname: [1]\n',
-     JSON_ERR + "array into Go struct field .hostname of type string"),
+     JSON_ERR + "array into Go struct field PodSandboxConfig.hostname of type string"),
     ("port_mappings: [{host_port: .nan}]", "error converting YAML to JSON: json: unsupported value: NaN"),
     ("~: 1", "error converting YAML to JSON: unsupported map key of type: %!s(<nil>), key: <nil>, value: 1"),
     ("labels: {18446744073709551615: v}",
@@ -954,7 +962,8 @@ def test_runp_errors(fake: tuple[FakeRuntime, str], capsys: Any, tmp_path: Path)
     path = tmp_path / "pod.yaml"
     path.write_text("metadata: {name: a, namespace: b, uid: c}\nhostname: [1]\n")
     assert _run(capsys, socket, "runp", str(path))[2] == (
-        f"cribctl: load podSandboxConfig: {JSON_ERR}array into Go struct field .hostname of type string\n"
+        f"cribctl: load podSandboxConfig: {JSON_ERR}array into Go struct field "
+        "PodSandboxConfig.hostname of type string\n"
     )
     assert _run(capsys, socket, "runp", str(tmp_path / "nope.yaml"))[2] == (
         f"cribctl: load podSandboxConfig: config at {tmp_path}/nope.yaml not found\n"

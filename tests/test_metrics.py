@@ -244,7 +244,9 @@ def _sample() -> mr.ContainerSample:
             pgmajfault=1,
         ),
         processes=ms.ProcessCounts(processes=2, file_descriptors=5, sockets=1),
-        filesystem=ms.FilesystemCounters(capacity_bytes=GiB, inodes_total=100, inodes_free=60),
+        filesystem=ms.FilesystemCounters(
+            capacity_bytes=GiB, inodes_total=100, inodes_free=60, device="/dev/vdb"
+        ),
         layer_bytes=8192,
     )
 
@@ -262,8 +264,8 @@ def test_values_are_whole_seconds_bytes_and_counts_with_one_value_per_label_key(
     assert got[("container_memory_failures_total", ("pgmajfault", "hierarchy"))] == 1
     assert got[("container_processes", ())] == 2
     assert got[("container_sockets", ())] == 1
-    assert got[("container_fs_usage_bytes", ())] == 8192
-    assert got[("container_fs_inodes_free", ())] == 60
+    assert got[("container_fs_usage_bytes", ("/dev/vdb",))] == 8192
+    assert got[("container_fs_inodes_free", ("/dev/vdb",))] == 60
     # Unknown values are left out, not sent as 0.
     assert ("container_memory_swap", ()) not in got
     assert ("container_cpu_cfs_periods_total", ()) not in got
@@ -383,8 +385,9 @@ def _collect(node: tuple[_Sandboxes, _Containers], families: list[str]) -> list[
 
 
 def test_collector_reports_ready_pods_and_running_containers(
-    fake_node: tuple[_Sandboxes, _Containers],
+    fake_node: tuple[_Sandboxes, _Containers], tmp_path: Path
 ) -> None:
+    tmp_root = tmp_path / "layers"
     pods = _collect(fake_node, list(METRIC_FAMILIES))
     assert [p.pod_sandbox_id for p in pods] == ["p1", "p2"]  # sorted; the NOTREADY pod is left out
     p1, p2 = pods
@@ -413,10 +416,14 @@ def test_collector_reports_ready_pods_and_running_containers(
     assert list(rx.label_values) == ["POD", "p1", "", "k8s_POD_pod-p1_ns_uid-p1_1", "ns", "pod-p1", "eth0"]
 
     c1 = {m.name: m.value.value for m in p1.container_metrics[0].metrics if len(m.label_values) == 6}
+    fs = {m.name: m for m in p1.container_metrics[0].metrics if m.name.startswith("container_fs_")}
     assert c1["container_spec_memory_limit_bytes"] == 64 << 20
     assert c1["container_oom_events_total"] == 2
     assert c1["container_processes"] == 1 and c1["container_file_descriptors"] >= 3
-    assert c1["container_fs_usage_bytes"] >= 10000
+    usage = fs["container_fs_usage_bytes"]
+    assert usage.value.value >= 10000
+    # Labelled with the device of the file system the layer is on, as cAdvisor does.
+    assert usage.label_values[6] == ms.mount_source(os.stat(tmp_root).st_dev) != ""
     # The host-network pod has no network of its own to report.
     assert list(p2.metrics) == []
 

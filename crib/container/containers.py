@@ -33,6 +33,7 @@ from crib.errors import (
     NotFound,
     Unimplemented,
 )
+from crib.image_service import reference
 from crib.image_service.images import Images
 from crib.log_setup import get_logger
 from crib.proto.cri import api_pb2
@@ -50,6 +51,19 @@ UNKNOWN = "unknown"
 # After SIGKILL, how long a container may take to be gone.
 KILL_WAIT_S = 10.0
 REOPEN_WAIT_S = 5.0
+
+
+def image_name(spec: api_pb2.ImageSpec, repo_tags: list[str]) -> str:
+    """The name a container's status gives its image, as containerd does: one of the image's tags,
+    the one the pod asked for where it is one (the kubelet passes the image ID and, beside it,
+    what the user wrote)."""
+    for text in (spec.user_specified_image, spec.image):
+        if text:
+            with contextlib.suppress(InvalidArgument):
+                tagged = reference.parse(text).tagged()
+                if tagged in repo_tags:
+                    return tagged
+    return repo_tags[0] if repo_tags else ""
 
 
 @dataclass
@@ -76,6 +90,8 @@ class Container:
     gid: int = 0
     groups: list[int] = field(default_factory=list)
     resources_b64: str = ""
+    # The image's name ContainerStatus reports (the kubelet shows it as the container's image).
+    image_name: str = ""
     _config: api_pb2.ContainerConfig | None = field(default=None, repr=False, compare=False)
     _exited: asyncio.Event | None = field(default=None, repr=False, compare=False)
     # (state, serialized list item): list replies reuse it while the state holds.
@@ -238,6 +254,7 @@ class Containers:
             config_b64=base64.b64encode(config.SerializeToString()).decode(),
             image_id=image.id,
             image_ref=image.repo_digests[0] if image.repo_digests else image.id,
+            image_name=image_name(config.image, image.repo_tags),
             chain_ids=[layer.chain_id for layer in image.layers],
             handler=runtime.handler,
             created_at=time.time_ns(),

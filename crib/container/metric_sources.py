@@ -255,16 +255,39 @@ class FilesystemCounters:
     capacity_bytes: int
     inodes_total: int
     inodes_free: int
+    # What cAdvisor's `device` label holds: the mount source of the file system ("/dev/vda").
+    device: str = ""
+
+
+def mount_source(dev: int, mountinfo: str | None = None) -> str:
+    """The source of the mount whose device number is `dev`, from mountinfo ("" if none)."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return ""
+    want = f"{os.major(dev)}:{os.minor(dev)}"
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[2] == want and " - " in line:
+            after = line.split(" - ", 1)[1].split()
+            if len(after) >= 2:
+                return after[1]
+    return ""
 
 
 def filesystem_counters(path: Path) -> FilesystemCounters | None:
-    """The file system holding `path` (a writable layer): its size and inodes."""
+    """The file system holding `path` (a writable layer): its size, inodes and device."""
     try:
         st = os.statvfs(path)
-        if not stat.S_ISDIR(os.stat(path).st_mode):
+        info = os.stat(path)
+        if not stat.S_ISDIR(info.st_mode):
             return None
     except OSError:
         return None
     return FilesystemCounters(
-        capacity_bytes=st.f_blocks * st.f_frsize, inodes_total=st.f_files, inodes_free=st.f_ffree
+        capacity_bytes=st.f_blocks * st.f_frsize,
+        inodes_total=st.f_files,
+        inodes_free=st.f_ffree,
+        device=mount_source(info.st_dev),
     )

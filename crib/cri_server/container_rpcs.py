@@ -25,7 +25,9 @@ def state_of(container: Container) -> int:
 def _image_spec(container: Container) -> api_pb2.ImageSpec:
     spec = api_pb2.ImageSpec()
     spec.CopyFrom(container.config.image)
-    spec.image = spec.image or container.image_id
+    # A name of the image, not the ID the kubelet created it with: the kubelet shows this as
+    # the container's image (and compares it with the pod's).
+    spec.image = container.image_name or spec.image or container.image_id
     return spec
 
 

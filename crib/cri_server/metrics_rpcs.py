@@ -184,17 +184,21 @@ SPEC_MEM_RESERVATION = Desc(
 )
 SPEC_MEM_SWAP = Desc("container_spec_memory_swap_limit_bytes", "Memory swap limit for the container.", GAUGE)
 
-FS_INODES_FREE = Desc("container_fs_inodes_free", "Number of available Inodes", GAUGE)
-FS_INODES_TOTAL = Desc("container_fs_inodes_total", "Number of Inodes", GAUGE)
+# cAdvisor labels each file system metric with its device.
+_DEV = ("device",)
+FS_INODES_FREE = Desc("container_fs_inodes_free", "Number of available Inodes", GAUGE, _DEV)
+FS_INODES_TOTAL = Desc("container_fs_inodes_total", "Number of Inodes", GAUGE, _DEV)
 FS_LIMIT = Desc(
     "container_fs_limit_bytes",
     "Number of bytes that can be consumed by the container on this filesystem.",
     GAUGE,
+    _DEV,
 )
 FS_USAGE = Desc(
     "container_fs_usage_bytes",
     "Number of bytes that are consumed by the container on this filesystem.",
     GAUGE,
+    _DEV,
 )
 
 DESCRIPTORS: dict[str, tuple[Desc, ...]] = {
@@ -332,14 +336,16 @@ def _spec(s: ContainerSample) -> list[Value]:
 
 def _disk(s: ContainerSample) -> list[Value]:
     fs = s.filesystem
-    return _present(
-        [
-            (FS_INODES_FREE, fs.inodes_free if fs else None),
-            (FS_INODES_TOTAL, fs.inodes_total if fs else None),
-            (FS_LIMIT, fs.capacity_bytes if fs else None),
-            (FS_USAGE, s.layer_bytes),
-        ]
+    if fs is None:
+        # Without the file system there is no device to label the usage with.
+        return []
+    pairs = (
+        (FS_INODES_FREE, fs.inodes_free),
+        (FS_INODES_TOTAL, fs.inodes_total),
+        (FS_LIMIT, fs.capacity_bytes),
+        (FS_USAGE, s.layer_bytes),
     )
+    return [(desc, value, (fs.device,)) for desc, value in pairs if value is not None]
 
 
 CONTAINER_FAMILIES: dict[str, Callable[[ContainerSample], list[Value]]] = {

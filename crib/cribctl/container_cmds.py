@@ -153,7 +153,7 @@ def parse_container_config(data: bytes | str) -> api_pb2.ContainerConfig:
     _check_marshalable(obj)
     upstream = _UPSTREAM_CONTAINER_CONFIG()
     if obj is not None:  # JSON null into a struct changes nothing
-        _decode_message(upstream, obj, [])
+        _decode_message(upstream, obj)
     return api_pb2.ContainerConfig.FromString(upstream.SerializeToString())
 
 

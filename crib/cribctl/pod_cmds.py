@@ -890,22 +890,29 @@ def _json_number(value: int | float) -> str:
     return str(value) if isinstance(value, int) else go_json_float(value)
 
 
-_INDEX = re.compile(r"[0-9]+")
+# Where a JSON value lands, as encoding/json names it in an error: the innermost Go struct
+# holding the field, and the JSON keys of the fields down to it (no slice indices, no map keys).
+Where = tuple[str, tuple[str, ...]] | None
 
 
-def _type_error(value: Any, path: list[str], go_type: str, what: str | None = None) -> ConfigError:
-    """encoding/json's UnmarshalTypeError as Go 1.27 (json v2 underneath) words it."""
+def _type_error(value: Any, where: Where, go_type: str, what: str | None = None) -> ConfigError:
+    """encoding/json's UnmarshalTypeError as crictl 1.36 (Go 1.26, json v1) words it."""
     what = what or _json_kind(value)
-    if not path:
+    if where is None:
         return ConfigError(f"{_JSON_ERROR}json: cannot unmarshal {what} into Go value of type {go_type}")
-    # The path is a JSON pointer: keys as written; after an index, Go drops "Go struct field".
-    into = "" if _INDEX.fullmatch(path[-1]) else "Go struct field "
+    struct, fields = where
     return ConfigError(
-        f"{_JSON_ERROR}json: cannot unmarshal {what} into {into}.{'.'.join(path)} of type {go_type}"
+        f"{_JSON_ERROR}json: cannot unmarshal {what} into Go struct field {struct}.{'.'.join(fields)}"
+        f" of type {go_type}"
     )
 
 
-def _decode_scalar(field: FieldDescriptor, value: Any, path: list[str], current: Any) -> Any:
+def _struct_name(desc: Any) -> str:
+    """The Go struct's own name (reflect's Name): runtime.v1.DNSConfig is DNSConfig."""
+    return _go_name(desc).removeprefix("v1.")
+
+
+def _decode_scalar(field: FieldDescriptor, value: Any, path: Where, current: Any) -> Any:
     """One JSON value into a scalar Go field; null leaves the field as it is."""
     if value is None:
         return current
@@ -957,19 +964,24 @@ def _parse_number(literal: str, go_type: str) -> int | float | None:
     return parsed
 
 
-def _decode_message(msg: Message, obj: Any, path: list[str]) -> None:
-    """A JSON object into a Go struct: keys in sorted order (json.Marshal sorted them), unknown skipped."""
+def _decode_message(msg: Message, obj: Any, path: tuple[str, ...] = (), where: Where = None) -> None:
+    """A JSON object into a Go struct: keys in sorted order (json.Marshal sorted them), unknown skipped.
+
+    `path` is the JSON keys down to this struct; `where` names it if `obj` is no object.
+    """
     if not isinstance(obj, dict):
-        raise _type_error(obj, path, _go_name(msg.DESCRIPTOR))
+        raise _type_error(obj, where, _go_name(msg.DESCRIPTOR))
     fields = _fields_for(msg.DESCRIPTOR, obj)
     for key in sorted(obj):
         field = fields.get(key)
         if field is not None:
-            _decode_field(msg, field, obj[key], [*path, key])
+            # Errors name the field as its struct tag does (keys match case-insensitively).
+            _decode_field(msg, field, obj[key], (*path, field.name))
 
 
-def _decode_field(msg: Message, field: FieldDescriptor, value: Any, path: list[str]) -> None:
+def _decode_field(msg: Message, field: FieldDescriptor, value: Any, keys: tuple[str, ...]) -> None:
     name = field.name
+    path: Where = (_struct_name(msg.DESCRIPTOR), keys)
     if _is_map(field):
         if value is None:
             msg.ClearField(name)
@@ -983,12 +995,12 @@ def _decode_field(msg: Message, field: FieldDescriptor, value: Any, path: list[s
                 # Each map element is decoded into a fresh value, not merged.
                 entries.pop(key, None)
                 if value[key] is not None:
-                    _decode_message(entries[key], value[key], [*path, key])
+                    _decode_message(entries[key], value[key], keys, path)
                 else:
                     entries[key].Clear()
             else:
                 # A fresh zero element each time: null stores "" (or 0).
-                entries[key] = _decode_scalar(value_field, value[key], [*path, key], _zero(value_field))
+                entries[key] = _decode_scalar(value_field, value[key], path, _zero(value_field))
         return
     if field.is_repeated:
         if value is None:
@@ -1004,13 +1016,13 @@ def _decode_field(msg: Message, field: FieldDescriptor, value: Any, path: list[s
                 if item is None:
                     element.Clear()
                 else:
-                    _decode_message(element, item, [*path, str(i)])
+                    _decode_message(element, item, keys, path)
             del items[len(value) :]
         else:
             # A null element keeps what was there (Go decodes into the existing slice).
             old = list(items)
             new = [
-                _decode_scalar(field, item, [*path, str(i)], old[i] if i < len(old) else _zero(field))
+                _decode_scalar(field, item, path, old[i] if i < len(old) else _zero(field))
                 for i, item in enumerate(value)
             ]
             del items[:]
@@ -1024,7 +1036,7 @@ def _decode_field(msg: Message, field: FieldDescriptor, value: Any, path: list[s
             raise _type_error(value, path, _go_field_type(field))
         sub = getattr(msg, name)
         sub.SetInParent()  # `{}` still makes the pointer non-nil in Go
-        _decode_message(sub, value, path)
+        _decode_message(sub, value, keys, path)
         return
     setattr(msg, name, _decode_scalar(field, value, path, getattr(msg, name)))
 
@@ -1049,7 +1061,7 @@ def parse_pod_config(data: bytes | str) -> api_pb2.PodSandboxConfig:
     _check_marshalable(obj)
     config = api_pb2.PodSandboxConfig()
     if obj is not None:  # JSON null into a struct changes nothing
-        _decode_message(config, obj, [])
+        _decode_message(config, obj)
     return config
 
 

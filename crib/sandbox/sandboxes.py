@@ -519,7 +519,9 @@ class Sandboxes:
             return  # idempotent: nothing to stop
         async with self._lock(sandbox.id):
             if self.stop_containers is not None:
-                await self.stop_containers(sandbox.id, STOP_TIMEOUT_S)
+                # The CRI: containers still running here "must be forcibly terminated" (the
+                # kubelet has stopped them gracefully before); containerd also uses 0.
+                await self.stop_containers(sandbox.id, 0)
             await self._stop_pause(sandbox)
             if sandbox.state == READY:
                 sandbox.state = NOTREADY
