@@ -5,8 +5,8 @@ each on a temp socket with temp root and state dirs, then measures:
 
 - RSS and PSS of the idle daemon (after start-up, and after the calls below);
 - median and p95 latency of Version and Status (the calls every kubelet makes
-  every few seconds), from one in-process gRPC client, interleaved A B A B in
-  blocks because idle gaps slow every call on these machines.
+  every few seconds), from one in-process gRPC client, interleaved A B B A in
+  blocks (idle gaps slow every call on these machines; turns alternate).
 
     sudo .venv/bin/python bench/daemon_idle.py [--calls 2000]
 
@@ -20,7 +20,6 @@ import argparse
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ import grpc
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import report  # noqa: E402
 from crib.proto.cri import api_pb2, api_pb2_grpc  # noqa: E402
 
 READY_TIMEOUT_S = 30.0
@@ -133,8 +133,9 @@ def measure(daemons: list[Daemon], calls: int, block: int = 50) -> None:
                 m(s)
     for d in daemons:
         d.lat = {m: [] for m in methods}
-    for _ in range(calls // block):
-        for d in daemons:
+    for i in range(calls // block):
+        order = daemons if i % 2 == 0 else list(reversed(daemons))
+        for d in order:
             for name, call in methods.items():
                 for _ in range(block):
                     t0 = time.perf_counter()
@@ -142,11 +143,6 @@ def measure(daemons: list[Daemon], calls: int, block: int = 50) -> None:
                     d.lat[name].append((time.perf_counter() - t0) * 1e3)
     for ch in channels.values():
         ch.close()
-
-
-def _pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def main() -> int:
@@ -162,30 +158,21 @@ def main() -> int:
             print("containerd is not installed (apt-get install containerd): crib alone\n")
         else:
             daemons.append(ctrd)
-        idle = {d.name: d.memory_kb() for d in daemons}
+        samples: report.Samples = {d.name: {} for d in daemons}
+        for _ in range(report.MIN_SAMPLES):
+            for d in daemons:
+                rss, pss = d.memory_kb()
+                report.add(samples, d.name, "RSS idle (MB)", rss / 1024)
+                report.add(samples, d.name, "PSS idle (MB)", pss / 1024)
         measure(daemons, args.calls)
-        after = {d.name: d.memory_kb() for d in daemons}
-
-        rows: list[tuple[str, dict[str, float]]] = [
-            ("RSS idle (MB)", {n: v[0] / 1024 for n, v in idle.items()}),
-            ("PSS idle (MB)", {n: v[1] / 1024 for n, v in idle.items()}),
-            (f"RSS after {2 * args.calls} calls (MB)", {n: v[0] / 1024 for n, v in after.items()}),
-        ]
-        for method in ("Version", "Status"):
-            medians = {d.name: statistics.median(d.lat[method]) for d in daemons}
-            rows.append((f"{method} median (ms)", medians))
-            rows.append((f"{method} p95 (ms)", {d.name: _pct(d.lat[method], 0.95) for d in daemons}))
-
-        names = [d.name for d in daemons]
-        header = f"{'figure':32}" + "".join(f"{n:>12}" for n in names)
-        if len(names) == 2:
-            header += f"{'crib/ctrd':>12}"
-        print(header)
-        for label, values in rows:
-            line = f"{label:32}" + "".join(f"{values[n]:12.3f}" for n in names)
-            if len(names) == 2:
-                line += f"{values['crib'] / values['containerd']:12.2f}"
-            print(line)
+        for _ in range(report.MIN_SAMPLES):
+            for d in daemons:
+                report.add(samples, d.name, f"RSS after {2 * args.calls} calls (MB)", d.memory_kb()[0] / 1024)
+        for d in daemons:
+            for method, values in d.lat.items():
+                samples[d.name][f"{method} (ms)"] = values
+        print(report.table(samples))
+        print(f"raw samples: {report.save_raw('daemon_idle', samples, calls=args.calls)}")
     finally:
         for d in daemons:
             d.stop()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import sys
 import threading
 import time
@@ -26,6 +25,7 @@ import grpc
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import report  # noqa: E402
 from bench.daemon_idle import Daemon, start_containerd, start_crib  # noqa: E402
 from crib.proto.cri import api_pb2, api_pb2_grpc  # noqa: E402
 from e2e.harness.registry import Registry  # noqa: E402
@@ -74,13 +74,13 @@ def parallel(daemon: Daemon, names: list[str]) -> float:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--runs", type=int, default=5)
     args = p.parse_args()
 
     registry = Registry().start()
     daemons: list[Daemon] = []
     try:
-        names = {"crib": [], "containerd": []}
+        names: dict[str, list[list[str]]] = {"crib": [], "containerd": []}
         big: dict[str, list[str]] = {"crib": [], "containerd": []}
         print("building and pushing images...", flush=True)
         with RegistryClient(registry.url) as client:
@@ -89,10 +89,14 @@ def main() -> int:
                     seed = hash((who, run)) & 0xFFFF
                     client.push_image(f"bench/big-{who}-{run}", "1", _image(seed, 5, 20))
                     big[who].append(f"{registry.host}/bench/big-{who}-{run}:1")
-                for i in range(10):
-                    seed = hash((who, "small", i)) & 0xFFFF
-                    client.push_image(f"bench/small-{who}-{i}", "1", _image(seed, 2, 5))
-                    names[who].append(f"{registry.host}/bench/small-{who}-{i}:1")
+                for run in range(args.runs):
+                    # Fresh names every run: each parallel pull is a cold one.
+                    batch = []
+                    for i in range(10):
+                        seed = hash((who, "small", run, i)) & 0xFFFF
+                        client.push_image(f"bench/small-{who}-{run}-{i}", "1", _image(seed, 2, 5))
+                        batch.append(f"{registry.host}/bench/small-{who}-{run}-{i}:1")
+                    names[who].append(batch)
 
         daemons.append(start_crib())
         mirror = f'[plugins."io.containerd.grpc.v1.cri".registry.mirrors."{registry.host}"]\n'
@@ -103,28 +107,19 @@ def main() -> int:
         else:
             daemons.append(ctrd)
 
-        cold: dict[str, list[float]] = {d.name: [] for d in daemons}
+        samples: report.Samples = {d.name: {} for d in daemons}
+        by_name = {d.name: d for d in daemons}
         for run in range(args.runs):
-            for d in daemons:
-                cold[d.name].append(pull(d, big[d.name][run]))
-        par = {d.name: parallel(d, names[d.name]) for d in daemons}
-
-        header = f"{'figure':44}" + "".join(f"{d.name:>12}" for d in daemons)
-        if len(daemons) == 2:
-            header += f"{'crib/ctrd':>12}"
-        print(header)
-        rows = [
-            (
-                f"cold pull, 5 layers ~100 MB (s, median of {args.runs})",
-                {n: statistics.median(v) for n, v in cold.items()},
-            ),
-            ("10 images (~10 MB each) in parallel (s)", par),
-        ]
-        for label, values in rows:
-            line = f"{label:44}" + "".join(f"{values[d.name]:12.3f}" for d in daemons)
-            if len(daemons) == 2:
-                line += f"{values['crib'] / values['containerd']:12.2f}"
-            print(line)
+            for name in report.in_turn(list(by_name), run):
+                d = by_name[name]
+                report.add(samples, name, "cold pull, 5 layers ~100 MB (s)", pull(d, big[name][run]))
+            for name in report.in_turn(list(by_name), run + 1):
+                d = by_name[name]
+                report.add(
+                    samples, name, "10 images (~10 MB each) in parallel (s)", parallel(d, names[name][run])
+                )
+        print(report.table(samples))
+        print(f"raw samples: {report.save_raw('image_pull', samples, runs=args.runs)}")
     finally:
         for d in daemons:
             d.stop()

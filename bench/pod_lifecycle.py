@@ -4,7 +4,8 @@ Both runtimes get the same busybox and pause images from a local registry,
 the same kind of bridge network (each its own bridge and subnet), and the same
 in-process Python gRPC client; calls are interleaved crib / containerd.
 
-Figures (medians): RunPodSandbox, StopPodSandbox, CreateContainer,
+Figures (median and p95 of at least 5 samples; the runtimes take turns going first):
+RunPodSandbox, StopPodSandbox, CreateContainer,
 StartContainer, runp+create+start of a busybox pod, 10 pods started in
 parallel until all run, ExecSync `true`, ListContainers and ListPodSandbox
 with 50 pods, and memory: the daemon alone idle, and the daemon with its
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +33,9 @@ import grpc
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import report  # noqa: E402
 from bench.daemon_idle import Daemon, _wait_ready  # noqa: E402
+from bench.report import Samples  # noqa: E402
 from crib.proto.cri import api_pb2, api_pb2_grpc  # noqa: E402
 from e2e.harness.cleanup import clean_tree  # noqa: E402
 from e2e.harness.registry import Registry  # noqa: E402
@@ -237,7 +239,7 @@ def main() -> int:
         image = f"{registry.host}/{BUSYBOX}"
         start_daemons(registry, daemons)
         clients = {d.name: Client(d) for d in daemons}
-        idle = {d.name: pss_kb([d.proc.pid]) for d in daemons}
+        idle = {d.name: [pss_kb([d.proc.pid]) for _ in range(report.MIN_SAMPLES)] for d in daemons}
         for c in clients.values():
             c.pull(image)
             c.pull(f"{registry.host}/{PAUSE}")
@@ -248,13 +250,15 @@ def main() -> int:
             c.stopp(pod)
             c.rmp(pod)
 
-        samples: dict[str, dict[str, list[float]]] = {n: {} for n in clients}
+        samples: Samples = {n: {} for n in clients}
+        names = list(clients)
 
         def add(name: str, figure: str, value: float) -> None:
-            samples[name].setdefault(figure, []).append(value)
+            report.add(samples, name, figure, value)
 
-        for _ in range(args.runs):
-            for name, c in clients.items():
+        for run in range(args.runs):
+            for name in report.in_turn(names, run):
+                c = clients[name]
                 cfg = c.pod_config()
                 t0 = time.perf_counter()
                 pod = c.runp(cfg)
@@ -276,7 +280,8 @@ def main() -> int:
                 ):
                     add(name, figure, ms * 1000)
                 c.rmp(pod)
-            for name, c in clients.items():
+            for name in report.in_turn(names, run + 1):
+                c = clients[name]
                 cfg = c.pod_config()
 
                 def whole(c: Client = c, cfg: api_pb2.PodSandboxConfig = cfg) -> None:
@@ -286,7 +291,8 @@ def main() -> int:
                 add(name, "runp + create + start", timed(whole))
                 c.remove_all()
 
-        for name, c in clients.items():
+        for name in (n for r in range(report.MIN_SAMPLES) for n in report.in_turn(names, r)):
+            c = clients[name]
 
             def parallel(c: Client = c) -> None:
                 threads = []
@@ -306,8 +312,9 @@ def main() -> int:
             for _ in range(args.pods):
                 cfg = c.pod_config()
                 c.start(c.create(c.runp(cfg), cfg, image))
-        for _ in range(args.runs * 20):
-            for name, c in clients.items():
+        for block in range(args.runs * 20):
+            for name in report.in_turn(names, block):
+                c = clients[name]
                 add(
                     name,
                     f"ListContainers ({args.pods} pods)",
@@ -318,24 +325,18 @@ def main() -> int:
                     f"ListPodSandbox ({args.pods} pods)",
                     timed(lambda c=c: c.rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10)),
                 )
-        loaded = {}
-        for d in daemons:
-            loaded[d.name] = pss_kb([d.proc.pid, *helpers(d)]) / 1024
-
-        names = list(clients)
-        header = f"{'figure (ms, median)':40}" + "".join(f"{n:>12}" for n in names)
-        if len(names) == 2:
-            header += f"{'crib/ctrd':>12}"
-        print(header)
-        figures = list(samples[names[0]])
-        rows = [(f, {n: statistics.median(samples[n][f]) for n in names}) for f in figures]
-        rows.append(("daemon PSS idle (MB)", {n: idle[n] / 1024 for n in names}))
-        rows.append((f"daemon + helpers PSS, {args.pods} pods (MB)", loaded))
-        for label, values in rows:
-            line = f"{label:40}" + "".join(f"{values[n]:12.2f}" for n in names)
-            if len(names) == 2:
-                line += f"{values['crib'] / values['containerd']:12.2f}"
-            print(line, flush=True)
+        for _ in range(report.MIN_SAMPLES):
+            for d in daemons:
+                add(
+                    d.name,
+                    f"daemon + helpers PSS, {args.pods} pods (MB)",
+                    pss_kb([d.proc.pid, *helpers(d)]) / 1024,
+                )
+        for name in names:
+            for value in idle[name]:
+                add(name, "daemon PSS idle (MB)", value / 1024)
+        print(report.table(samples, "figure (ms unless noted)"), flush=True)
+        print(f"raw samples: {report.save_raw('pod_lifecycle', samples, runs=args.runs, pods=args.pods)}")
         for c in clients.values():
             c.remove_all()
     finally:

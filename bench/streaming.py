@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import report  # noqa: E402
 from bench.daemon_idle import Daemon  # noqa: E402
 from bench.pod_lifecycle import BUSYBOX, PAUSE, Client, start_daemons  # noqa: E402
 from crib.proto.cri import api_pb2  # noqa: E402
@@ -164,8 +164,9 @@ def main() -> int:
         async def measure() -> None:
             for name, c in clients.items():  # warm-up
                 await exec_true(c, targets[name][1])
-            for _ in range(args.runs):
-                for name, c in clients.items():
+            for run in range(args.runs):
+                for name in report.in_turn(list(clients), run):
+                    c = clients[name]
                     pod, cid = targets[name]
                     s = samples[name]
                     for _ in range(5):
@@ -179,16 +180,10 @@ def main() -> int:
                     )
 
         asyncio.run(measure())
-        names = list(clients)
-        ratio = "   crib/ctrd" if len(names) > 1 else ""
-        print(f"{'figure':34}" + "".join(f"{n:>14}" for n in names) + ratio)
-        for figure in samples[names[0]]:
-            values = [statistics.median(samples[n][figure]) for n in names]
-            line = f"{figure:34}" + "".join(f"{v:14.1f}" for v in values)
-            if len(values) > 1:
-                line += f"{values[0] / values[1]:12.2f}"
-            print(line)
-        print(f"\n{args.runs} runs, {args.mb} MB per transfer; medians; client: crib's Python SPDY client")
+        faster = ("exec stdout (MB/s)", "port-forward download (MB/s)", "port-forward upload (MB/s)")
+        print(report.table(samples, higher_is_better=faster))
+        print(f"\n{args.runs} runs, {args.mb} MB per transfer; client: crib's Python SPDY client")
+        print(f"raw samples: {report.save_raw('streaming', samples, runs=args.runs, mb=args.mb)}")
     finally:
         for server in servers:
             server.kill()

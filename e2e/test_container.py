@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import json
 import os
 import re
+import shutil
 import signal
+import subprocess
 import tarfile
 import threading
 import time
@@ -131,11 +133,13 @@ def test_stop_kills_after_the_timeout_and_names_are_reserved(pod: tuple[Cribd, s
     config = container_config("stubborn", ["/bin/sh", "-c", 'trap "" TERM; while true; do sleep 1; done'])
     cid = run_container(daemon, pod_id, config)
     assert grpc_code(lambda: create_container(daemon, pod_id, config)) == grpc.StatusCode.ALREADY_EXISTS
-    pid = int(__import__("json").loads(container_status(daemon, cid, verbose=True).info["info"])["pid"])
+    pid = int(json.loads(container_status(daemon, cid, verbose=True).info["info"])["pid"])
     started = time.monotonic()
     daemon.runtime.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=2), timeout=30)
     elapsed = time.monotonic() - started
-    assert 1.8 < elapsed < 6, elapsed
+    # SIGTERM is ignored, so only the SIGKILL after the 2 s timeout ends it: not before 2 s, and
+    # within 20 s (10x), far from the endless loop.
+    assert 1.9 < elapsed < 20, elapsed
     assert not Path(f"/proc/{pid}").exists()
     status = container_status(daemon, cid).status
     assert status.state == api_pb2.CONTAINER_EXITED and status.exit_code == 137
@@ -155,10 +159,11 @@ def test_exec_sync_timeouts_background_processes_and_caps(pod: tuple[Cribd, str]
     with pytest.raises(grpc.RpcError) as err:
         exec_sync(daemon, cid, ["sleep", "10"], timeout=1)
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10  # 10x the 1 s timeout; the command would take 10 s
     started = time.monotonic()
     r = exec_sync(daemon, cid, ["sh", "-c", "sleep 100 & echo started"])
-    assert r.stdout == b"started\n" and time.monotonic() - started < 3
+    # The background sleep would hold it 100 s; 10 s is 10x the 1 s drain.
+    assert r.stdout == b"started\n" and time.monotonic() - started < 10
     r = exec_sync(daemon, cid, ["sh", "-c", "yes | head -c 20000000"], timeout=60)
     # Capped to what fits the kubelet's 16 MiB message.
     assert 16 * 1024 * 1024 - 4096 <= len(r.stdout) < 16 * 1024 * 1024
@@ -232,8 +237,17 @@ def test_list_filters_and_events(pod: tuple[Cribd, str]) -> None:
             pass
 
     threading.Thread(target=listen, daemon=True).start()
-    wait_until(lambda: '"GetContainerEvents"' in daemon.log_text() or True)
-    time.sleep(0)  # the subscription is made in the server as the call arrives
+    # The subscription is live once an event reaches it: make (and remove) a probe container
+    # until the stream delivers one of its events.
+    probes: list[str] = []
+    deadline = time.monotonic() + 20
+    while not any(e.container_id in probes for e in events):
+        assert time.monotonic() < deadline, "GetContainerEvents never delivered an event"
+        probe = create_container(daemon, pod_id, container_config(f"probe{len(probes)}", ["/bin/true"]))
+        probes.append(probe)
+        daemon.runtime.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=probe), timeout=10)
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: any(e.container_id in probes for e in events), timeout=1)
     a = run_container(daemon, pod_id, container_config("a", ["/bin/sleep", "1000"]))
     b = create_container(daemon, pod_id, container_config("b", ["/bin/true"]))
     listed = {
@@ -304,11 +318,14 @@ def test_sigkill_cribd_with_running_and_exiting_containers(pod: tuple[Cribd, str
 
 
 def _criu_reason() -> str | None:
-    """Why CRIU cannot checkpoint here, or None when it can (as cribd probes it)."""
-    from crib.container.checkpoint import criu_probe
-
-    probe = asyncio.run(criu_probe())
-    return None if probe.usable else probe.reason
+    """Why CRIU cannot checkpoint here, from `criu check` itself (not crib's own probe), or None."""
+    criu = shutil.which("criu")
+    if criu is None:
+        return "criu is not installed"
+    check = subprocess.run([criu, "check"], capture_output=True, text=True, timeout=60)
+    if check.returncode == 0:
+        return None
+    return f"criu check exited {check.returncode}: {(check.stderr or check.stdout).strip()[:500]}"
 
 
 def test_checkpoint_archives_a_running_container_or_says_why_not(

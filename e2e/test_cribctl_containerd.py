@@ -166,7 +166,6 @@ def test_pull_falls_back_to_a_plain_cri_pull(registry: Registry) -> None:
 _AGO = re.compile(r"(Less than a second|About an? (minute|hour)|\d+ (seconds?|minutes?|hours?)) ago")
 
 
-@pytest.mark.skipif(crictl_bin() is None, reason="no crictl binary ($CRICTL or PATH) to compare against")
 def test_output_matches_crictl(containerd: Containerd, tmp_path: Path) -> None:
     image = builder.busybox_image()
     archives.docker_save_tar([(image, [IMAGE])], tmp_path / "busybox.tar")
@@ -186,7 +185,7 @@ def test_output_matches_crictl(containerd: Containerd, tmp_path: Path) -> None:
     ]
     for args in commands:
         ours = ok(cribctl(containerd, *args))
-        argv = [crictl_bin() or "crictl", "--config", "/dev/null", "-r", containerd.endpoint, *args]
+        argv = [crictl_bin(), "--config", "/dev/null", "-r", containerd.endpoint, *args]
         theirs = subprocess.run(
             argv, capture_output=True, text=True, timeout=CALL_TIMEOUT_S, env=client_env()
         )

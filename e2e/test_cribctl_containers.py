@@ -31,7 +31,6 @@ from e2e.harness.clients import (
     cribctl_argv,
     crictl,
     crictl_bin,
-    needs_crictl,
 )
 from e2e.harness.cribd import Cribd
 from e2e.harness.registry import Registry
@@ -633,7 +632,8 @@ def test_stop_and_rm(pod: Pod) -> None:
     gentle = pod.run("gentle", SLEEP)
     started = time.monotonic()
     assert ok(cribctl(daemon, "stop", "-t", "2", stubborn)) == f"{stubborn}\n"
-    assert 1.8 < time.monotonic() - started < 10
+    # TERM is ignored: only the SIGKILL after the 2 s timeout ends it (not before 2 s, within 10x).
+    assert 1.9 < time.monotonic() - started < 20
     assert pod.status(stubborn)["exitCode"] == 137
     r = cribctl(daemon, "rm", gentle)
     assert (r.returncode, r.stdout) == (1, "")
@@ -781,7 +781,7 @@ def test_errors(pod: Pod) -> None:
 
 
 def crictl_argv(daemon: Cribd, *args: str) -> list[str]:
-    return [crictl_bin() or "crictl", "--config", "/dev/null", "-r", f"unix://{daemon.socket}", *args]
+    return [crictl_bin(), "--config", "/dev/null", "-r", f"unix://{daemon.socket}", *args]
 
 
 # Relative times and, in a table, the padding after them (both tools see the same widths).
@@ -801,7 +801,6 @@ def _crictl_message(stderr: str) -> str:
     return re.sub(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ", "", "\n".join(lines).strip())
 
 
-@needs_crictl
 def test_output_matches_crictl(pod: Pod) -> None:
     daemon = pod.daemon
     web, db, job = _three(pod)
@@ -876,7 +875,6 @@ def test_output_matches_crictl(pod: Pod) -> None:
     pod.clean()
 
 
-@needs_crictl
 def test_events_match_crictl(pod: Pod) -> None:
     daemon = pod.daemon
     outputs = {
@@ -902,7 +900,6 @@ def test_events_match_crictl(pod: Pod) -> None:
     pod.clean()
 
 
-@needs_crictl
 def test_errors_match_crictl(pod: Pod) -> None:
     daemon = pod.daemon
     web = pod.run("web", SLEEP)

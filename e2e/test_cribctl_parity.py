@@ -10,10 +10,14 @@ or machine to machine: times, ages, sizes, PIDs, stats samples, the pod's IP
 and temp paths. JSON and YAML outputs are compared as documents, tables cell
 by cell, the rest line by line.
 
-crictl is found as e2e/harness/clients.py finds it ($CRICTL or PATH). Where it
-is not installed, cribctl is compared with crictl's output recorded in
-e2e/data/crictl/sequence.json (made with e2e/data/crictl/record.py, which runs
-this test with CRIB_RECORD_CRICTL set to the file to write).
+Documents must have their keys in crictl's order, and tables crictl's column
+layout (Go's text/tabwriter as crictl sets it up), checked on both outputs.
+
+crictl is found as e2e/harness/clients.py finds it ($CRICTL or PATH; install.sh
+builds crictl 1.36.0, and a missing crictl fails the test). crictl's output is
+also recorded in e2e/data/crictl/sequence.json (with its version; made with
+e2e/data/crictl/record.py, which runs this test with CRIB_RECORD_CRICTL set to
+the file to write); a recording the live crictl no longer matches fails as stale.
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import yaml
 
 from crib.proto.cri import api_pb2
@@ -97,6 +100,8 @@ class Step:
     rc: int
     stdout: str  # normalized
     stderr: str  # normalized, crictl's log lines reduced to their messages
+    # For a table: how its raw output strays from crictl's column layout ("" where it does not).
+    layout: str = ""
 
     def as_json(self) -> dict:
         return {"args": self.args, "rc": self.rc, "stdout": self.stdout.splitlines(), "stderr": self.stderr}
@@ -249,8 +254,60 @@ def _cells(text: str) -> list[list[str]]:
     return [re.split(r"\s{2,}", line.rstrip()) for line in text.splitlines()]
 
 
+# crictl's tables: Go's text/tabwriter with minwidth 20, tabwidth 1, padding 3, spaces
+# (cri-tools v1.36.0 cmd/crictl/display.go, newDefaultTableDisplay).
+TAB_MINWIDTH, TAB_PADDING = 20, 3
+TABLE_COMMANDS = ("ps", "pods", "images", "stats", "statsp")
+
+
+def tabwriter_layout(rows: list[list[str]]) -> str:
+    """The rows as text/tabwriter lays them out: every cell but a row's last is a column cell,
+    and a column is as wide as its widest cell plus the padding (at least the minimum width)
+    across each run of consecutive rows that have that column."""
+    widths: list[list[int]] = [[0] * (len(r) - 1) for r in rows]
+    columns = max((len(r) - 1 for r in rows), default=0)
+    for col in range(columns):
+        line = 0
+        while line < len(rows):
+            if len(rows[line]) - 1 <= col:
+                line += 1
+                continue
+            block = line
+            while block < len(rows) and len(rows[block]) - 1 > col:
+                block += 1
+            width = max(TAB_MINWIDTH, *(len(rows[i][col]) + TAB_PADDING for i in range(line, block)))
+            for i in range(line, block):
+                widths[i][col] = width
+            line = block
+    out = []
+    for row, w in zip(rows, widths, strict=True):
+        out.append("".join(cell.ljust(w[i]) for i, cell in enumerate(row[:-1])) + row[-1])
+    return "".join(line + "\n" for line in out)
+
+
+def layout_error(args: list[str], raw: str) -> str:
+    """For a table command, the diff of its raw output against the tabwriter layout of its cells."""
+    if args[0] not in TABLE_COMMANDS or "-o" in args or "-q" in args or not raw:
+        return ""
+    # stats clears the screen before its table, outside the tabwriter.
+    raw = raw.removeprefix("\x1b[2J\x1b[H")
+    laid_out = tabwriter_layout(_cells(raw))
+    if laid_out == raw:
+        return ""
+    return "".join(difflib.unified_diff(laid_out.splitlines(True), raw.splitlines(True), "layout", "output"))
+
+
+def _ordered(doc: object) -> object:
+    """A document with its key order made part of its value (Go's encoders fix the order)."""
+    if isinstance(doc, dict):
+        return [[k, _ordered(v)] for k, v in doc.items()]
+    if isinstance(doc, list):
+        return [_ordered(v) for v in doc]
+    return doc
+
+
 def _dump(doc: object) -> str:
-    return json.dumps(doc, indent=1, sort_keys=True) + "\n"
+    return json.dumps(doc, indent=1) + "\n"
 
 
 def differences(
@@ -272,10 +329,14 @@ def differences(
             found.append(f"{where}: stderr\n" + diff(b.stderr + "\n", a.stderr + "\n"))
         doc_a, doc_b = _document(a.args, a.stdout), _document(b.args, b.stdout)
         if doc_b is not None:
-            if doc_a != doc_b:
+            # Keys in the same order, not just the same keys.
+            if _ordered(doc_a) != _ordered(doc_b):
                 found.append(f"{where}: document\n" + diff(_dump(doc_b), _dump(doc_a)))
         elif _cells(a.stdout) != _cells(b.stdout):
             found.append(f"{where}: stdout\n" + diff(b.stdout, a.stdout))
+        for name, step in ((names[0], a), (names[1], b)):
+            if step.layout:
+                found.append(f"{where}: {name}'s columns stray from crictl's layout\n{step.layout}")
     return found
 
 
@@ -337,7 +398,15 @@ def run_sequence(daemon: Cribd, net: PodNetwork, tool: Tool, tool_name: str, wor
         elif args[0] == "create" and r.returncode == 0:
             known.ctr = r.stdout.strip()
         messages = _crictl_messages(r.stderr) if tool_name == "crictl" else _cribctl_messages(r.stderr)
-        steps.append(Step(template, r.returncode, normalize(args, r.stdout, known), known.text(messages)))
+        steps.append(
+            Step(
+                template,
+                r.returncode,
+                normalize(args, r.stdout, known),
+                known.text(messages),
+                layout_error(args, r.stdout),
+            )
+        )
     # Whatever the tool left (it should be nothing, asserted by the caller).
     assert not daemon.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=30).items
     shutil.rmtree(d)
@@ -376,31 +445,25 @@ def test_cribctl_matches_crictl(net_cribd: Cribd, pod_network: PodNetwork, tmp_p
     _check_own_sense(ours)
     binary = crictl_bin()
     record = os.environ.get(RECORD_ENV)
-    if binary is None:
-        if record:
-            pytest.fail(f"{RECORD_ENV} is set but there is no crictl ($CRICTL or PATH) to record")
-        theirs = load_recorded()
-        source = f"crictl's output recorded in {RECORDED.relative_to(REPO_ROOT)}"
+    theirs = run_sequence(net_cribd, pod_network, crictl_tool(net_cribd, binary), "crictl", tmp_path)
+    _check_own_sense(theirs)
+    source = f"{binary}"
+    if record:
+        version = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30).stdout
+        Path(record).write_text(
+            json.dumps(
+                {"crictl": version.strip(), "steps": [s.as_json() for s in theirs]},
+                indent=1,
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
     else:
-        theirs = run_sequence(net_cribd, pod_network, crictl_tool(net_cribd, binary), "crictl", tmp_path)
-        _check_own_sense(theirs)
-        source = f"{binary}"
-        if record:
-            version = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30).stdout
-            Path(record).write_text(
-                json.dumps(
-                    {"crictl": version.strip(), "steps": [s.as_json() for s in theirs]},
-                    indent=1,
-                    ensure_ascii=False,
-                )
-                + "\n"
-            )
-        else:
-            # The recording is what this crictl prints: else it is stale (re-record it).
-            stale = differences(theirs, load_recorded(), ("crictl", "recorded"))
-            assert not stale, (
-                "e2e/data/crictl/sequence.json is stale; run e2e/data/crictl/record.py:\n" + "\n".join(stale)
-            )
+        # The recording is what this crictl prints: else it is stale (re-record it).
+        stale = differences(theirs, load_recorded(), ("crictl", "recorded"))
+        assert not stale, (
+            "e2e/data/crictl/sequence.json is stale; run e2e/data/crictl/record.py:\n" + "\n".join(stale)
+        )
     found = differences(ours, theirs)
     assert not found, f"cribctl differs from {source}:\n" + "\n\n".join(found)
     assert pod_network.iptables_mentions() == [] and pod_network.allocated_ips() == []

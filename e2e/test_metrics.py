@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from crib.proto.cri import api_pb2
-from e2e.harness.clients import CALL_TIMEOUT_S, client_env, cribctl_argv, crictl, needs_crictl
+from e2e.harness.clients import CALL_TIMEOUT_S, client_env, cribctl_argv, crictl
 from e2e.harness.cribd import Cribd
 from e2e.harness.network import PodNetwork
 from e2e.harness.wait import wait_until
@@ -391,7 +391,6 @@ def _shape(doc: dict) -> dict:
     }
 
 
-@needs_crictl
 def test_output_matches_crictl(metrics_pod: MetricsPod) -> None:
     daemon = metrics_pod.daemon
     for args in (("metricdescs",), ("metricdescs", "-o", "yaml")):

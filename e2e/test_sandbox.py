@@ -204,7 +204,9 @@ def test_crun_handler(net_cribd: Cribd) -> None:
     try:
         pod_id = run_pod(net_cribd, pod_config("crun"), handler="crun")
     except grpc.RpcError as exc:
-        if "cgroup" in exc.details().lower() or "hugetlb" in exc.details().lower():
+        # crun 1.8's one known refusal of this host's hybrid layout (hugetlb on cgroup2); any
+        # other error is crib's and fails the test.
+        if "cgroups in hybrid mode not supported" in exc.details():
             pytest.skip(f"crun cannot run on this host's cgroup layout: {exc.details()[:200]}")
         raise
     status, _ = pod_status(net_cribd, pod_id)

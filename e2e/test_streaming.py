@@ -547,33 +547,51 @@ def test_requests_are_checked_before_a_url_is_given(pod: Pod) -> None:
     assert len(urls) == 20
 
 
-def test_crictl_exec_attach_and_port_forward(pod: Pod, echo_in_pod: int) -> None:
-    """crictl's own client-go code, where a crictl binary is at hand ($CRICTL or PATH)."""
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_crictl_exec_attach_and_port_forward(pod: Pod, echo_in_pod: int, transport: str) -> None:
+    """crictl's own client-go code (an independent client) against crib's streaming server."""
     from e2e.harness.clients import crictl, crictl_bin
 
-    if crictl_bin() is None:
-        pytest.skip("no crictl binary ($CRICTL or PATH)")
-    for transport in TRANSPORTS:
-        r = crictl(pod.daemon, "exec", "--transport", transport, pod.sleeper, "sh", "-c", "echo hi; exit 4")
-        # crictl reports a non-zero exit as an error of its own (exit 1), with the code in the text.
-        assert (r.returncode, r.stdout) == (1, "hi\n") and "exit code 4" in r.stderr, r.stderr
-    for transport in TRANSPORTS:
-        local = _free_port()
-        proc = subprocess.Popen(
-            [crictl_bin(), "--config", "/dev/null", "-r", f"unix://{pod.daemon.socket}", "port-forward",  # type: ignore[list-item]
-             "--transport", transport, pod.id, f"{local}:{echo_in_pod}"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        try:
-            assert proc.stdout is not None
-            assert "Forwarding from" in proc.stdout.readline()
-            with socket.create_connection(("127.0.0.1", local), timeout=10) as s:
-                s.sendall(b"via crictl")
-                s.shutdown(socket.SHUT_WR)
-                assert s.recv(100) == b"via crictl"
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    r = crictl(pod.daemon, "exec", "--transport", transport, pod.sleeper, "sh", "-c", "echo hi; exit 4")
+    # crictl reports a non-zero exit as an error of its own (exit 1), with the code in the text.
+    assert (r.returncode, r.stdout) == (1, "hi\n") and "exit code 4" in r.stderr, r.stderr
+    # exec -it on a terminal: the size reaches the shell and follows a resize.
+    argv = [crictl_bin(), "--config", "/dev/null", "-r", f"unix://{pod.daemon.socket}", "exec", "-it",
+            "--transport", transport, pod.sleeper, "sh"]  # fmt: skip
+    with on_a_terminal(argv, client_env(), columns=90, lines=30) as (proc, master):
+        _ask_until(master, b"stty size\n", b"30 90")
+        set_size(master, 110, 45)
+        _ask_until(master, b"stty size\n", b"45 110")
+        os.write(master, b"exit\n")
+        assert proc.wait(CALL_TIMEOUT_S) == 0
+    # attach -i to a container reading its stdin once.
+    once = container_config(
+        f"once-{transport}", ["sh", "-c", 'read l; echo "got:$l"'], stdin=True, stdin_once=True
+    )
+    cid = run_container(pod.daemon, pod.id, once)
+    r = subprocess.run(
+        [crictl_bin(), "--config", "/dev/null", "-r", f"unix://{pod.daemon.socket}", "attach", "-i",
+         "--transport", transport, cid],
+        input="hi\n", capture_output=True, text=True, timeout=CALL_TIMEOUT_S,
+    )  # fmt: skip
+    assert (r.returncode, r.stdout) == (0, "got:hi\n"), r.stderr
+    # port-forward: a connection's bytes there and back.
+    local = _free_port()
+    proc = subprocess.Popen(
+        [crictl_bin(), "--config", "/dev/null", "-r", f"unix://{pod.daemon.socket}", "port-forward",  # type: ignore[list-item]
+         "--transport", transport, pod.id, f"{local}:{echo_in_pod}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert "Forwarding from" in proc.stdout.readline()
+        with socket.create_connection(("127.0.0.1", local), timeout=10) as s:
+            s.sendall(b"via crictl")
+            s.shutdown(socket.SHUT_WR)
+            assert s.recv(100) == b"via crictl"
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def _free_port() -> int:

@@ -7,9 +7,10 @@
 # Installs the Debian packages crib runs with (runc, crun, conmon, catatonit,
 # criu for CheckpointContainer, CNI plugins, iptables, iproute2) and those its
 # tests use (docker-registry, busybox-static, containerd), makes a virtualenv in
-# .venv with crib and its test tools, links cribd and cribctl into
-# /usr/local/bin, and writes /etc/crib/crib.toml if there is none. Safe to run
-# again.
+# .venv with crib and its test tools, builds crictl and critest 1.36 from their
+# Go module (Go 1.26 and the module proxy; cached outside the checkout), links
+# cribd, cribctl, crictl and critest into /usr/local/bin, and writes
+# /etc/crib/crib.toml if there is none. Safe to run again.
 set -euo pipefail
 
 start=1
@@ -52,6 +53,12 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
 
 ln -sf "$repo/.venv/bin/cribd" /usr/local/bin/cribd
 ln -sf "$repo/.venv/bin/cribctl" /usr/local/bin/cribctl
+# crictl and critest (cri-tools, built from their Go module into /var/cache/crib/cri-tools):
+# the tests compare cribctl with crictl and run critest against cribd.
+e2e/critools/build.sh
+critools=$(e2e/critools/build.sh --print-dir)
+ln -sf "$critools/crictl" /usr/local/bin/crictl
+ln -sf "$critools/critest" /usr/local/bin/critest
 install -d -m 0755 /etc/crib
 [ -e /etc/crib/crib.toml ] || install -m 0644 deploy/crib.toml /etc/crib/crib.toml
 # A fresh node gets a bridge network (crib0, 10.88.0.0/16) so it is NetworkReady;

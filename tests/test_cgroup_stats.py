@@ -23,6 +23,7 @@ from crib.container.cgroup_stats import (
     relative_cgroup_path,
     usage_of_tree,
 )
+from crib.container.oci_spec import cgroups_path
 
 V1_UNLIMITED = "9223372036854771712"
 
@@ -136,6 +137,21 @@ def test_mountinfo_escapes_and_bind_mounts(tmp_path: Path) -> None:
     )
     dirs = cgroup_dirs("/x", systemd=False, mountinfo=info)
     assert dirs.controller("memory") == tmp_path / "with space" / "x"
+
+
+def test_kubelet_cgroup_parents_become_runc_cgroups_paths() -> None:
+    """The systemd driver's pod slice and the cgroupfs driver's pod dir, as the kubelet passes them."""
+    cid = "c0ffee"
+    systemd = cgroups_path("kubepods-burstable-pod1234.slice", cid, systemd=True)
+    assert systemd == f"kubepods-burstable-pod1234.slice:crib:{cid}"
+    assert relative_cgroup_path(systemd, systemd=True) == (
+        f"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234.slice/crib-{cid}.scope"
+    )
+    cgroupfs = cgroups_path("/kubepods/burstable/pod1234", cid, systemd=False)
+    assert cgroupfs == f"/kubepods/burstable/pod1234/{cid}"
+    assert relative_cgroup_path(cgroupfs, systemd=False) == cgroupfs
+    # No parent (crictl, critest): crib's own.
+    assert cgroups_path("", cid, systemd=False) == f"/crib/{cid}"
 
 
 def test_systemd_paths() -> None:

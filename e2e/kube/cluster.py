@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -259,6 +260,18 @@ class Cluster:
         self._start_kubelet()
         self.wait_node_ready()
         self.wait_service_account("default")
+        return self
+
+    def up_runtime(self) -> Cluster:
+        """Only the registry and the runtime, for a suite that starts its own control plane and
+        kubelet (node conformance); `down` still restores what that kubelet changes."""
+        for d in (self.crib_dir, self.logs):
+            d.mkdir(parents=True, exist_ok=True)
+        self.state.sysctls = host.read_sysctls()
+        self.state.iptables_before = host.iptables_chains()
+        self.state.save()
+        self._start_registry()
+        self._start_runtime()
         return self
 
     def _start_registry(self) -> None:
@@ -572,19 +585,26 @@ class Cluster:
         return report
 
     def _remove_pods(self) -> list[str]:
+        """Every pod through the runtime's CRI (so CNI releases IPs and rules), eight at a time."""
         if not (self.running("cribd") or self.running("containerd")):
             return []
-        removed = []
-        try:
-            with grpc.insecure_channel(self.endpoint) as ch:
-                rt = api_pb2_grpc.RuntimeServiceStub(ch)
-                for pod in rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=30).items:
+        with grpc.insecure_channel(self.endpoint) as ch:
+            rt = api_pb2_grpc.RuntimeServiceStub(ch)
+
+            def remove(pod: api_pb2.PodSandbox) -> str:
+                try:
                     rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod.id), timeout=120)
                     rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod.id), timeout=120)
-                    removed.append(pod.metadata.name)
-        except grpc.RpcError as e:
-            removed.append(f"error: {e}")
-        return removed
+                except grpc.RpcError as e:
+                    return f"{pod.metadata.name}: {e.code().name} {e.details()}"
+                return pod.metadata.name
+
+            try:
+                pods = rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=30).items
+            except grpc.RpcError as e:
+                return [f"error: {e}"]
+            with ThreadPoolExecutor(8) as pool:
+                return list(pool.map(remove, pods))
 
     @classmethod
     def attach(cls, d: Path) -> Cluster:
@@ -631,8 +651,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     report = Cluster.attach(d).down()
     for key, items in report.items():
-        if items and key != "pods_removed":
-            print(f"kube-down: cleaned {key}: {', '.join(items)}")
+        if items:
+            more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+            print(f"kube-down: {key} ({len(items)}): {', '.join(items[:3])}{more}")
     print(f"kube-down: removed the cluster in {d}")
     return 0
 

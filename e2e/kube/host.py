@@ -134,14 +134,33 @@ def make_cgroup_root(name: str) -> None:
                 (d / key).write_text((root / key).read_text())
 
 
+def _trees(name: str) -> list[list[Path]]:
+    """The cgroup `name` in each hierarchy that has it, as its directories deepest first."""
+    trees = []
+    for root in cgroup_hierarchies():
+        top = root / name
+        if top.is_dir():
+            dirs = [Path(p) for p, _, _ in os.walk(top)]
+            trees.append(sorted(dirs, key=lambda p: len(p.parts), reverse=True))
+    return trees
+
+
+def remove_empty_cgroup_root(name: str) -> list[str]:
+    """Remove the tree bottom-up where it is empty; returns the cgroups that still hold processes."""
+    busy = []
+    for dirs in _trees(name):
+        for d in dirs:
+            try:
+                d.rmdir()
+            except OSError:
+                busy.append(str(d))
+    return busy
+
+
 def remove_cgroup_root(name: str) -> list[str]:
     """Kill what is still inside, then remove the tree bottom-up; returns what had processes."""
     leftovers = []
-    for root in cgroup_hierarchies():
-        top = root / name
-        if not top.is_dir():
-            continue
-        dirs = sorted((Path(p) for p, _, _ in os.walk(top)), key=lambda p: len(p.parts), reverse=True)
+    for dirs in _trees(name):
         for d in dirs:
             with contextlib.suppress(OSError):
                 procs = (d / "cgroup.procs").read_text().split()

@@ -8,8 +8,8 @@
 #
 # Programs: kubelet, kube-apiserver, kube-controller-manager, kube-scheduler,
 # kubectl (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3 at the version
-# kubernetes pins), agnhost (test image), ginkgo and e2e_node.test (the node
-# conformance suite).
+# kubernetes pins), agnhost and nonewprivs (test images), ginkgo and
+# e2e_node.test (the node conformance suite).
 #
 # The module proxy is the only source: when it cannot be reached the script
 # says so and exits 3 (CI fails on it; it is never a skip).
@@ -31,12 +31,13 @@ if [ "${1:-}" = "--print-dir" ]; then
   exit 0
 fi
 
-programs=(kubelet kube-apiserver kube-controller-manager kube-scheduler kubectl etcd agnhost ginkgo)
+programs=(kubelet kube-apiserver kube-controller-manager kube-scheduler kubectl etcd agnhost nonewprivs ginkgo)
 # A change to this script or go.mod invalidates the cache.
 stamp_want=$(cat "$0" "$here/go.mod" | sha256sum | cut -c1-16)
 stamp_file=$out/STAMP
 all_there() {
   for p in "${programs[@]}" e2e_node.test; do [ -x "$bin/$p" ] || return 1; done
+  [ -f "$out/agnhost/localhost.crt" ] && [ -f "$out/agnhost/localhost.key" ]
 }
 if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp_want" ] && all_there; then
   echo "kube-build: $KUBE_VERSION is cached in $bin"
@@ -73,6 +74,7 @@ for m in "${staging[@]}"; do edits+=(-replace="$m=$m@$staging_version"); done
 for t in k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-apiserver \
   k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler \
   k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/test/images/agnhost \
+  k8s.io/kubernetes/test/images/nonewprivs \
   go.etcd.io/etcd/server/v3 github.com/onsi/ginkgo/v2/ginkgo; do
   edits+=(-tool="$t")
 done
@@ -105,6 +107,7 @@ go build -trimpath -ldflags "$ldflags" -o "$bin/" \
   k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-apiserver \
   k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler \
   k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/test/images/agnhost \
+  k8s.io/kubernetes/test/images/nonewprivs \
   go.etcd.io/etcd/server/v3 github.com/onsi/ginkgo/v2/ginkgo
 # go names the etcd server binary after its module's directory.
 mv -f "$bin/server" "$bin/etcd"
@@ -115,6 +118,10 @@ say "building e2e_node.test (go test -c k8s.io/kubernetes/test/e2e_node)"
 go test -c -trimpath -mod=mod -ldflags "$ldflags" -o "$bin/e2e_node.test" k8s.io/kubernetes/test/e2e_node
 say "e2e_node.test built in $(($(date +%s) - t1)) s"
 
+# agnhost's image carries the porter's key pair from the same source tree.
+mkdir -p "$out/agnhost"
+cp "$kube_dir/test/images/agnhost/porter/localhost.crt" "$kube_dir/test/images/agnhost/porter/localhost.key" "$out/agnhost/"
+chmod 0644 "$out/agnhost/"*
 all_there || { echo "kube-build: a program is missing from $bin" >&2; ls -l "$bin" >&2; exit 1; }
 echo "$stamp_want" >"$stamp_file"
 "$bin/kubectl" version --client
