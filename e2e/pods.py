@@ -12,7 +12,10 @@ import uuid
 import grpc
 
 from crib.proto.cri import api_pb2
+from crib.proto.crib.v1 import crib_pb2, crib_pb2_grpc
 from e2e.harness.cribd import Cribd
+from e2e.harness.wait import wait_until
+from e2e.images import builder
 
 POD_TIMEOUT = 60
 
@@ -134,15 +137,11 @@ def ns_inode(path: str) -> int:
 @functools.cache
 def busybox_rootfs_tar() -> bytes:
     """The busybox root filesystem of e2e/images as a tar, built once per process."""
-    from e2e.images import builder
-
     return builder.tar_bytes(builder.busybox_rootfs())
 
 
 def import_busybox(daemon: Cribd, name: str = "crib.e2e/busybox:1", **config: object) -> str:
     """Make a busybox image in cribd without a registry (CribService.ImportImage); returns its ID."""
-    from crib.proto.crib.v1 import crib_pb2, crib_pb2_grpc
-
     stub = crib_pb2_grpc.CribServiceStub(daemon.channel)
     data = busybox_rootfs_tar()
     chunk = 1 << 20
@@ -218,8 +217,6 @@ def exec_sync(
 
 
 def wait_exited(daemon: Cribd, container_id: str, timeout: float = 20) -> api_pb2.ContainerStatus:
-    from e2e.harness.wait import wait_until
-
     wait_until(
         lambda: container_status(daemon, container_id).status.state == api_pb2.CONTAINER_EXITED,
         timeout=timeout,

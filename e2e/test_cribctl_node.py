@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from e2e.cribctl_bed import SLEEP, Output, Pod, cribctl, ok, pod_yaml
 from e2e.harness.clients import CALL_TIMEOUT_S, client_env, cribctl_argv, crictl, crictl_bin
 from e2e.harness.cribd import Cribd
 from e2e.harness.wait import wait_until
 from e2e.pods import import_busybox
-from e2e.test_cribctl_containers import SLEEP, Output, Pod, cribctl, ok, pod_yaml
 
 CLEAR = "\x1b[2J\x1b[H"
 CRIBCTL = [sys.executable, "-m", "crib.cribctl.main"]

@@ -105,9 +105,11 @@ def test_pod_cgroup_as_the_kubelet_sets_it(pulled: tuple[Cribd, str], pod_cgroup
         cid = run_container(
             daemon,
             pod_id,
+            # The shell holds 8 MB in x; using x after the sleep keeps ash from exec'ing
+            # the sleep in its place, which would free the 8 MB.
             container_config(
                 "main",
-                ["/bin/sh", "-c", "x=$(head -c 8000000 /dev/zero | tr '\\0' a); sleep 1000"],
+                ["/bin/sh", "-c", "x=$(head -c 8000000 /dev/zero | tr '\\0' a); sleep 1000; echo ${#x}"],
                 image=image,
             ),
         )

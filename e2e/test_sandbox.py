@@ -15,6 +15,7 @@ import grpc
 import pytest
 
 from crib.proto.cri import api_pb2
+from e2e.harness.cleanup import processes_referencing
 from e2e.harness.cribd import Cribd
 from e2e.harness.network import PodNetwork
 from e2e.harness.wait import wait_until
@@ -42,8 +43,6 @@ def _alive(pid: int) -> bool:
 
 
 def _processes_under(path: Path) -> list[int]:
-    from e2e.harness.cleanup import processes_referencing
-
     return processes_referencing(path)
 
 

@@ -28,7 +28,7 @@ import pytest
 from crib.proto.cri import api_pb2
 from crib.streaming import client
 from crib.streaming.client import CommandStreams, StreamingError
-from e2e.harness.clients import CALL_TIMEOUT_S, client_env, cribctl_argv
+from e2e.harness.clients import CALL_TIMEOUT_S, client_env, cribctl_argv, crictl, crictl_bin
 from e2e.harness.cribd import Cribd
 from e2e.harness.network import PodNetwork
 from e2e.harness.terminal import on_a_terminal, set_size
@@ -550,8 +550,6 @@ def test_requests_are_checked_before_a_url_is_given(pod: Pod) -> None:
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_crictl_exec_attach_and_port_forward(pod: Pod, echo_in_pod: int, transport: str) -> None:
     """crictl's own client-go code (an independent client) against crib's streaming server."""
-    from e2e.harness.clients import crictl, crictl_bin
-
     r = crictl(pod.daemon, "exec", "--transport", transport, pod.sleeper, "sh", "-c", "echo hi; exit 4")
     # crictl reports a non-zero exit as an error of its own (exit 1), with the code in the text.
     assert (r.returncode, r.stdout) == (1, "hi\n") and "exit code 4" in r.stderr, r.stderr

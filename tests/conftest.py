@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from crib.cribctl import endpoint
+
 
 @pytest.fixture
 def local_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
@@ -23,3 +25,18 @@ def local_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None
     yield set_zone
     monkeypatch.undo()
     time.tzset()
+
+
+@pytest.fixture
+def no_crictl_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cribctl as on a machine with no crictl.yaml and none of crictl's variables set."""
+    monkeypatch.setattr(endpoint, "DEFAULT_CONFIG_PATH", tmp_path / "absent-crictl.yaml")
+    for var in (
+        "CONTAINER_RUNTIME_ENDPOINT",
+        "IMAGE_SERVICE_ENDPOINT",
+        "CRI_CONFIG_FILE",
+        "CRICTL_PULL_TIMEOUT",
+        "CRICTL_CREDS",
+        "CRICTL_AUTH",
+    ):
+        monkeypatch.delenv(var, raising=False)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from crib.container import cgroup_stats as cs
-from crib.container.cgroup_stats import (
+from crib.runtime import cgroup_stats as cs
+from crib.runtime.cgroup_stats import (
     CgroupDirs,
     cgroup_dirs,
     cgroup_mode,
@@ -23,7 +23,7 @@ from crib.container.cgroup_stats import (
     relative_cgroup_path,
     usage_of_tree,
 )
-from crib.container.oci_spec import cgroups_path
+from crib.runtime.oci_spec import cgroups_path
 
 V1_UNLIMITED = "9223372036854771712"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from crib.container import checkpoint
-from crib.container.oci_runtime import OCIRuntime
 from crib.errors import DeadlineExceeded, Internal, InvalidArgument
+from crib.runtime.oci_runtime import OCIRuntime
 
 # Writes a CRIU-like image into --image-path, as `runc checkpoint` does.
 FAKE_RUNC = """#!/bin/sh

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from crib.cri_server import config as cfg
-from crib.cri_server.config import Config, ConfigError
+from crib import config as cfg
+from crib.config import Config, ConfigError
 
 FULL = """
 listen = "unix:///run/x/crib.sock"

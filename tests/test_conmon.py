@@ -1,6 +1,6 @@
 """What conmon hands back from a failed runc create, cut to runc's own error."""
 
-from crib.container.conmon import runtime_reason
+from crib.runtime.conmon import runtime_reason
 
 RUNC_STDERR = (
     'time="t" level=warning msg="cannot toggle freezer: cgroups not configured for container"\n'

@@ -8,14 +8,11 @@ import pytest
 
 from crib.cribctl import endpoint
 from crib.cribctl.endpoint import ClientConfigError, parse_go_duration, resolve
-from crib.cribctl.main import info_document
+from crib.cribctl.info_cmds import info_document
 from crib.cribctl.output import go_json_indent, go_struct_json, go_yaml
 from crib.proto.cri import api_pb2
 
-
-@pytest.fixture(autouse=True)
-def no_default_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(endpoint, "DEFAULT_CONFIG_PATH", tmp_path / "absent-crictl.yaml")
+pytestmark = pytest.mark.usefixtures("no_crictl_config")
 
 
 def _resolve(**kw: object) -> endpoint.Endpoints:

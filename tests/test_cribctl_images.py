@@ -20,33 +20,24 @@ from typing import Any
 import grpc
 import pytest
 
-from crib.cribctl import endpoint, image_cmds, main
+from crib.cribctl import image_cmds, main
 from crib.cribctl.client import CommandError
-from crib.cribctl.golike import (
-    go_quote,
-    go_sort,
-    go_string_map,
-    human_size,
-    parse_go_duration_strict,
-    tabwrite,
-)
+from crib.cribctl.golike import go_quote, go_sort, go_string_map, human_size, tabwrite
+from crib.cribctl.gotime import parse_go_duration_strict
 from crib.cribctl.image_cmds import (
-    ChunkStream,
     filter_images,
     get_auth,
     image_less,
     images_table,
-    import_config,
     normalize_repo_digest,
     normalize_repo_tag_pairs,
-    parse_command,
     parse_creds,
-    parse_expose,
-    parse_labels,
     pull_timeout,
     sort_images,
     truncated_id,
 )
+from crib.cribctl.load_cmds import ChunkStream, import_config, parse_command, parse_expose
+from crib.cribctl.util import parse_labels
 from crib.proto.cri import api_pb2, api_pb2_grpc
 from crib.proto.crib.v1 import crib_pb2
 
@@ -56,11 +47,7 @@ HEX_B = "55d639353a09ff7b029fc9f65a9967b58532416a73877201d3672bb0ba315895"
 HEX_D = "3435c134fa93ed6f6238841a51d447e728c082ec2065e7362f4846789c2882fb"
 
 
-@pytest.fixture(autouse=True)
-def no_default_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(endpoint, "DEFAULT_CONFIG_PATH", tmp_path / "absent-crictl.yaml")
-    for var in ("CRICTL_CREDS", "CRICTL_AUTH", "CRICTL_PULL_TIMEOUT", "CONTAINER_RUNTIME_ENDPOINT"):
-        monkeypatch.delenv(var, raising=False)
+pytestmark = pytest.mark.usefixtures("no_crictl_config")
 
 
 # --- text/tabwriter (Go's output for NewWriter(w, 20, 1, 3, ' ', 0)) -----------------

@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from crib.cribctl import endpoint, main, node_cmds, output
+from crib.cribctl import endpoint, info_cmds, main, output, util
 from crib.cribctl.client import CommandError
+from crib.cribctl.config_cmds import render_config
 from crib.cribctl.endpoint import ClientConfig
-from crib.cribctl.node_cmds import render_config, statsp_table
+from crib.cribctl.stats_cmds import statsp_table
 from crib.proto.cri import api_pb2
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -229,7 +230,7 @@ def test_bash_completion_lists_commands_and_global_flags(capsys: pytest.CaptureF
     assert code == 0 and run(capsys, "completion") == (0, out, "")  # bash is the default
     assert out.startswith("_cribctl() {\n") and out.endswith("\ncomplete -F _cribctl cribctl\n")
     words = out.split('opts="', 1)[1].split('"', 1)[0].split("\n")
-    names = [n for names, _, _ in node_cmds.parser_commands(main.parser()) for n in names]
+    names = [n for names, _, _ in util.parser_commands(main.parser()) for n in names]
     assert words[: len(names)] == names
     for command in ("attach", "checkpoint", "completion", "config", "images", "image", "img", "statsp"):
         assert command in names
@@ -514,7 +515,7 @@ def test_info_go_template_through_main(
         def Status(self, request: Any, timeout: float) -> api_pb2.StatusResponse:
             return r
 
-    monkeypatch.setattr(main.pod_cmds, "connect", lambda ep: Stub())
+    monkeypatch.setattr(info_cmds, "connect", lambda ep: Stub())
     code, out, err = run(
         capsys,
         "info",

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from crib.container.exec_sync import MAX_OUTPUT, exec_sync
-from crib.container.oci_runtime import OCIRuntime
 from crib.errors import FailedPrecondition, NotFound
+from crib.runtime.oci_runtime import OCIRuntime
 
 RUNC = "/usr/sbin/runc"
 BUSYBOX = "/bin/busybox"

@@ -19,9 +19,9 @@ from crib.cribctl.gotemplate import (
     TemplateParseError,
     decode_json,
     execute_raw_json,
-    go_sprintf,
     parse,
 )
+from crib.cribctl.gotemplate_funcs import go_sprintf
 
 DOC = json.dumps(
     {

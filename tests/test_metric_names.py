@@ -11,8 +11,8 @@ dashboard built for cAdvisor would not find it.
 
 from __future__ import annotations
 
-from crib.cri_server import metrics_rpcs as mr
-from crib.cri_server.config import METRIC_FAMILIES
+from crib.config import METRIC_FAMILIES
+from crib.cri_server import metrics as mr
 
 # kubelet v1.36.3 containerPrometheusLabelsFunc: id, name, image, pod, namespace, container
 # (Prometheus orders label names).

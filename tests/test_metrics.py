@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 
-from crib.container import cgroup_stats as cs
-from crib.container import metric_sources as ms
-from crib.container.cgroup_stats import CgroupDirs
+from crib.config import METRIC_FAMILIES, ConfigError, parse
 from crib.container.containers import EXITED, RUNNING, Container
-from crib.cri_server import metrics_rpcs as mr
-from crib.cri_server.config import METRIC_FAMILIES, ConfigError, parse
+from crib.cri_server import metrics as mr
+from crib.cribctl.main import main
 from crib.proto.cri import api_pb2
+from crib.runtime import cgroup_stats as cs
+from crib.runtime import metric_sources as ms
+from crib.runtime.cgroup_stats import CgroupDirs
 from crib.sandbox.sandboxes import NOTREADY, READY, Sandbox
 
 V1_UNLIMITED = "9223372036854771712"
@@ -474,8 +475,6 @@ def test_included_pod_metrics_config() -> None:
 def test_cribctl_shows_help_for_arguments_or_unknown_formats(
     args: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from crib.cribctl.main import main
-
     # As crictl: the help, successfully, before any connection is tried.
     assert main(["--config", "/dev/null", "-r", f"unix://{tmp_path}/none.sock", *args]) == 0
     out = capsys.readouterr().out
@@ -483,7 +482,5 @@ def test_cribctl_shows_help_for_arguments_or_unknown_formats(
 
 
 def test_cribctl_reports_an_unreachable_runtime(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    from crib.cribctl.main import main
-
     assert main(["--config", "/dev/null", "-t", "1s", "-r", f"unix://{tmp_path}/none.sock", "metricsp"]) == 1
     assert "validate service connection" in capsys.readouterr().err

@@ -17,7 +17,9 @@ from typing import Any
 import grpc
 import pytest
 
-from crib.cri_server.crib_servicer import CribServicer, progress_proto
+from crib import log_setup
+from crib.cri_server.crib_service import CribService, progress_proto
+from crib.cri_server.rpc import _wrap_stream
 from crib.cribctl import main, progress
 from crib.cribctl.client import CommandError
 from crib.cribctl.image_cmds import pull_with_progress
@@ -295,7 +297,7 @@ def test_progress_proto_maps_every_field() -> None:
 
 
 async def test_servicer_refuses_an_empty_name_as_pull_image_does(tmp_path: Path) -> None:
-    servicer = CribServicer(SimpleNamespace(root=tmp_path))  # type: ignore[arg-type]
+    servicer = CribService(SimpleNamespace(root=tmp_path))  # type: ignore[arg-type]
     request = crib_pb2.PullImageWithProgressRequest(image=api_pb2.ImageSpec(image=""))
     with pytest.raises(InvalidArgument, match=r"^PullImageWithProgress: image\.image is empty$"):
         await anext(servicer.PullImageWithProgress(request, None))  # type: ignore[arg-type]
@@ -539,9 +541,6 @@ def test_cmd_pull_pod_config(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 async def test_a_stream_closed_at_a_yield_logs_its_call_as_cancelled() -> None:
     # What a server-streaming handler sees when its client goes away while a
     # message is being sent: it is closed at its yield, not cancelled.
-    from crib import log_setup
-    from crib.cri_server.rpc import _wrap_stream
-
     async def handler(request: Any, context: Any) -> AsyncIterator[crib_pb2.PullProgress]:
         for _ in range(3):
             yield crib_pb2.PullProgress()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from crib.container import cgroup_driver
-from crib.container.runtime_handler import features_from_json, probe, probe_all
+from crib.runtime import cgroup_driver
+from crib.runtime.runtime_handler import features_from_json, probe, probe_all
 
 RUNC_LIKE = {
     "mountOptions": ["bind", "ro", "rro", "rbind"],

@@ -7,17 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from crib.container.runtime_handler import HandlerInfo
-from crib.cri_server import config as cfg
-from crib.cri_server.runtime_config import (
-    parse_pod_cidr,
-    runtime_config_response,
-    stored_pod_cidr,
-    update_pod_cidr,
-)
-from crib.cri_server.status import status_response
+from crib import config as cfg
+from crib.cni.pod_cidr import PodCIDRs, parse_pod_cidr
+from crib.cri_server.runtime import runtime_config_response, status_response
 from crib.errors import InvalidArgument
 from crib.proto.cri import api_pb2
+from crib.runtime.runtime_handler import HandlerInfo
 from crib.store.state_store import StateStore
 
 HANDLERS = {
@@ -100,21 +95,16 @@ def test_runtime_config_reports_the_driver() -> None:
 
 def test_pod_cidr_is_validated_and_kept(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "s.db")
-    assert stored_pod_cidr(store) == []
-    empty = api_pb2.UpdateRuntimeConfigRequest()
-    assert update_pod_cidr(store, empty) is None
-    req = api_pb2.UpdateRuntimeConfigRequest(
-        runtime_config=api_pb2.RuntimeConfig(
-            network_config=api_pb2.NetworkConfig(pod_cidr="10.244.1.0/24,fd00::/64")
-        )
-    )
-    assert update_pod_cidr(store, req) == ["10.244.1.0/24", "fd00::/64"]
-    assert stored_pod_cidr(store) == ["10.244.1.0/24", "fd00::/64"]
-    bad = api_pb2.UpdateRuntimeConfigRequest(
-        runtime_config=api_pb2.RuntimeConfig(network_config=api_pb2.NetworkConfig(pod_cidr="10.244.1.0/33"))
-    )
+    cidrs = PodCIDRs(store)
+    assert cidrs() == []
+    cidrs.update("")
+    assert cidrs() == []
+    cidrs.update("10.244.1.0/24,fd00::/64")
+    assert cidrs() == ["10.244.1.0/24", "fd00::/64"]
     with pytest.raises(InvalidArgument, match="not a CIDR"):
-        update_pod_cidr(store, bad)
-    assert stored_pod_cidr(store) == ["10.244.1.0/24", "fd00::/64"]
+        cidrs.update("10.244.1.0/33")
+    assert cidrs() == ["10.244.1.0/24", "fd00::/64"]
+    # Kept across a restart.
+    assert PodCIDRs(store)() == ["10.244.1.0/24", "fd00::/64"]
     assert parse_pod_cidr("10.1.2.3/8") == ["10.0.0.0/8"]
     store.close()

@@ -15,8 +15,8 @@ import os
 import socket
 from pathlib import Path
 
-from crib.container.runtime_env import RuntimeEnv
 from crib.errors import FailedPrecondition
+from crib.runtime.runtime_env import RuntimeEnv
 
 STDOUT = 2
 STDERR = 3

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crib.container.oci_runtime import CALL_TIMEOUT_S, OCIRuntime, RuntimeCallFailed
 from crib.errors import DeadlineExceeded, Internal, InvalidArgument
+from crib.runtime.oci_runtime import CALL_TIMEOUT_S, OCIRuntime, RuntimeCallFailed
 
 CRIU_CHECK_TIMEOUT_S = 30.0
 ARCHIVE_FILES = ("checkpoint", "config.dump", "spec.dump", "rootfs-diff.tar")

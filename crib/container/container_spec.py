@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crib.container import oci_spec, securejoin
+from crib.container import securejoin
 from crib.container.user import ExecUser, resolve_user
 from crib.errors import InvalidArgument
 from crib.image_service.image_store import ImageRecord
 from crib.proto.cri import api_pb2
+from crib.runtime import oci_spec
 
 PROPAGATION = {
     api_pb2.PROPAGATION_PRIVATE: "rprivate",

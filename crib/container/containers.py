@@ -20,10 +20,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from crib.container import checkpoint, conmon, container_spec, exec_sync
-from crib.container.cgroup_stats import CgroupStats, cgroup_dirs, read_stats, usage_of_tree
+from crib.container import checkpoint, container_spec, exec_sync
 from crib.container.events import EventBus
-from crib.container.runtime_env import RuntimeEnv, conmon_alive, wait_for_exit
 from crib.errors import (
     AlreadyExists,
     CribError,
@@ -37,8 +35,12 @@ from crib.image_service import reference
 from crib.image_service.images import Images
 from crib.log_setup import get_logger
 from crib.proto.cri import api_pb2
+from crib.runtime import conmon
+from crib.runtime.cgroup_stats import CgroupStats, cgroup_dirs, read_stats, usage_of_tree
+from crib.runtime.runtime_env import RuntimeEnv, conmon_alive, wait_for_exit
 from crib.sandbox import pod_files
 from crib.sandbox.sandboxes import READY, Sandbox, Sandboxes
+from crib.store.index import Index
 from crib.store.state_store import StateStore
 
 log = get_logger("crib.container")
@@ -154,31 +156,30 @@ def validate(config: api_pb2.ContainerConfig) -> None:
 
 class Containers:
     def __init__(
-        self, env: RuntimeEnv, images: Images, sandboxes: Sandboxes, store: StateStore, conmon_binary: str
+        self,
+        env: RuntimeEnv,
+        images: Images,
+        sandboxes: Sandboxes,
+        store: StateStore,
+        conmon_binary: str,
+        make_event: Callable[[Containers, Container, int], Any],
     ) -> None:
         self.env = env
         self.images = images
         self.sandboxes = sandboxes
         self.store = store
         self.conmon_binary = conmon_binary
-        self.by_id: dict[str, Container] = {}
-        self.names: dict[str, str] = {}
+        self.index: Index[Container] = Index("container")
         self.events = EventBus()
-        # Builds the CRI event for a container (set by the CRI server, which owns the proto views).
-        self.make_event: Callable[[Container, int], Any] | None = None
+        # Builds the CRI event for a container: the CRI server's, which owns the proto views.
+        self.make_event = make_event
         self._locks: dict[str, asyncio.Lock] = {}
-        sandboxes.stop_containers = self.stop_all_in_pod
-        sandboxes.remove_containers = self.remove_all_in_pod
 
     # --- queries ------------------------------------------------------------------------------
 
     def find(self, container_id: str) -> Container | None:
-        if not container_id:
-            return None
-        if container_id in self.by_id:
-            return self.by_id[container_id]
-        matches = [c for i, c in self.by_id.items() if i.startswith(container_id)]
-        return matches[0] if len(matches) == 1 else None
+        """By full ID or a unique ID prefix."""
+        return self.index.find(container_id)
 
     def get(self, container_id: str) -> Container:
         container = self.find(container_id)
@@ -187,15 +188,13 @@ class Containers:
         return container
 
     def list(self) -> list[Container]:
-        return list(self.by_id.values())
+        return list(self.index)
 
     def in_pod(self, sandbox_id: str) -> list[Container]:
-        return [c for c in self.by_id.values() if c.sandbox_id == sandbox_id]
+        return [c for c in self.index if c.sandbox_id == sandbox_id]
 
     def images_in_use(self) -> tuple[set[str], set[str]]:
-        return {c.image_id for c in self.by_id.values()}, {
-            ch for c in self.by_id.values() for ch in c.chain_ids
-        }
+        return {c.image_id for c in self.index}, {ch for c in self.index for ch in c.chain_ids}
 
     def _lock(self, container_id: str) -> asyncio.Lock:
         return self._locks.setdefault(container_id, asyncio.Lock())
@@ -204,8 +203,7 @@ class Containers:
         self.store.put(_KIND, container.id, container.record())
 
     def _publish(self, container: Container, event_type: int) -> None:
-        if self.make_event is not None:
-            self.events.publish(lambda: self.make_event(container, event_type))  # type: ignore[misc]
+        self.events.publish(lambda: self.make_event(self, container, event_type))
 
     # --- create ---------------------------------------------------------------------------------
 
@@ -233,9 +231,9 @@ class Containers:
         if image is None:
             raise NotFound(f"image {config.image.image or config.image.image_ref!r} not found: pull it first")
         key = _reservation(config, sandbox.config.metadata)
-        if key in self.names:
+        if (holder := self.index.holder(key)) is not None:
             raise AlreadyExists(
-                f"container name {key!r} is reserved for {self.names[key]}; remove that container first"
+                f"container name {key!r} is reserved for {holder}; remove that container first"
             )
         target_pid = 0
         opts = config.linux.security_context.namespace_options
@@ -244,7 +242,7 @@ class Containers:
             target_pid = target.pid if target is not None and target.state == RUNNING else 0
         runtime = self.env.runtime(sandbox.handler)
         container_id = secrets.token_hex(32)
-        self.names[key] = container_id
+        self.index.reserve(key, container_id)
         log_path = ""
         if sandbox.config.log_directory and config.log_path:
             log_path = os.path.join(sandbox.config.log_directory, config.log_path)
@@ -282,7 +280,7 @@ class Containers:
                     await asyncio.to_thread(os.makedirs, os.path.dirname(log_path), 0o755, True)
                 # The runtime creates it (under conmon) at StartContainer, as
                 # containerd does: CreateContainer is the bundle, ready to go.
-                self.by_id[container_id] = container
+                self.index.add(container_id, container)
                 self._persist(container)
         except BaseException as exc:
             log.info(
@@ -291,9 +289,9 @@ class Containers:
             with contextlib.suppress(Exception):
                 await runtime.delete(container_id, force=True)
             await asyncio.to_thread(self.env.cleanup, container_id)
-            self.by_id.pop(container_id, None)
+            self.index.drop(container_id)
             self.store.delete(_KIND, container_id)
-            self.names.pop(key, None)
+            self.index.release(key, container_id)
             self._locks.pop(container_id, None)
             raise
         log.info("container.created", container=container_id, pod=sandbox.id, name=config.metadata.name)
@@ -423,16 +421,8 @@ class Containers:
             await runtime.delete(container.id, force=True)
             await asyncio.to_thread(self.env.cleanup, container.id)
             self.store.delete(_KIND, container.id)
-            self.by_id.pop(container.id, None)
-            sandbox = self.sandboxes.find(container.sandbox_id)
-            if sandbox is not None:
-                key = _reservation(container.config, sandbox.config.metadata)
-                if self.names.get(key) == container.id:
-                    del self.names[key]
-            else:
-                for key, value in list(self.names.items()):
-                    if value == container.id:
-                        del self.names[key]
+            self.index.drop(container.id)
+            self.index.release_all(container.id)
         self._locks.pop(container.id, None)
         log.info("container.removed", container=container.id)
         self._publish(container, api_pb2.CONTAINER_DELETED_EVENT)
@@ -489,16 +479,21 @@ class Containers:
             raise InvalidArgument("ExecSync: cmd is empty")
         if container.state != RUNNING or container.exited.is_set():
             raise FailedPrecondition(f"container {container.id} is not running")
-        spec = await asyncio.to_thread(self.env.read_spec, container.id)
-        if spec is None:
-            raise FailedPrecondition(f"container {container.id} has no spec on disk")
-        process = dict(spec["process"])
-        process["args"] = cmd
+        process = await self.exec_process(container, cmd)
         process["terminal"] = False
         runtime = self.env.runtime(container.handler)
         work_dir = self.env.state / "exec"
         work_dir.mkdir(exist_ok=True)
         return await exec_sync.exec_sync(runtime, container.id, process, timeout, work_dir)
+
+    async def exec_process(self, container: Container, cmd: list[str]) -> dict[str, Any]:
+        """The OCI process of an exec: the container's own (user, env, cwd, caps), running `cmd`."""
+        spec = await asyncio.to_thread(self.env.read_spec, container.id)
+        if spec is None:
+            raise FailedPrecondition(f"container {container.id} has no spec on disk")
+        process = dict(spec["process"])
+        process["args"] = list(cmd)
+        return process
 
     async def stats(self, container: Container) -> tuple[CgroupStats | None, tuple[int, int]]:
         spec_path = self.env.bundle(container.id) / "config.json"
@@ -555,10 +550,10 @@ class Containers:
     async def recover(self) -> None:
         for container_id, raw in self.store.items(_KIND):
             container = Container(**raw)
-            self.by_id[container_id] = container
+            self.index.add(container_id, container)
             sandbox = self.sandboxes.find(container.sandbox_id)
             if sandbox is not None:
-                self.names[_reservation(container.config, sandbox.config.metadata)] = container_id
+                self.index.reserve(_reservation(container.config, sandbox.config.metadata), container_id)
             if container.state == EXITED:
                 container.exited.set()
                 continue
@@ -569,7 +564,7 @@ class Containers:
             else:
                 # Ended while cribd was away: its exit file says how.
                 self._exited(container)
-        log.info("container.recovered", count=len(self.by_id))
+        log.info("container.recovered", count=len(self.index))
 
 
 __all__ = ["CREATED", "EXITED", "RUNNING", "UNKNOWN", "Container", "Containers", "CribError"]

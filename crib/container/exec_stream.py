@@ -35,8 +35,8 @@ from crib.container.exec_sync import (
     _kill_exec_tree,
     _read_pid,
 )
-from crib.container.oci_runtime import OCIRuntime, _log_error
 from crib.errors import DeadlineExceeded, FailedPrecondition, Internal, NotFound
+from crib.runtime.oci_runtime import OCIRuntime, _log_error
 
 
 @dataclass

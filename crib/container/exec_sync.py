@@ -46,8 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crib.container.oci_runtime import OCIRuntime
 from crib.errors import DeadlineExceeded, FailedPrecondition, Internal, NotFound
+from crib.runtime.oci_runtime import OCIRuntime
 
 MAX_OUTPUT = 16 * 1024 * 1024  # per stream, the kubelet's cap
 

@@ -22,20 +22,25 @@ from pathlib import Path
 import grpc
 
 from crib import __version__
-from crib.container import cgroup_driver, conmon, runtime_handler
+from crib import config as config_mod
+from crib.cni.pod_cidr import PodCIDRs
+from crib.config import Config, ConfigError
 from crib.container.containers import Containers
-from crib.container.runtime_env import RuntimeEnv
-from crib.cri_server import config as config_mod
-from crib.cri_server import streaming_rpcs
-from crib.cri_server.config import Config, ConfigError
-from crib.cri_server.crib_servicer import CribServicer
-from crib.cri_server.image_servicer import ImageServicer
+from crib.cri_server.container import ContainerService
+from crib.cri_server.crib_service import CribService
+from crib.cri_server.events import EventService, container_event
+from crib.cri_server.image import ImageService
+from crib.cri_server.metrics import MetricsService
 from crib.cri_server.rpc import generic_handler
-from crib.cri_server.runtime_servicer import RuntimeServicer
+from crib.cri_server.runtime import RuntimeStatusService
+from crib.cri_server.sandbox import SandboxService
+from crib.cri_server.streaming import StreamingService, backend
 from crib.image_service.images import Images
 from crib.log_setup import configure as configure_logging
 from crib.log_setup import get_logger
 from crib.proto.crib.v1 import crib_pb2
+from crib.runtime import cgroup_driver, conmon, runtime_handler
+from crib.runtime.runtime_env import RuntimeEnv
 from crib.sandbox.sandboxes import Sandboxes
 from crib.store.state_store import StateStore
 from crib.streaming.server import StreamingServer
@@ -170,7 +175,15 @@ async def serve(config: Config) -> int:
     try:
         prepare_socket_path(sock)
         store = StateStore(Path(config.root) / "state.db")
-        images = Images(config.image, Path(config.root), store)
+
+        # The graph, bottom up: images, the runtime environment, pods, containers. Images ask
+        # pods and containers what they use (for GC and removal) only once those exist.
+        def images_in_use() -> tuple[set[str], set[str]]:
+            a_images, a_layers = sandboxes.images_in_use()
+            b_images, b_layers = containers.images_in_use()
+            return a_images | b_images, a_layers | b_layers
+
+        images = Images(config.image, Path(config.root), store, in_use=images_in_use)
         driver, warning = cgroup_driver.effective_driver(config.runtime.cgroup_driver)
         if warning:
             log.warning("cgroup_driver.fallback", reason=warning)
@@ -187,22 +200,18 @@ async def serve(config: Config) -> int:
             handlers=handlers,
             default_handler=config.runtime.default_handler,
         )
-        sandboxes = Sandboxes(config, env, images, store)
-        containers = Containers(env, images, sandboxes, store, config.runtime.conmon)
-
-        def images_in_use() -> tuple[set[str], set[str]]:
-            a_images, a_layers = sandboxes.images_in_use()
-            b_images, b_layers = containers.images_in_use()
-            return a_images | b_images, a_layers | b_layers
-
-        images.in_use = images_in_use
+        pod_cidrs = PodCIDRs(store)
+        sandboxes = Sandboxes(config, env, images, store, pod_cidrs)
+        containers = Containers(
+            env, images, sandboxes, store, config.runtime.conmon, make_event=container_event
+        )
         await sandboxes.recover()
         await containers.recover()
-        await sandboxes.remove_incomplete()
+        await sandboxes.remove_incomplete(containers)
         streaming = StreamingServer(
             config.streaming.address,
             config.streaming.port,
-            streaming_rpcs.backend(containers, sandboxes),
+            backend(containers, sandboxes),
             idle_timeout=config.streaming.idle_timeout,
             creation_timeout=config.streaming.creation_timeout,
             tls=_tls_context(config),
@@ -218,14 +227,21 @@ async def serve(config: Config) -> int:
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ]
         )
+        # RuntimeService is served by one object per CRI concept.
+        container_service = ContainerService(containers)
+        runtime_service = [
+            RuntimeStatusService(config, handlers, driver, pod_cidrs),
+            SandboxService(sandboxes, containers, container_service),
+            container_service,
+            EventService(containers),
+            StreamingService(containers, sandboxes, streaming),
+            MetricsService(sandboxes, containers, config.stats.included_pod_metrics),
+        ]
         server.add_generic_rpc_handlers(
             (
-                generic_handler(
-                    "RuntimeService",
-                    RuntimeServicer(config, store, handlers, driver, sandboxes, containers, streaming),
-                ),
-                generic_handler("ImageService", ImageServicer(images)),
-                generic_handler("CribService", CribServicer(images), crib_pb2),
+                generic_handler("RuntimeService", *runtime_service),
+                generic_handler("ImageService", ImageService(images)),
+                generic_handler("CribService", CribService(images), module=crib_pb2),
             )
         )
         # The socket is root-only (0660) from the moment it exists.

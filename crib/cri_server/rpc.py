@@ -202,16 +202,19 @@ def _serializer(response_cls: type[Message]) -> Callable[[Any], bytes]:
 
 
 def generic_handler(
-    service_name: str, servicer: object, module: ModuleType = api_pb2
+    service_name: str, *servicers: object, module: ModuleType = api_pb2
 ) -> grpc.GenericRpcHandler:
-    """A handler for every method of `service_name` in `module` (a generated _pb2):
-    the servicer's coroutine named like the RPC where it has one, UNIMPLEMENTED otherwise."""
+    """A handler for every method of `service_name` in `module` (a generated _pb2): the
+    coroutine named like the RPC on the servicer that has one, UNIMPLEMENTED where none has."""
     service = service_descriptor(service_name, module)
     handlers: dict[str, grpc.RpcMethodHandler] = {}
     for m in service.methods:
         request_cls = getattr(module, m.input_type.name)
         response_cls = getattr(module, m.output_type.name)
-        fn = getattr(servicer, m.name, None)
+        owners = [s for s in servicers if hasattr(s, m.name)]
+        if len(owners) > 1:
+            raise TypeError(f"{service_name}.{m.name} is defined by more than one servicer")
+        fn = getattr(owners[0], m.name) if owners else None
         if m.client_streaming:
             if m.server_streaming or fn is None:
                 raise TypeError(f"{service_name}.{m.name}: only implemented client-streaming RPCs are served")

@@ -9,10 +9,21 @@ wire format of `repeated Item items = 1`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
 from google.protobuf.message import Message
+
+# Items per message of a Stream* RPC: far below the kubelet's 16 MiB cap.
+STREAM_CHUNK = 500
+
+T = TypeVar("T")
+
+
+def chunks(items: list[T], size: int = STREAM_CHUNK) -> Iterator[list[T]]:
+    """The items of a Stream* reply, a message's worth at a time."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def varint(n: int) -> bytes:

@@ -1,14 +1,19 @@
-"""What every cribctl command shares: stubs for the endpoints and crictl-style errors."""
+"""The CRI client as crictl uses it: stubs for the endpoints, the connection checks crictl makes
+first, and calls with the CRI client's deadlines and crictl's error texts.
+"""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
 from crib.cribctl.endpoint import Endpoints, grpc_target
-from crib.proto.cri import api_pb2_grpc
+from crib.cribctl.golike import go_quote
+from crib.proto.cri import api_pb2, api_pb2_grpc
 from crib.proto.crib.v1 import crib_pb2_grpc
 
 
@@ -29,6 +34,7 @@ def rpc_error(exc: grpc.RpcError) -> str:
 
 # crictl's (and the kubelet's) limit: list replies up to 16 MiB.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -53,3 +59,82 @@ def crib_stub(ep: Endpoints) -> crib_pb2_grpc.CribServiceStub:
 
 
 Command = Callable[[argparse.Namespace, Endpoints], None]
+
+
+# --- calls ----------------------------------------------------------------------------------------
+
+DEADLINE_EXCEEDED = "rpc error: code = DeadlineExceeded desc = context deadline exceeded"
+
+
+class CallError(Exception):
+    """The message of a failed call as crictl's client words it, before the command's prefix."""
+
+
+def call_error(exc: grpc.RpcError) -> str:
+    code = exc.code() if hasattr(exc, "code") else None
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED and exc.details() == "Deadline Exceeded":
+        # A deadline that expired in this client: Go's context error text.
+        return DEADLINE_EXCEEDED
+    return rpc_error(exc)
+
+
+def call_rpc(method: Callable[..., Any], request: Message, timeout: float | None) -> Any:
+    """One unary call with the CRI client's deadline; a deadline already over fails as Go's context."""
+    if timeout is not None and timeout <= 0:
+        raise CallError(DEADLINE_EXCEEDED)
+    try:
+        return method(request, timeout=timeout)
+    except grpc.RpcError as exc:
+        raise CallError(call_error(exc)) from None
+
+
+def wait_for_call(future: grpc.Future, what: str) -> Any:
+    """The result of a call without deadline; Ctrl-C cancels it, as crictl's InterruptableRPC."""
+    try:
+        return future.result()
+    except KeyboardInterrupt:
+        future.cancel()
+        raise CommandError(f"{what}: interrupted: context canceled") from None
+
+
+# --- connecting -----------------------------------------------------------------------------------
+
+
+def connect(ep: Endpoints, timeout: float | None = None) -> api_pb2_grpc.RuntimeServiceStub:
+    """crictl's getRuntimeService: the CRI client checks the endpoint with Version within the timeout."""
+    seconds = timeout or ep.timeout
+    stub = runtime_stub(ep)
+    try:
+        if seconds <= 0:
+            # A negative --cancel-timeout: Go's context is over before the call starts.
+            raise CallError(DEADLINE_EXCEEDED)
+        try:
+            stub.Version(api_pb2.VersionRequest(), timeout=seconds)
+        except grpc.RpcError as exc:
+            raise CallError(call_error(exc)) from None
+    except CallError as exc:
+        endpoint = go_quote(ep.runtime)
+        raise CommandError(
+            f"validate service connection: validate CRI v1 runtime API for endpoint {endpoint}: {exc}"
+        ) from None
+    return stub
+
+
+def check_endpoint(stub: api_pb2_grpc.ImageServiceStub, ep: Endpoints) -> None:
+    """crictl's connect: one ImageFsInfo within --timeout, before calls without a deadline."""
+    try:
+        stub.ImageFsInfo(api_pb2.ImageFsInfoRequest(), timeout=ep.timeout)
+    except grpc.RpcError as exc:
+        raise CommandError(
+            f"validate CRI v1 image API for endpoint {go_quote(ep.image)}: {call_error(exc)}"
+        ) from None
+
+
+def connect_image(ep: Endpoints) -> api_pb2_grpc.ImageServiceStub:
+    """crictl's getImageService: the CRI client checks the image endpoint with ImageFsInfo."""
+    stub = image_stub(ep)
+    try:
+        check_endpoint(stub, ep)
+    except CommandError as exc:
+        raise CommandError(f"validate service connection: {exc}") from None
+    return stub

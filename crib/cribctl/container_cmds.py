@@ -1,201 +1,58 @@
-"""cribctl's container commands: `create`, `start`, `stop`, `rm`, `ps`, `inspect`, `logs`, `exec`,
-`stats`, `update`, `events` and `run`.
-
-The flags, aliases, output and error texts are crictl's (cri-tools 1.36), so
-scripts written for crictl work unchanged. crictl logs its errors through
-logrus; cribctl prints the same message after "cribctl: ". Every command first
-checks the runtime endpoint with Version within the timeout, as crictl's CRI
-client does; `ps`, `inspect` and `exec` (and `create`/`run` when they pull)
-also check the image endpoint with ImageFsInfo.
-
-Deadlines are the CRI client's: each call gets the global --timeout, except
-CreateContainer and RunPodSandbox (`--cancel-timeout` replaces the timeout;
-RunPodSandbox gets twice it), StopContainer (timeout + `-t` seconds), ExecSync
-(timeout + `--timeout` seconds, none when that is 0), pulls (none unless
---pull-timeout) and GetContainerEvents (none: it streams until interrupted).
-
-`logs` reads the CRI log file named by ContainerStatus.log_path itself
-(cri_logs.py; Go's time parsing for --since is gotime.py), with the kubelet's
-reader semantics (k8s.io/cri-client/pkg/logs): `TIMESTAMP STREAM P|F TEXT` lines
-(or docker's JSON lines), partial lines joined, --tail counted in file lines,
---since as a Go duration, an RFC 3339 time or a Unix time (docker's rules), -f
-following the file across rotation and ReopenContainerLog until the container
-stops running. Following polls the file every 50 ms where the kubelet's reader
-uses inotify; it reads what is left of a rotated file before going on with the
-new one (the kubelet's reader drops it).
-
-Deliberate differences from crictl 1.36:
-- `exec -s` exits with the command's exit code and still prints its output
-  (crictl prints nothing and exits 1, because its CRI client turns a non-zero
-  exit into an error); the error text crictl prints goes to stderr as usual.
-  Several containers (filters) are run one after another unless -x/--parallel
-  (crictl always runs them at once, interleaving their output).
-- `exec` without -s (the streaming path, stream_cmds.py) also exits with the
-  command's exit code (crictl: 1).
-- `inspect --name/--namespace` filter (crictl reads the misspelt flags "^name$"
-  and "^namespace$", so it never filters by them).
-- the `jsonschema` subcommands are refused with a clear error (`-o go-template`
-  is main.py's, for every command that has it).
-- `create --with-pull` names the mounted image it pulls (crictl names the
-  container's image there).
-- `logs -r` is crictl's --reopen, and `ps -r` its --resolve-image-path.
-Regular expressions (--name, --namespace) are Python's, standing in for Go's RE2.
+"""crictl's container commands (its container.go): start, stop, rm, ps, inspect, update and
+checkpoint, and the container calls and tables that create, run, exec and logs share.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import getpass
 import glob
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.message import Message
 
-from crib.cribctl import endpoint, output, stream_cmds
-from crib.cribctl.client import Command, CommandError, image_stub
-from crib.cribctl.cri_logs import LogError, LogOptions, previous_log_path, read_logs
-from crib.cribctl.endpoint import ClientConfigError, Endpoints
-from crib.cribctl.golike import go_quote, go_sort, go_string_map, human_size
-from crib.cribctl.gotime import go_duration_string, is_digest, parse_since
-from crib.cribctl.image_cmds import (
-    TRUNCATED_ID_LEN,
-    CallError,
-    SliceAppend,
-    call_error,
-    get_auth,
-    image_status,
-    parse_labels,
-    pull_timeout,
-    show_help,
-    table,
-    warn,
-)
-
-# pod_cmds' config reader is generic underneath (any CRI message), but only its
-# PodSandboxConfig entry point is public; these four are that reader's steps.
-from crib.cribctl.pod_cmds import (
-    ConfigError,
-    GoFlag,
-    _check_marshalable,
-    _decode_message,
-    _first_document,
-    _to_jsonable,
-    connect,
-    duration_flag,
+from crib.cribctl import output
+from crib.cribctl.client import CallError, Command, CommandError, call_error, call_rpc, connect, connect_image
+from crib.cribctl.endpoint import Endpoints
+from crib.cribctl.golike import (
     go_parse_int,
     go_path_error,
-    go_rfc3339_nano,
-    go_yaml_v2,
+    go_quote,
+    go_string_map,
     human_duration,
+    proto_text,
+)
+from crib.cribctl.gotime import go_rfc3339_nano, is_digest, since
+from crib.cribctl.image_cmds import image_status
+from crib.cribctl.output import go_yaml_v2, protojson_text, render_go_statuses
+from crib.cribctl.util import (
+    GoFlag,
+    SliceAppend,
+    add_command,
+    enum_name,
     int_flag,
-    load_pod_config,
     matches_regex,
     newest_first,
-    proto_text,
-    protojson_text,
-    render_go_statuses,
+    parse_labels,
     say,
-    since,
+    show_help,
     sorted_pairs,
+    table,
+    truncated_id,
+    warn,
 )
 from crib.proto.cri import api_pb2, api_pb2_grpc
 
 PS_COLUMNS = ["CONTAINER", "IMAGE", "CREATED", "STATE", "NAME", "ATTEMPT", "POD ID", "POD", "NAMESPACE"]
-STATS_COLUMNS = ["CONTAINER", "NAME", "CPU %", "MEM", "DISK", "INODES", "SWAP"]
 POD_NAME_LABEL = "io.kubernetes.pod.name"
 POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
-# display.ClearScreen: crictl clears the terminal before each stats table.
-CLEAR_SCREEN = "\033[2J\033[H"
-_DEADLINE_EXCEEDED = "rpc error: code = DeadlineExceeded desc = context deadline exceeded"
 
 
-# --- container configs: pod_cmds' reader (sigs.k8s.io/yaml semantics) on another message ------------
-
-
-def _upstream_message_class(name: str) -> type[Message]:
-    """`name` from crib's api.proto with KeyValue.value as cri-api's `string`.
-
-    crib's proto declares KeyValue.value as bytes; crictl's struct has a
-    string there, so `value: 1` must read as "1", not as base64. The wire
-    format of the two is the same, so a message decoded against this copy
-    parses into crib's own class unchanged.
-    """
-    fdp = descriptor_pb2.FileDescriptorProto()
-    api_pb2.DESCRIPTOR.CopyToProto(fdp)
-    for msg in fdp.message_type:
-        if msg.name == "KeyValue":
-            for field in msg.field:
-                if field.name == "value":
-                    field.type = descriptor_pb2.FieldDescriptorProto.TYPE_STRING
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{fdp.package}.{name}"))
-
-
-_UPSTREAM_CONTAINER_CONFIG = _upstream_message_class("ContainerConfig")
-
-
-def parse_container_config(data: bytes | str) -> api_pb2.ContainerConfig:
-    """A ContainerConfig from YAML or JSON text as sigs.k8s.io/yaml.Unmarshal fills crictl's struct."""
-    raw = _first_document(data)
-    obj = _to_jsonable(raw, ("msg", _UPSTREAM_CONTAINER_CONFIG.DESCRIPTOR))
-    _check_marshalable(obj)
-    upstream = _UPSTREAM_CONTAINER_CONFIG()
-    if obj is not None:  # JSON null into a struct changes nothing
-        _decode_message(upstream, obj)
-    return api_pb2.ContainerConfig.FromString(upstream.SerializeToString())
-
-
-def load_container_config(path: str) -> api_pb2.ContainerConfig:
-    """crictl's loadContainerConfig; ConfigError with its text."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"config at {path} not found") from None
-    except IsADirectoryError as exc:
-        raise ConfigError(go_path_error("read", path, exc)) from None
-    except OSError as exc:
-        raise ConfigError(go_path_error("open", path, exc)) from None
-    config = parse_container_config(data)
-    if not config.HasField("metadata"):
-        raise ConfigError("metadata is not set")
-    if not config.metadata.name:
-        raise ConfigError(f"name is not in metadata {go_quote(proto_text(config.metadata))}")
-    if not config.HasField("image"):
-        raise ConfigError("image is not set")
-    if not config.image.image:
-        raise ConfigError(f"image field is not set in image {go_quote(proto_text(config.image))}")
-    return config
-
-
-def pull_settings(config_path: str | None) -> tuple[bool, bool]:
-    """(pull-image-on-create, disable-pull-on-run) from crictl.yaml, by endpoint.resolve's rules:
-    a file named explicitly must load (resolve has checked that), a broken default one counts as none."""
-    explicit = config_path is not None
-    path = Path(config_path) if explicit else endpoint.DEFAULT_CONFIG_PATH
-    if not explicit and not path.exists():
-        return False, False
-    try:
-        config = endpoint.read_client_config(path)
-    except ClientConfigError:
-        if explicit:
-            raise
-        return False, False
-    return config.pull_image_on_create, config.disable_pull_on_run
-
-
-# --- listing and showing containers ------------------------------------------------------------------
+# --- listing and showing containers ---------------------------------------------------------------
 
 _STATE_NAMES = {
     api_pb2.CONTAINER_CREATED: "Created",
@@ -203,6 +60,7 @@ _STATE_NAMES = {
     api_pb2.CONTAINER_EXITED: "Exited",
     api_pb2.CONTAINER_UNKNOWN: "Unknown",
 }
+
 _STATE_FILTERS = {
     "created": api_pb2.CONTAINER_CREATED,
     "running": api_pb2.CONTAINER_RUNNING,
@@ -211,16 +69,11 @@ _STATE_FILTERS = {
 }
 
 
-def _enum_name(enum: Any, value: int) -> str:
-    known = enum.DESCRIPTOR.values_by_number.get(value)
-    return known.name if known else str(value)
-
-
 def container_state(state: int) -> str:
     """convertContainerState; an unknown value is fatal in crictl."""
     if state in _STATE_NAMES:
         return _STATE_NAMES[state]
-    raise CommandError(f"Unknown container state {go_quote(_enum_name(api_pb2.ContainerState, state))}")
+    raise CommandError(f"Unknown container state {go_quote(enum_name(api_pb2.ContainerState, state))}")
 
 
 def container_filter(
@@ -273,10 +126,6 @@ def select_containers(
         and matches_regex(namespace, pod_namespace(c))
     ]
     return newest_first(kept, latest, last)
-
-
-def truncated_id(value: str, prefix: str = "") -> str:
-    return value.removeprefix(prefix)[:TRUNCATED_ID_LEN]
 
 
 def table_image(image: str, no_trunc: bool) -> str:
@@ -340,7 +189,7 @@ def container_status_table(r: api_pb2.ContainerStatusResponse, verbose: bool, no
     if st.HasField("metadata"):
         lines += [f"Name: {st.metadata.name}"] if st.metadata.name else []
         lines += [f"Attempt: {st.metadata.attempt}"] if st.metadata.attempt else []
-    lines.append(f"State: {_enum_name(api_pb2.ContainerState, st.state)}")
+    lines.append(f"State: {enum_name(api_pb2.ContainerState, st.state)}")
     lines.append(f"Created: {created_ago(st.created_at, now_ns)}")
     if st.state != api_pb2.CONTAINER_CREATED:
         lines.append(f"Started: {created_ago(st.started_at, now_ns)}")
@@ -390,71 +239,7 @@ def verify_container_status(st: api_pb2.ContainerStatus) -> str | None:
     return None
 
 
-# --- stats ---------------------------------------------------------------------------------------------
-
-
-def cpu_percent(old: api_pb2.ContainerStats, new: api_pb2.ContainerStats) -> float:
-    """CPU % between two samples: core-nanoseconds used per nanosecond passed, as crictl."""
-    usage = new.cpu.usage_core_nano_seconds.value
-    if usage == 0:
-        return 0.0  # only a running container gets a percentage
-    duration = new.cpu.timestamp - old.cpu.timestamp
-    if duration == 0:
-        raise CommandError("cpu stat is not updated during sample")
-    # Unsigned in Go: a counter that went back (a restart) wraps around, as there.
-    used = (usage - old.cpu.usage_core_nano_seconds.value) % (1 << 64)
-    return float(used) / float(duration) * 100
-
-
-def stats_table(old: list[api_pb2.ContainerStats], new: list[api_pb2.ContainerStats], show_all: bool) -> str:
-    """crictl's stats table from two samples: a container not in the first is left out, and
-    without --all so is one with no CPU and memory use (not running)."""
-    before = {s.attributes.id: s for s in old}
-    rows = [STATS_COLUMNS]
-    for s in new:
-        usage, memory = s.cpu.usage_core_nano_seconds.value, s.memory.working_set_bytes.value
-        if not show_all and usage == 0 and memory == 0:
-            continue
-        if s.attributes.id not in before:
-            continue
-        rows.append(
-            [
-                truncated_id(s.attributes.id),
-                s.attributes.metadata.name,
-                f"{cpu_percent(before[s.attributes.id], s):.2f}",
-                human_size(float(memory)),
-                human_size(float(s.writable_layer.used_bytes.value)),
-                str(s.writable_layer.inodes_used.value),
-                human_size(float(s.swap.swap_usage_bytes.value)),
-            ]
-        )
-    return table(rows)
-
-
-# --- calls ---------------------------------------------------------------------------------------------
-
-
-def connect_image(ep: Endpoints) -> api_pb2_grpc.ImageServiceStub:
-    """crictl's getImageService: the CRI client checks the image endpoint with ImageFsInfo."""
-    stub = image_stub(ep)
-    try:
-        stub.ImageFsInfo(api_pb2.ImageFsInfoRequest(), timeout=ep.timeout)
-    except grpc.RpcError as exc:
-        raise CommandError(
-            f"validate service connection: validate CRI v1 image API for endpoint {go_quote(ep.image)}: "
-            f"{call_error(exc)}"
-        ) from None
-    return stub
-
-
-def call_rpc(method: Callable[..., Any], request: Message, timeout: float | None) -> Any:
-    """One unary call with the CRI client's deadline; a deadline already over fails as Go's context."""
-    if timeout is not None and timeout <= 0:
-        raise CallError(_DEADLINE_EXCEEDED)
-    try:
-        return method(request, timeout=timeout)
-    except grpc.RpcError as exc:
-        raise CallError(call_error(exc)) from None
+# --- calls ----------------------------------------------------------------------------------------
 
 
 def list_containers(
@@ -577,227 +362,7 @@ def remove_container(stub: api_pb2_grpc.RuntimeServiceStub, ep: Endpoints, conta
     say(container_id)
 
 
-def _pull(
-    images: api_pb2_grpc.ImageServiceStub,
-    image: str,
-    auth: api_pb2.AuthConfig | None,
-    sandbox: api_pb2.PodSandboxConfig | None,
-    annotations: Any,
-    timeout: float,
-) -> None:
-    """crictl's PullImageWithSandbox: no deadline unless --pull-timeout."""
-    if timeout < 0:
-        raise CallError("timeout should be bigger than 0")
-    request = api_pb2.PullImageRequest(
-        image=api_pb2.ImageSpec(image=image, annotations=annotations), auth=auth, sandbox_config=sandbox
-    )
-    future = images.PullImage.future(request, timeout=timeout or None)
-    try:
-        r = future.result()
-    except KeyboardInterrupt:
-        future.cancel()
-        raise CallError("interrupted: context canceled") from None
-    except grpc.RpcError as exc:
-        # The CRI client drops the code of an Unknown error and keeps its message.
-        if exc.code() == grpc.StatusCode.UNKNOWN:
-            raise CallError(exc.details() or "") from None
-        raise CallError(call_error(exc)) from None
-    if not r.image_ref:
-        raise CallError(f"imageRef of image {go_quote(image)} is not set")
-
-
-@dataclass
-class PullOptions:
-    with_pull: bool
-    creds: str
-    auth: str
-    username: str
-    timeout: float
-
-
-def create_container(
-    stub: api_pb2_grpc.RuntimeServiceStub,
-    images: api_pb2_grpc.ImageServiceStub | None,
-    pod_id: str,
-    config_path: str,
-    pod_config_path: str,
-    pull: PullOptions,
-    timeout: float,
-) -> str:
-    """crictl's CreateContainer: configs, the optional pulls, then the call; CallError on failure."""
-    try:
-        config = load_container_config(config_path)
-        pod_config = None
-        if pod_config_path:
-            pod_config, warnings = load_pod_config(pod_config_path)
-            for warning in warnings:
-                warn(warning)
-    except ConfigError as exc:
-        raise CallError(str(exc)) from None
-    image = config.image.image
-    if not config.image.user_specified_image:
-        config.image.user_specified_image = image
-    if pull.with_pull:
-        assert images is not None
-        try:
-            auth = get_auth(pull.creds, pull.auth, pull.username, lambda: getpass.getpass("Enter Password:"))
-        except CommandError as exc:
-            raise CallError(str(exc)) from None
-        warn(f"Pulling container image: {image}")
-        wanted = [image]
-        for mount in config.mounts:
-            if mount.HasField("image") and mount.image.image:
-                target = mount.container_path
-                warn(f"Pulling image {mount.image.image} to be mounted to container path: {target}")
-                wanted.append(mount.image.image)
-        for name in wanted:
-            _pull(images, name, auth, pod_config, config.image.annotations, pull.timeout)
-    request = api_pb2.CreateContainerRequest(pod_sandbox_id=pod_id, config=config, sandbox_config=pod_config)
-    r = call_rpc(stub.CreateContainer, request, timeout)
-    if not r.container_id:
-        raise CallError(f"ContainerId is not set for container {go_quote(proto_text(config.metadata))}")
-    return r.container_id
-
-
-# --- flags and helpers -----------------------------------------------------------------------------
-
-
-def _go_int_text(text: str | None) -> int:
-    """urfave/cli's Int64 of a string flag (--oom-score-adj): ParseInt base 0, 0 when it fails."""
-    if not text:
-        return 0
-    try:
-        return go_parse_int(text)
-    except ValueError:
-        return 0
-
-
-@contextlib.contextmanager
-def interruptible() -> Iterator[None]:
-    """SIGTERM interrupts like Ctrl-C while a command streams (crictl's shutdown signals)."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: nothing to install
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-WATCH_INTERVAL_S = 0.5
-
-
-def watch(display: Callable[[], None], interval: float = WATCH_INTERVAL_S) -> None:
-    """crictl's `--watch` ticker: a display every interval (the first after one), or right
-    after the previous one when that took longer; Ctrl-C or SIGTERM ends it, successfully."""
-    try:
-        with interruptible():
-            next_tick = time.monotonic() + interval
-            while True:
-                time.sleep(max(0.0, next_tick - time.monotonic()))
-                display()
-                next_tick = max(next_tick + interval, time.monotonic())
-    except KeyboardInterrupt:
-        return
-
-
-def _pull_options(args: argparse.Namespace, with_pull: bool, timeout: float) -> PullOptions:
-    return PullOptions(
-        with_pull=with_pull,
-        creds=args.creds or "",
-        auth=args.auth or "",
-        username=args.username or "",
-        timeout=timeout,
-    )
-
-
-def _config_path(args: argparse.Namespace) -> str | None:
-    # As main.main hands it to endpoint.resolve.
-    return getattr(args, "config", None) or os.environ.get("CRI_CONFIG_FILE") or None
-
-
-# --- commands --------------------------------------------------------------------------------------------
-
-
-def _refuse_jsonschema(args: argparse.Namespace, positionals: list[str]) -> None:
-    if len(positionals) == 1 and positionals[0] in ("jsonschema", "js") and not Path(positionals[0]).exists():
-        raise CommandError(
-            f"{args.subcommand} {positionals[0]}: cribctl does not print the config JSON schemas"
-        )
-
-
-def cmd_create(args: argparse.Namespace, ep: Endpoints) -> None:
-    cancel_timeout = duration_flag(args.cancel_timeout)
-    pull_wait = pull_timeout(args.pull_timeout, os.environ.get("CRICTL_PULL_TIMEOUT"))
-    _refuse_jsonschema(args, args.configs)
-    if len(args.configs) != 3:
-        show_help(args)
-        return
-    if args.no_pull and args.with_pull:
-        raise CommandError("conflict: no-pull and with-pull are both set")
-    pull_on_create, _ = pull_settings(_config_path(args))
-    with_pull = (not args.no_pull and pull_on_create) or args.with_pull
-    pull = _pull_options(args, with_pull, pull_wait)
-    images = connect_image(ep) if with_pull else None
-    timeout = cancel_timeout or ep.timeout
-    stub = connect(ep, timeout)
-    pod_id, config_path, pod_config_path = args.configs
-    try:
-        container_id = create_container(stub, images, pod_id, config_path, pod_config_path, pull, timeout)
-    except CallError as exc:
-        raise CommandError(f"creating container: {exc}") from None
-    print(container_id)
-
-
-def cmd_run(args: argparse.Namespace, ep: Endpoints) -> None:
-    cancel_timeout = duration_flag(args.cancel_timeout)
-    pull_wait = pull_timeout(args.pull_timeout, os.environ.get("CRICTL_PULL_TIMEOUT"))
-    _refuse_jsonschema(args, args.configs)
-    if len(args.configs) != 2:
-        show_help(args)
-        return
-    if args.no_pull and args.with_pull:
-        raise CommandError("conflict: no-pull and with-pull are both set")
-    _, disable_pull_on_run = pull_settings(_config_path(args))
-    with_pull = (not disable_pull_on_run and not args.no_pull) or args.with_pull
-    pull = _pull_options(args, with_pull, pull_wait)
-    images = connect_image(ep) if with_pull else None
-    timeout = cancel_timeout or ep.timeout
-    stub = connect(ep, timeout)
-    config_path, pod_config_path = args.configs
-    try:
-        pod_config, warnings = load_pod_config(pod_config_path)
-    except ConfigError as exc:
-        raise CommandError(f"running container: load podSandboxConfig: {exc}") from None
-    for warning in warnings:
-        warn(warning)
-    request = api_pb2.RunPodSandboxRequest(config=pod_config, runtime_handler=args.runtime or "")
-    try:
-        # The CRI client doubles the timeout for sandbox operations.
-        pod_id = call_rpc(stub.RunPodSandbox, request, 2 * timeout).pod_sandbox_id
-    except CallError as exc:
-        raise CommandError(f"running container: run pod sandbox: {exc}") from None
-    if not pod_id:
-        raise CommandError(
-            "running container: run pod sandbox: PodSandboxId is not set for sandbox "
-            f"{go_quote(proto_text(pod_config.metadata))}"
-        )
-    try:
-        container_id = create_container(stub, images, pod_id, config_path, pod_config_path, pull, timeout)
-    except CallError as exc:
-        raise CommandError(f"running container: creating container failed: {exc}") from None
-    try:
-        start_container(stub, ep, container_id)
-    except CallError as exc:
-        raise CommandError(
-            f"running container: starting the container {go_quote(container_id)}: {exc}"
-        ) from None
+# --- commands -------------------------------------------------------------------------------------
 
 
 def cmd_start(args: argparse.Namespace, ep: Endpoints) -> None:
@@ -981,265 +546,14 @@ def cmd_inspect(args: argparse.Namespace, ep: Endpoints) -> None:
     )
 
 
-def _local_offset(now_ns: int) -> int:
-    # FixedZone(time.Now().Zone()): the local offset now, also for dates in another season.
-    return time.localtime(now_ns // 10**9).tm_gmtoff or 0
-
-
-def cmd_logs(args: argparse.Namespace, ep: Endpoints) -> None:
-    tail = int_flag(args.tail) if args.tail is not None else -1
-    limit_bytes = int_flag(args.limit_bytes) if args.limit_bytes is not None else -1
-    if not args.ids or not args.ids[0]:
-        raise CommandError("ID cannot be empty")
-    if len(args.ids) > 1:
-        show_help(args)
-        return
-    container_id = args.ids[0]
-    stub = connect(ep)
-    if args.reopen:
-        try:
-            call_rpc(
-                stub.ReopenContainerLog,
-                api_pb2.ReopenContainerLogRequest(container_id=container_id),
-                ep.timeout,
-            )
-        except CallError as exc:
-            raise CommandError(f"reopen container logs: {exc}") from None
-        warn("Container logs reopened")
-    now = time.time_ns()
+def _go_int_text(text: str | None) -> int:
+    """urfave/cli's Int64 of a string flag (--oom-score-adj): ParseInt base 0, 0 when it fails."""
+    if not text:
+        return 0
     try:
-        since_ns = parse_since(args.since or "", now, _local_offset(now))
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
-    stream = args.stream or ""
-    if stream not in ("stdout", "stderr", ""):
-        raise CommandError(f'invalid stream {go_quote(stream)}, must be "stdout" or "stderr"')
-    if args.tail is not None and args.stream is not None:
-        raise CommandError("--tail and --stream are mutually exclusive")
-    try:
-        r = container_status(stub, ep, container_id, False)
-    except CallError as exc:
-        raise CommandError(str(exc)) from None
-    log_path = r.status.log_path
-    if not log_path:
-        raise CommandError("the container has not set log path")
-    if args.previous:
-        attempt = r.status.metadata.attempt
-        if attempt == 0:
-            raise CommandError(f"previous terminated container {r.status.metadata.name} not found")
-        log_path = previous_log_path(log_path, attempt)
-    opts = LogOptions(
-        tail=tail, limit_bytes=limit_bytes, since_ns=since_ns, follow=args.follow, timestamps=args.timestamps
-    )
-    out = None if stream == "stderr" else sys.stdout.buffer
-    err = None if stream == "stdout" else sys.stderr.buffer
-
-    def is_running() -> bool:
-        try:
-            st = container_status(stub, ep, r.status.id, False)
-        except CallError as exc:
-            if str(exc).startswith("rpc error: code = Unavailable "):
-                return True  # the runtime restarting: keep following
-            raise LogError(str(exc)) from None
-        return st.status.state == api_pb2.CONTAINER_RUNNING
-
-    sys.stdout.flush()
-    try:
-        with interruptible():
-            read_logs(log_path, opts, out, err, is_running, warn=warn)
-    except LogError as exc:
-        raise CommandError(str(exc)) from None
-    except KeyboardInterrupt:
-        return  # crictl ends a followed log quietly on Ctrl-C
-    except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, as Go does on SIGPIPE.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-def _exec_sync(
-    stub: api_pb2_grpc.RuntimeServiceStub, ep: Endpoints, container_id: str, cmd: list[str], timeout: int
-) -> tuple[bytes, bytes, int]:
-    """ExecSync: (stdout, stderr, exit code); CallError when the call fails."""
-    request = api_pb2.ExecSyncRequest(container_id=container_id, cmd=cmd, timeout=timeout)
-    # The CRI client: no deadline for timeout 0, else the command's timeout on top of its own.
-    deadline = ep.timeout + timeout if timeout else None
-    try:
-        r = call_rpc(stub.ExecSync, request, deadline)
-    except CallError as exc:
-        if str(exc).startswith("rpc error: code = DeadlineExceeded "):
-            raise CallError(
-                f"command timed out: {go_quote(' '.join(cmd))} timed out after {go_duration_string(timeout)}"
-            ) from None
-        raise
-    return r.stdout, r.stderr, r.exit_code
-
-
-@dataclass
-class ExecResult:
-    container_id: str
-    output: bytes
-    error: str | None
-    exit_code: int
-
-
-def _exec_one(
-    stub: api_pb2_grpc.RuntimeServiceStub,
-    ep: Endpoints,
-    container_id: str,
-    cmd: list[str],
-    timeout: int,
-    show_id: bool,
-) -> ExecResult:
-    head = f"{container_id}:\n".encode() if show_id else b""
-    try:
-        out, err, code = _exec_sync(stub, ep, container_id, cmd, timeout)
-    except CallError as exc:
-        return ExecResult(
-            container_id, head, f"execing command in container {container_id} synchronously: {exc}", 1
-        )
-    # crictl's fmt.Println of each: the command's stderr goes to stdout too.
-    text = head + out + b"\n" + err + b"\n"
-    if code == 0:
-        return ExecResult(container_id, text, None, 0)
-    failure = f"command '{' '.join(cmd)}' exited with {code}: {err.decode(errors='replace')}"
-    return ExecResult(
-        container_id, text, f"execing command in container {container_id} synchronously: {failure}", code
-    )
-
-
-def cmd_exec(args: argparse.Namespace, ep: Endpoints) -> None:
-    timeout = int_flag(args.exec_timeout)
-    last = int_flag(args.last)
-    argv = list(args.argv)
-    if not argv:
-        show_help(args)
-        return
-    stub = connect(ep)
-    images = connect_image(ep)
-    ids, cmd, show_id = [argv[0]], argv[1:], False
-    if args.ignore_errors and not args.quiet:
-        warn("The `--ignore-errors` option has been set all errors returned by the command will be ignored.")
-    filtered = any(
-        value is not None and value is not False
-        for value in (args.name, args.pod, args.image, args.state, args.label, args.latest or None, args.last)
-    )
-    if filtered:
-        cmd, show_id = argv, not args.quiet and not args.parallel
-        labels = parse_labels(args.label or [])
-        try:
-            found = find_containers(
-                stub,
-                images,
-                ep,
-                pod_id=args.pod or "",
-                state=args.state or "",
-                labels=labels,
-                latest=args.latest,
-                last=last,
-                name=args.name or "",
-                image=args.image or "",
-            )
-        except CallError as exc:
-            raise CommandError(f"listing containers: {exc}") from None
-        ids = [c.id for c in found]
-        if not ids:
-            warn("No containers found per filter flags")
-            show_help(args)
-            return
-    elif len(argv) < 2:
-        show_help(args)
-        return
-    if not args.sync:
-        for container_id in ids:
-            try:
-                stream_cmds.exec_stream(stub, ep, args, cmd, container_id)
-            except (CommandError, SystemExit):
-                if not args.ignore_errors:
-                    raise
-        return
-    results: list[ExecResult] = []
-    if args.parallel and len(ids) > 1:
-        with ThreadPoolExecutor(max_workers=min(len(ids), RM_WORKERS)) as pool:
-            futures = [pool.submit(_exec_one, stub, ep, i, cmd, timeout, show_id) for i in ids]
-            for future in as_completed(futures):
-                results.append(result := future.result())
-                sys.stdout.buffer.write(result.output)
-                sys.stdout.buffer.flush()
-    else:
-        for container_id in ids:
-            results.append(result := _exec_one(stub, ep, container_id, cmd, timeout, show_id))
-            sys.stdout.buffer.write(result.output)
-            sys.stdout.buffer.flush()
-    failed = [r for r in results if r.error is not None]
-    if not failed or args.ignore_errors:
-        return
-    print(f"cribctl: {chr(10).join(r.error for r in failed if r.error)}", file=sys.stderr)
-    # The command's exit code when one container ran it (1 where a process cannot exit with it);
-    # with several containers 1, as crictl for any failure.
-    code = failed[0].exit_code
-    raise SystemExit(code if len(ids) == 1 and 0 < code < 256 else 1)
-
-
-def _stats_once(
-    stub: api_pb2_grpc.RuntimeServiceStub, ep: Endpoints, request: api_pb2.ListContainerStatsRequest
-) -> list[api_pb2.ContainerStats]:
-    stats = list(call_rpc(stub.ListContainerStats, request, ep.timeout).stats)
-    go_sort(stats, lambda a, b: a.attributes.id < b.attributes.id)
-    return stats
-
-
-def cmd_stats(args: argparse.Namespace, ep: Endpoints) -> None:
-    seconds = int_flag(args.seconds) if args.seconds is not None else 1
-    if len(args.ids) > 1:
-        show_help(args)
-        return
-    stub = connect(ep)
-    labels = parse_labels(args.label or [])
-    container_id = args.id or (args.ids[0] if args.ids else "")
-    request = api_pb2.ListContainerStatsRequest(
-        filter=api_pb2.ContainerStatsFilter(id=container_id, pod_sandbox_id=args.pod, label_selector=labels)
-    )
-    show_stats(
-        lambda: _stats_once(stub, ep, request),
-        lambda stats: api_pb2.ListContainerStatsResponse(stats=stats),
-        lambda first, second: stats_table(first, second, args.all),
-        args,
-        seconds,
-        "get container stats",
-    )
-
-
-def show_stats(
-    fetch: Callable[[], list[Any]],
-    response_of: Callable[[list[Any]], Message],
-    table_of: Callable[[list[Any], list[Any]], str],
-    args: argparse.Namespace,
-    seconds: int,
-    what: str,
-) -> None:
-    """stats and statsp: the reply as JSON/YAML, or a table of rates from two samples
-    `seconds` apart; once, or again and again with --watch."""
-    fmt = args.output or ""
-
-    def display() -> None:
-        first = fetch()
-        if fmt in ("json", "yaml"):
-            response = response_of(first)
-            text = protojson_text(response) if fmt == "json" else go_yaml_v2(output.proto_json(response))
-            print(text, flush=True)
-            return
-        if seconds > 0:
-            time.sleep(seconds)
-        sys.stdout.write(CLEAR_SCREEN + table_of(first, fetch()))
-        sys.stdout.flush()
-
-    try:
-        if args.watch:
-            watch(display)
-        else:
-            display()
-    except CallError as exc:
-        raise CommandError(f"{what}: {exc}") from None
+        return go_parse_int(text)
+    except ValueError:
+        return 0
 
 
 def cmd_update(args: argparse.Namespace, ep: Endpoints) -> None:
@@ -1270,67 +584,33 @@ def cmd_update(args: argparse.Namespace, ep: Endpoints) -> None:
         print(container_id)
 
 
-def render_event(event: api_pb2.ContainerEventResponse, fmt: str) -> str:
-    """One event as crictl prints it (fmt.Println of protojson, or of its YAML)."""
-    if fmt == "yaml":
-        return go_yaml_v2(output.proto_json(event)) + "\n"
-    return protojson_text(event) + "\n"
-
-
-def cmd_events(args: argparse.Namespace, ep: Endpoints) -> None:
-    if args.extra:
-        show_help(args)
-        return
-    fmt = args.output
-    if fmt in ("json", "yaml"):
-        if args.template:
-            raise CommandError(f"template can't be used with {go_quote(fmt)} format")
-    else:
-        raise CommandError(f"don't support {go_quote(fmt)} format")
+def cmd_checkpoint(args: argparse.Namespace, ep: Endpoints) -> None:
+    if not args.ids:
+        raise CommandError("ID cannot be empty")
+    if not args.export:
+        raise CommandError(
+            "cannot checkpoint a container without specifying the checkpoint destination. "
+            "Use --export=/path/to/checkpoint.tar"
+        )
     stub = connect(ep)
-    # No deadline: the stream lasts until the runtime ends it or the user interrupts.
-    stream = stub.GetContainerEvents(api_pb2.GetEventsRequest())
-    try:
-        with interruptible():
-            for event in stream:
-                sys.stdout.write(render_event(event, fmt))
-                sys.stdout.flush()
-    except KeyboardInterrupt:
-        stream.cancel()
-        raise CommandError("getting container events: interrupted: context canceled") from None
-    except grpc.RpcError as exc:
-        raise CommandError(f"getting container events: {call_error(exc)}") from None
+    for container_id in args.ids:
+        try:
+            if not container_id:
+                raise CallError("ID cannot be empty")
+            request = api_pb2.CheckpointContainerRequest(container_id=container_id, location=args.export)
+            try:
+                # No deadline of its own: a checkpoint may take long, crictl waits for it too.
+                stub.CheckpointContainer(request)
+            except grpc.RpcError as exc:
+                raise CallError(call_error(exc)) from None
+        except CallError as exc:
+            raise CommandError(
+                f"checkpointing the container {go_quote(container_id)} failed: {exc}"
+            ) from None
+        print(container_id)
 
 
-# --- registration ----------------------------------------------------------------------------------------
-
-
-def _add(sub: Any, name: str, help_text: str, aliases: tuple[str, ...] = ()) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, aliases=list(aliases), help=help_text, description=help_text)
-    p.set_defaults(subparser=p, subcommand=name)
-    return p
-
-
-def _pull_flags(p: argparse.ArgumentParser, run: bool) -> None:
-    config_key = "disable-pull-on-run" if run else "pull-image-on-create"
-    p.add_argument("--no-pull", action="store_true", help=f"do not pull the image (overrides {config_key})")
-    p.add_argument("--with-pull", action="store_true", help=f"pull the image (overrides {config_key})")
-    p.add_argument("--creds", metavar="USERNAME[:PASSWORD]", help="registry credentials")
-    p.add_argument("--auth", metavar="AUTH_STRING", help="base64 of 'USERNAME[:PASSWORD]' for the registry")
-    p.add_argument("--username", metavar="USERNAME", help="registry user; the password is prompted for")
-    p.add_argument(
-        "--cancel-timeout",
-        "-T",
-        action=GoFlag,
-        metavar="DURATION",
-        help="how long to wait for the create request before cancelling it, e.g. 2m (default: --timeout)",
-    )
-    p.add_argument(
-        "--pull-timeout",
-        "--pt",
-        metavar="DURATION",
-        help="maximum time for pulling the image; 0s (default) disables it (env CRICTL_PULL_TIMEOUT)",
-    )
+# --- registration ---------------------------------------------------------------------------------
 
 
 def _filter_flags(p: argparse.ArgumentParser, state_short: bool = True) -> None:
@@ -1355,20 +635,11 @@ def _filter_flags(p: argparse.ArgumentParser, state_short: bool = True) -> None:
 
 
 def register(sub: Any) -> dict[str, Command]:
-    """Add the container subcommands to cribctl's subparsers; returns {name or alias: command}."""
-    p = _add(sub, "create", "create a new container")
-    p.add_argument("configs", nargs="*", metavar="POD container-config.[json|yaml] pod-config.[json|yaml]")
-    _pull_flags(p, run=False)
-
-    p = _add(sub, "run", "run a new container inside a sandbox")
-    p.add_argument("configs", nargs="*", metavar="container-config.[json|yaml] pod-config.[json|yaml]")
-    _pull_flags(p, run=True)
-    p.add_argument("--runtime", "-r", default="", help="runtime handler to use, as the runtime defines them")
-
-    p = _add(sub, "start", "start one or more created containers")
+    """Adds the container subcommands; returns {name or alias: command}."""
+    p = add_command(sub, "start", "start one or more created containers")
     p.add_argument("ids", nargs="*", metavar="CONTAINER-ID")
 
-    p = _add(sub, "stop", "stop one or more running containers")
+    p = add_command(sub, "stop", "stop one or more running containers")
     p.add_argument("ids", nargs="*", metavar="CONTAINER-ID")
     p.add_argument(
         "--timeout",
@@ -1380,7 +651,7 @@ def register(sub: Any) -> dict[str, Command]:
     )
     p.add_argument("--all", "-a", action="store_true", help="stop all running containers")
 
-    p = _add(sub, "rm", "remove one or more containers")
+    p = add_command(sub, "rm", "remove one or more containers")
     p.add_argument("ids", nargs="*", metavar="CONTAINER-ID")
     p.add_argument("--force", "-f", action="store_true", help="force removal, disregarding if running")
     p.add_argument(
@@ -1388,7 +659,7 @@ def register(sub: Any) -> dict[str, Command]:
     )
     p.add_argument("--all", "-a", action="store_true", help="remove all containers")
 
-    p = _add(sub, "ps", "list containers")
+    p = add_command(sub, "ps", "list containers")
     p.add_argument("extra", nargs="*", help=argparse.SUPPRESS)  # crictl shows its help for arguments
     p.add_argument("--id", default="", help="filter by container id")
     _filter_flags(p)
@@ -1400,74 +671,14 @@ def register(sub: Any) -> dict[str, Command]:
         "--resolve-image-path", "-r", action="store_true", help="show image path instead of image id"
     )
 
-    p = _add(sub, "inspect", "display the status of one or more containers")
+    p = add_command(sub, "inspect", "display the status of one or more containers")
     p.add_argument("ids", nargs="*", metavar="CONTAINER-ID")
     p.add_argument("--output", "-o", default="", help="output format, one of: json|yaml|table (default json)")
     p.add_argument("--quiet", "-q", action="store_true", help="do not show verbose information")
     p.add_argument("--template", default="", help=argparse.SUPPRESS)  # main.py shows it
     _filter_flags(p)
 
-    p = _add(sub, "logs", "fetch the logs of a container")
-    p.add_argument("ids", nargs="*", metavar="CONTAINER-ID")
-    p.add_argument("--follow", "-f", action="store_true", help="follow log output")
-    p.add_argument(
-        "--previous",
-        "-p",
-        action="store_true",
-        help="print the logs of the previous instance of the container",
-    )
-    p.add_argument("--reopen", "-r", action="store_true", help="reopen the container logs first")
-    p.add_argument("--tail", action=GoFlag, metavar="N", help="number of lines from the end (default: all)")
-    p.add_argument(
-        "--limit-bytes", action=GoFlag, metavar="N", help="maximum bytes of logs (default: no limit)"
-    )
-    p.add_argument(
-        "--since",
-        default="",
-        help="show logs since a timestamp (e.g. 2013-01-02T13:23:37) or a relative time (e.g. 42m)",
-    )
-    p.add_argument("--timestamps", "-t", action="store_true", help="show timestamps")
-    p.add_argument("--stream", "-s", help="show only this stream (stdout or stderr); default both")
-
-    p = _add(sub, "exec", "run a command in a running container")
-    # Everything from the first positional on is the container and its command, as in crictl.
-    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="[CONTAINER-ID] COMMAND [ARG...]")
-    p.add_argument("--sync", "-s", action="store_true", help="run the command synchronously (ExecSync)")
-    p.add_argument(
-        "--timeout", dest="exec_timeout", action=GoFlag, metavar="SECONDS", help="timeout in seconds"
-    )
-    p.add_argument("--tty", "-t", action="store_true", help="allocate a pseudo-TTY")
-    p.add_argument("--interactive", "-i", action="store_true", help="keep STDIN open")
-    p.add_argument("--transport", "-r", default="spdy", help="streaming transport, spdy or websocket")
-    p.add_argument("--name", help="exec in all containers whose name matches this regular expression")
-    p.add_argument("--pod", "-p", help="exec in all containers of this pod ID")
-    p.add_argument("--image", help="exec in all containers of this image")
-    p.add_argument("--state", help="exec in all containers in this state")
-    p.add_argument(
-        "--label", action=SliceAppend, metavar="KEY=VALUE", help="exec in all containers with this label"
-    )
-    p.add_argument("--latest", "-l", action="store_true", help="exec in the most recently created container")
-    p.add_argument(
-        "--last", "-n", action=GoFlag, metavar="N", help="exec in the last n containers; 0 for all"
-    )
-    p.add_argument("--quiet", "-q", action="store_true", help="do not print the container IDs")
-    p.add_argument("--ignore-errors", "-e", action="store_true", help="ignore errors of the command")
-    p.add_argument("--parallel", "-x", action="store_true", help="run in the selected containers in parallel")
-    stream_cmds.add_tls_flags(p)
-
-    p = _add(sub, "stats", "list container resource usage statistics")
-    p.add_argument("ids", nargs="*", metavar="ID")
-    p.add_argument("--all", "-a", action="store_true", help="show all containers (default: running ones)")
-    p.add_argument("--id", default="", help="filter by container id")
-    p.add_argument("--pod", "-p", default="", help="filter by pod id")
-    p.add_argument("--label", action=SliceAppend, metavar="KEY=VALUE", help="filter by key=value label")
-    p.add_argument("--output", "-o", default="", help="output format, one of: json|yaml|table")
-    p.add_argument(
-        "--seconds", "-s", action=GoFlag, metavar="N", help="sample duration for CPU usage (default 1)"
-    )
-    p.add_argument("--watch", "-w", action="store_true", help="watch the statistics")
-
-    p = _add(sub, "update", "update one or more running containers")
+    p = add_command(sub, "update", "update one or more running containers")
     p.add_argument("ids", nargs="*", metavar="CONTAINER-ID")
     for flag, text in (
         ("--cpu-count", "(Windows only) number of CPUs available to the container"),
@@ -1482,23 +693,23 @@ def register(sub: Any) -> dict[str, Command]:
     p.add_argument("--cpuset-mems", help="memory nodes to use")
     p.add_argument("--oom-score-adj", help="OOM killer score adjustment")
 
-    p = _add(sub, "events", "stream the events of containers", aliases=("event",))
-    p.add_argument("extra", nargs="*", help=argparse.SUPPRESS)
-    p.add_argument("--output", "-o", default="json", help="output format, one of: json|yaml|go-template")
-    p.add_argument("--template", default="", help=argparse.SUPPRESS)  # main.py shows it
+    p = add_command(sub, "checkpoint", "checkpoint one or more running containers")
+    p.add_argument("ids", nargs="*", metavar="CONTAINER-ID")
+    p.add_argument(
+        "--export",
+        "-e",
+        default="",
+        metavar="FILE",
+        help="specify the name of the tar archive (/path/to/checkpoint.tar) used to export the "
+        "checkpoint image.",
+    )
 
     return {
-        "create": cmd_create,
-        "run": cmd_run,
         "start": cmd_start,
         "stop": cmd_stop,
         "rm": cmd_rm,
         "ps": cmd_ps,
         "inspect": cmd_inspect,
-        "logs": cmd_logs,
-        "exec": cmd_exec,
-        "stats": cmd_stats,
         "update": cmd_update,
-        "events": cmd_events,
-        "event": cmd_events,
+        "checkpoint": cmd_checkpoint,
     }

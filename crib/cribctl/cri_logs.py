@@ -1,8 +1,5 @@
-"""CRI log files as the kubelet reads them (k8s.io/cri-client/pkg/logs): `cribctl logs`.
-
-Parses CRI-format lines (and docker's JSON lines), joins partial lines, honours
---tail, --since, --timestamps, --limit-bytes and --follow (waiting on the file
-and on the container's state), and finds the previous attempt's log.
+"""CRI log files as the kubelet reads them (k8s.io/cri-client/pkg/logs), for `cribctl logs`: CRI and
+docker JSON lines, --tail, --since, --timestamps, --limit-bytes, --follow and the previous attempt's log.
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from crib.cribctl.client import CommandError
-from crib.cribctl.golike import go_quote
+from crib.cribctl.golike import go_path_error, go_quote
 from crib.cribctl.gotime import (
     RFC3339,
     RFC3339_NANO,
@@ -28,7 +25,6 @@ from crib.cribctl.gotime import (
     go_parse_time,
     go_quote_bytes,
 )
-from crib.cribctl.pod_cmds import go_path_error
 
 
 class LogError(Exception):

@@ -1,11 +1,5 @@
-"""Which CRI endpoints cribctl talks to, by crictl's rules (cri-tools 1.36).
-
-Precedence, highest first: the flag or its environment variable
-(`CONTAINER_RUNTIME_ENDPOINT`, `IMAGE_SERVICE_ENDPOINT`), the client config file
-(`--config`, `CRI_CONFIG_FILE`, default `/etc/crictl.yaml`), then the default.
-The image endpoint defaults to the runtime endpoint. A config file named
-explicitly must load; a broken default one is ignored, as crictl does.
-Unlike crictl, the default endpoint is crib's own socket, not a list to probe.
+"""Which CRI endpoints cribctl talks to, by crictl's rules, and the client config file
+(crictl.yaml) they come from; docs/cribctl.md gives the precedence.
 """
 
 from __future__ import annotations

@@ -1,25 +1,26 @@
-"""Go standard library behaviours that crictl's output depends on, in Python.
+"""Go behaviours crictl's output and parsing depend on: strconv, fmt, sort.Sort, text/tabwriter,
+go-units and go-yaml v2's scalar rules, each as Go has it for the inputs crictl gives it.
 
-crictl prints tables through text/tabwriter, sizes through go-units, sorts with
-sort.Sort (pdqsort, not stable) and quotes with %q. Scripts and eyes compare
-cribctl's output with crictl's, so these follow Go (1.2x) exactly for the
-inputs crictl gives them; each function says where it is narrower than Go.
+Go's time is gotime.py and its text/template gotemplate.py; docs/cribctl.md says where each is narrower.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import struct
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from decimal import Decimal
+from typing import Any, TypeVar
 
-from crib.cribctl.endpoint import parse_go_duration
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 
 T = TypeVar("T")
-
 _MASK64 = (1 << 64) - 1
 
 
-# --- text/tabwriter ----------------------------------------------------------
+# --- text/tabwriter -------------------------------------------------------------------------------
 
 
 def tabwrite(text: str, minwidth: int, tabwidth: int, padding: int, padchar: str = " ") -> str:
@@ -73,7 +74,7 @@ def tabwrite(text: str, minwidth: int, tabwidth: int, padding: int, padchar: str
     return "".join(out)
 
 
-# --- github.com/docker/go-units ----------------------------------------------
+# --- github.com/docker/go-units -------------------------------------------------------------------
 
 _DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 
@@ -92,7 +93,48 @@ def human_size(size: float, precision: int = 4) -> str:
     return f"{value:.{precision}g}{_DECIMAL_UNITS[unit]}"
 
 
-# --- sort.Sort -----------------------------------------------------------------
+def _go_div(a: int, b: int) -> tuple[int, int]:
+    """Go's integer / and %: truncated toward zero."""
+    q = abs(a) // b
+    q = -q if a < 0 else q
+    return q, a - q * b
+
+
+def _go_units(d: int, unit: int) -> float:
+    # time.Duration.Seconds/Minutes/Hours: whole units plus the rest as a fraction.
+    whole, rest = _go_div(d, unit)
+    return float(whole) + float(rest) / float(unit)
+
+
+def human_duration(d: int) -> str:
+    """go-units' HumanDuration of a duration in nanoseconds ("About a minute", "3 days")."""
+    seconds = int(_go_units(d, 10**9))
+    if seconds < 1:
+        return "Less than a second"
+    if seconds == 1:
+        return "1 second"
+    if seconds < 60:
+        return f"{seconds} seconds"
+    minutes = int(_go_units(d, 60 * 10**9))
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(_go_units(d, 3600 * 10**9) + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(_go_units(d, 3600 * 10**9)) // 24 // 365} years"
+
+
+# --- sort.Sort ------------------------------------------------------------------------------------
 
 
 class _Data:
@@ -314,7 +356,7 @@ def _reverse_range(d: _Data, a: int, b: int) -> None:
         j -= 1
 
 
-# --- fmt and strconv -------------------------------------------------------------
+# --- fmt and os -----------------------------------------------------------------------------------
 
 _SIMPLE_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
 
@@ -344,23 +386,322 @@ def go_string_map(values: Mapping[str, str]) -> str:
     return "map[" + " ".join(f"{k}:{values[k]}" for k in sorted(values)) + "]"
 
 
-_BARE_NUMBER = re.compile(r"[0-9.]+")
+def _text_string(value: str) -> str:
+    """A string in protobuf-go's text format (the String() of a message)."""
+    out = ['"']
+    for ch in value:
+        code = ord(ch)
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        elif 0x80 <= code <= 0x9F:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
 
 
-def parse_go_duration_strict(text: str) -> float:
-    """time.ParseDuration in seconds: like endpoint.parse_go_duration but, as Go,
-    a number needs a unit unless it is "0" (crictl.yaml's timeout is a bare
-    number of seconds, a duration flag is not)."""
-    body = text[1:] if text[:1] in ("+", "-") else text
-    if body == "0":
-        return 0.0
-    if not body:
-        raise ValueError(f"time: invalid duration {go_quote(text)}")
-    if _BARE_NUMBER.fullmatch(body):
-        raise ValueError(f"time: missing unit in duration {go_quote(text)}")
-    if text != text.strip():
-        raise ValueError(f"time: invalid duration {go_quote(text)}")
+def _text_value(field: FieldDescriptor, value: Any) -> str:
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        return "{" + proto_text(value) + "}"
+    if field.type == FieldDescriptor.TYPE_STRING:
+        return _text_string(value)
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        return _text_string(value.decode("latin-1"))
+    if field.type == FieldDescriptor.TYPE_BOOL:
+        return "true" if value else "false"
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        known = field.enum_type.values_by_number.get(value)
+        return known.name if known else str(value)
+    return str(value)
+
+
+def proto_text(msg: Message) -> str:
+    """The compact text form Go's %v/%q print for a message: `name:"a" uid:"b" attempt:1`.
+
+    protobuf-go may put two spaces between fields in some builds on purpose
+    (to keep the form from being parsed); crictl 1.36's build puts one.
+    """
+    parts = []
+    for field in sorted(msg.DESCRIPTOR.fields, key=lambda f: f.number):
+        value = getattr(msg, field.name)
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            for key in sorted(value):
+                entry = field.message_type
+                parts.append(
+                    f"{field.name}:{{key:{_text_value(entry.fields_by_name['key'], key)} "
+                    f"value:{_text_value(entry.fields_by_name['value'], value[key])}}}"
+                )
+        elif field.is_repeated:
+            parts.extend(f"{field.name}:{_text_value(field, item)}" for item in value)
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            if msg.HasField(field.name):
+                parts.append(f"{field.name}:{_text_value(field, value)}")
+        elif value:
+            parts.append(f"{field.name}:{_text_value(field, value)}")
+    return " ".join(parts)
+
+
+def go_path_error(op: str, path: str, exc: OSError) -> str:
+    # Go's *PathError: "open x: permission denied".
+    reason = exc.strerror or str(exc)
+    return f"{op} {path}: {reason[:1].lower()}{reason[1:]}"
+
+
+# --- strconv --------------------------------------------------------------------------------------
+
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _underscore_ok(text: str) -> bool:
+    """strconv's underscoreOK: '_' only between digits, or after a base prefix."""
+    saw, i = "^", 0
+    if text[:1] in ("+", "-"):
+        text = text[1:]
+    hexa = False
+    if len(text) >= 2 and text[0] == "0" and text[1].lower() in "box":
+        i, saw, hexa = 2, "0", text[1].lower() == "x"
+    for ch in text[i:]:
+        if ch.isascii() and (ch.isdigit() or (hexa and ch.lower() in "abcdef")):
+            saw = "0"
+            continue
+        if ch == "_":
+            if saw != "0":
+                return False
+            saw = "_"
+            continue
+        if saw == "_":
+            return False
+        saw = "!"
+    return saw != "_"
+
+
+def go_parse_uint(text: str, base: int = 0, bits: int = 64) -> int:
+    """strconv.ParseUint; ValueError("parse error" or "value out of range") as Go's flag package words it."""
+    if not text:
+        raise ValueError("parse error")
+    digits = text
+    if base == 0:
+        base = 10
+        if text[0] == "0":
+            if len(text) >= 3 and text[1].lower() in "box":
+                base = {"b": 2, "o": 8, "x": 16}[text[1].lower()]
+                digits = text[2:]
+            else:
+                base, digits = 8, text[1:]
+        underscores_allowed = True
+    else:
+        underscores_allowed = False
+    limit = 1 << bits
+    value, underscores = 0, False
+    for ch in digits:
+        if ch == "_" and underscores_allowed:
+            underscores = True
+            continue
+        d = int(ch, 36) if ch.isascii() and ch.isalnum() else 99
+        if d >= base:
+            raise ValueError("parse error")
+        value = value * base + d
+        if value >= limit:
+            # Go stops at the first overflow, before looking at later digits.
+            raise ValueError("value out of range")
+    if underscores and not _underscore_ok(text):
+        raise ValueError("parse error")
+    return value
+
+
+def go_parse_int(text: str, base: int = 0, bits: int = 64) -> int:
+    """strconv.ParseInt, with the errors of go_parse_uint."""
+    if not text:
+        raise ValueError("parse error")
+    negative = text[0] == "-"
+    body = text[1:] if text[0] in "+-" else text
+    value = go_parse_uint(body, base, bits)
+    cutoff = 1 << (bits - 1)
+    if (not negative and value >= cutoff) or (negative and value > cutoff):
+        raise ValueError("value out of range")
+    return -value if negative else value
+
+
+def _shortest_digits(value: float, significant_max: int, same: Callable[[float], bool]) -> str:
+    """The shortest %e form of `value` that reads back as the same number, as Go's shortest formatting."""
+    for precision in range(significant_max):
+        text = f"{value:.{precision}e}"
+        if same(float(text)):
+            return text
+    return f"{value:.{significant_max - 1}e}"
+
+
+def _digits_and_exponent(e_text: str) -> tuple[str, int]:
+    mantissa, _, exponent = e_text.partition("e")
+    return mantissa.replace(".", "").lstrip("-"), int(exponent)
+
+
+def _format_g(negative: bool, digits: str, exp: int) -> str:
+    """strconv.FormatFloat(v, 'g', -1, _) from the shortest digits: %e below 1e-4 and from 1e6 (eprec 6)."""
+    sign = "-" if negative else ""
+    if exp < -4 or exp >= 6:
+        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{sign}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    return sign + _fixed(digits, exp)
+
+
+def to_float32(value: float) -> float:
     try:
-        return parse_go_duration(text)
-    except ValueError:
-        raise ValueError(f"time: invalid duration {go_quote(text)}") from None
+        return struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        # Go's float32 conversion of a too-large float64 gives an infinity.
+        return math.copysign(math.inf, value)
+
+
+def _without_digits(value: float) -> str | None:
+    """strconv's text of NaN, the infinities and the zeros; None for any other number."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    return None
+
+
+def go_format_float32(value: float) -> str:
+    """strconv.FormatFloat(v, 'g', -1, 32): what sigs.k8s.io/yaml makes of a float given for a string."""
+    f32 = to_float32(value)
+    if (text := _without_digits(f32)) is not None:
+        return text
+    digits, exp = _digits_and_exponent(_shortest_digits(f32, 9, lambda back: to_float32(back) == f32))
+    return _format_g(f32 < 0, digits.rstrip("0") or "0", exp)
+
+
+def go_format_float64(value: float) -> str:
+    """strconv.FormatFloat(v, 'g', -1, 64)."""
+    if (text := _without_digits(value)) is not None:
+        return text
+    return _format_g(value < 0, *_shortest_decimal(value))
+
+
+def _shortest_decimal(value: float) -> tuple[str, int]:
+    """(digits, exponent of the first digit) of the shortest text that reads back as `value` (repr's)."""
+    sign_digits_exp = Decimal(repr(abs(value))).as_tuple()
+    digits = "".join(map(str, sign_digits_exp.digits)).rstrip("0") or "0"
+    exp = len(sign_digits_exp.digits) + int(sign_digits_exp.exponent) - 1
+    return digits, exp
+
+
+def go_json_float(value: float) -> str:
+    """encoding/json's text of a float64: shortest digits, 'f' form unless below 1e-6 or from 1e21."""
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    digits, exp = _shortest_decimal(value)
+    sign = "-" if value < 0 else ""
+    if abs(value) < 1e-6 or abs(value) >= 1e21:
+        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        # Go writes e-07 as e-7, but keeps two digits after a plus: e+21.
+        exponent = f"-{abs(exp)}" if exp < 0 else f"+{exp:02d}"
+        return f"{sign}{mantissa}e{exponent}"
+    return sign + _fixed(digits, exp)
+
+
+def _fixed(digits: str, exp: int) -> str:
+    """Significant `digits` with the first at 10**exp, written without an exponent."""
+    if exp < 0:
+        return f"0.{'0' * (-exp - 1)}{digits}"
+    whole = digits[: exp + 1].ljust(exp + 1, "0")
+    rest = digits[exp + 1 :]
+    return whole + ("." + rest if rest else "")
+
+
+# --- go-yaml v2's resolve: what an unquoted scalar is ---------------------------------------------
+
+# go-yaml v2's resolve table: the scalars it reads as something else than a string.
+_V2_WORDS: dict[str, Any] = {
+    **dict.fromkeys(("y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"), True),
+    **dict.fromkeys(("n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"), False),
+    **dict.fromkeys(("", "~", "null", "Null", "NULL"), None),
+    **dict.fromkeys((".nan", ".NaN", ".NAN"), math.nan),
+    **dict.fromkeys((".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"), math.inf),
+    **dict.fromkeys(("-.inf", "-.Inf", "-.INF"), -math.inf),
+}
+
+_V2_HINTS = frozenset("+-0123456789yYnNtTfFoO~.")
+_YAML_STYLE_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+_DOT_FLOAT = re.compile(r"\.[0-9]+([eE][-+]?[0-9]+)?")
+
+
+def resolve_plain_scalar(text: str) -> Any:
+    """What go-yaml v2 makes of an unquoted scalar when decoding into interface{}.
+
+    Unlike PyYAML: `y`/`n` are booleans, "1e3" is a float, "1:30" and dates stay strings.
+    """
+    if text in _V2_WORDS:
+        return _V2_WORDS[text]
+    if text[0] not in _V2_HINTS or text[0] in "yYnNtTfFoO~":
+        return text
+    if text[0] == ".":
+        # strconv.ParseFloat of the text as it is (underscores would need a base prefix).
+        if _DOT_FLOAT.fullmatch(text) and not math.isinf(value := float(text)):
+            return value
+        return text
+    plain = text.replace("_", "")
+    for parse in (go_parse_int, go_parse_uint):
+        try:
+            return parse(plain)
+        except ValueError:
+            pass
+    if _YAML_STYLE_FLOAT.fullmatch(plain) and not math.isinf(value := float(plain)):
+        return value  # an overflow is a ParseFloat error: the scalar stays a string
+    # (v2's later 0b branches cannot succeed where ParseInt with base 0 failed.)
+    return text
+
+
+_TIMESTAMP = re.compile(
+    r"(\d{4})-(\d{1,2})-(\d{1,2})"
+    r"(?:(?:[Tt](\d{1,2}):(\d{1,2}):(\d{1,2})(?:[.,]\d+)?(?:Z|[+-]\d{2}:\d{2}))"
+    r"|(?: (\d{1,2}):(\d{1,2}):(\d{1,2})(?:[.,]\d+)?))?"
+)
+
+_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _v2_timestamp(text: str) -> bool:
+    """go-yaml v2's parseTimestamp: the four layouts it tries with time.Parse, ranges checked."""
+    m = _TIMESTAMP.fullmatch(text)
+    if m is None:
+        return False
+    year, month, day = int(m[1]), int(m[2]), int(m[3])
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    if not 1 <= month <= 12 or not 1 <= day <= _DAYS[month - 1] + (month == 2 and leap):
+        return False
+    clock = [int(v) for v in (m[4], m[5], m[6]) if v is not None] or [
+        int(v) for v in (m[7], m[8], m[9]) if v is not None
+    ]
+    return not clock or (clock[0] < 24 and clock[1] < 60 and clock[2] < 60)
+
+
+_YAML_TAG = "tag:yaml.org,2002:"
+
+
+def v2_tag(text: str) -> str:
+    """The tag go-yaml v2's resolve gives an unquoted scalar."""
+    # ("<<" is a merge key only when decoding a mapping: v2 resolves it as a plain string.)
+    if text[:1] in "+-0123456789" and text and _v2_timestamp(text):
+        return _YAML_TAG + "timestamp"
+    value = resolve_plain_scalar(text)
+    if value is None:
+        return _YAML_TAG + "null"
+    if isinstance(value, bool):
+        return _YAML_TAG + "bool"
+    if isinstance(value, int):
+        return _YAML_TAG + "int"
+    if isinstance(value, float):
+        return _YAML_TAG + "float"
+    return _YAML_TAG + "str"

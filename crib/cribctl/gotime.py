@@ -1,18 +1,18 @@
-"""Go's time and digest behaviours crictl's output and flags depend on.
+"""Go's time behaviours crictl's output and flags depend on, and go-digest's Parse.
 
-`time.Parse` with Go layouts (as docker's `--since` parsing uses it),
-`time.Duration.String`, `%q` of bytes, and go-digest's `Parse`: enough of each
-for cribctl to accept and print what crictl does, byte for byte.
+time.Parse with Go layouts (docker's `--since`), time.ParseDuration, Duration.String, the local-zone
+formats of time.Unix(0, ns), and %q of bytes: enough of each to read and print what crictl does.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import time
 from dataclasses import dataclass
 
-from crib.cribctl.golike import go_quote, parse_go_duration_strict
-from crib.cribctl.pod_cmds import go_parse_int
+from crib.cribctl.endpoint import parse_go_duration
+from crib.cribctl.golike import INT64_MAX, INT64_MIN, go_parse_int, go_quote
 
 
 def go_duration_string(seconds: int) -> str:
@@ -28,6 +28,28 @@ def go_duration_string(seconds: int) -> str:
     if minutes:
         return f"{sign}{minutes}m{secs}s"
     return f"{sign}{secs}s"
+
+
+_BARE_NUMBER = re.compile(r"[0-9.]+")
+
+
+def parse_go_duration_strict(text: str) -> float:
+    """time.ParseDuration in seconds: like endpoint.parse_go_duration but, as Go,
+    a number needs a unit unless it is "0" (crictl.yaml's timeout is a bare
+    number of seconds, a duration flag is not)."""
+    body = text[1:] if text[:1] in ("+", "-") else text
+    if body == "0":
+        return 0.0
+    if not body:
+        raise ValueError(f"time: invalid duration {go_quote(text)}")
+    if _BARE_NUMBER.fullmatch(body):
+        raise ValueError(f"time: missing unit in duration {go_quote(text)}")
+    if text != text.strip():
+        raise ValueError(f"time: invalid duration {go_quote(text)}")
+    try:
+        return parse_go_duration(text)
+    except ValueError:
+        raise ValueError(f"time: invalid duration {go_quote(text)}") from None
 
 
 def go_quote_bytes(data: bytes) -> str:
@@ -293,6 +315,42 @@ def parse_since(value: str, now_ns: int, local_offset: int) -> int | None:
     except ValueError:
         raise ValueError(f"failed to parse value as time or duration: {_time_quote(value)}") from None
     return seconds * 10**9 + nanos
+
+
+def since(created_ns: int, now_ns: int) -> int:
+    """time.Now().Sub(time.Unix(0, created)): saturated to a Duration (int64 nanoseconds)."""
+    return min(max(now_ns - created_ns, INT64_MIN), INT64_MAX)
+
+
+def _local_parts(ns: int) -> tuple[str, str, int, str]:
+    """(date and clock, fraction, UTC offset in seconds, zone name) of time.Unix(0, ns) in the local zone."""
+    sec, nsec = divmod(ns, 10**9)  # Go normalises the nanoseconds into [0, 1e9) too
+    tm = time.localtime(sec)
+    clock = (
+        f"{tm.tm_year:04d}-{tm.tm_mon:02d}-{tm.tm_mday:02d} {tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d}"
+    )
+    # Layout .999999999: trailing zeros dropped, and the dot too when nothing is left.
+    frac = f".{nsec:09d}".rstrip("0") if nsec else ""
+    return clock, frac, tm.tm_gmtoff or 0, tm.tm_zone or ""
+
+
+def go_time_string(ns: int) -> str:
+    """time.Unix(0, ns).String(): "2006-01-02 15:04:05.999999999 -0700 MST"."""
+    clock, frac, offset, zone = _local_parts(ns)
+    sign = "-" if offset < 0 else "+"
+    hours, minutes = divmod(abs(offset) // 60, 60)
+    return f"{clock}{frac} {sign}{hours:02d}{minutes:02d} {zone or f'{sign}{hours:02d}{minutes:02d}'}"
+
+
+def go_rfc3339_nano(ns: int) -> str:
+    """time.Unix(0, ns).Format(time.RFC3339Nano) in the local zone ("Z" at offset zero)."""
+    clock, frac, offset, _ = _local_parts(ns)
+    if offset == 0:
+        zone = "Z"
+    else:
+        hours, minutes = divmod(abs(offset) // 60, 60)
+        zone = f"{'-' if offset < 0 else '+'}{hours:02d}:{minutes:02d}"
+    return f"{clock.replace(' ', 'T')}{frac}{zone}"
 
 
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")

@@ -1,54 +1,49 @@
-"""cribctl's image commands.
-
-`pull`, `images`, `inspecti`, `rmi` and `imagefsinfo` are crictl's (cri-tools
-1.36): the same flags, aliases, output and error texts, so scripts written for
-crictl work unchanged. When stderr is a terminal, `pull` also draws a bar per
-layer there, following CribService.PullImageWithProgress (plain PullImage on a
-daemon without CribService); stdout gets crictl's line either way. `load` and
-`import` are crib's own (CribService); load prints docker load's lines.
-
-Deadlines follow crictl: each short call gets the global --timeout, but a pull
-has no deadline unless --pull-timeout is given (the kubelet's pulls are not cut
-at 2 s either), and load/import have none. Before such an unbounded call the
-image endpoint is checked within --timeout, as crictl's connect does, so a
-wedged daemon still fails fast.
+"""crictl's image commands (its image.go): pull, images, inspecti, rmi and imagefsinfo. On a
+terminal, pull also draws its progress on stderr through crib's PullImageWithProgress.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 import re
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from typing import IO, Any
+from collections.abc import Callable
+from typing import Any
 
 import grpc
-from google.protobuf.message import Message
 
 from crib.cribctl import output, progress
-from crib.cribctl.client import Command, CommandError, crib_stub, image_stub, rpc_error, runtime_stub
+from crib.cribctl.client import (
+    CallError,
+    Command,
+    CommandError,
+    call_error,
+    check_endpoint,
+    crib_stub,
+    image_stub,
+    runtime_stub,
+    wait_for_call,
+)
 from crib.cribctl.endpoint import Endpoints
-from crib.cribctl.golike import (
-    go_quote,
-    go_sort,
-    go_string_map,
-    human_size,
-    parse_go_duration_strict,
-    tabwrite,
+from crib.cribctl.golike import go_quote, go_sort, go_string_map, human_size
+from crib.cribctl.gotime import parse_go_duration_strict
+from crib.cribctl.output import protojson_text
+from crib.cribctl.util import (
+    TRUNCATED_ID_LEN,
+    SliceAppend,
+    add_command,
+    parse_labels,
+    pod_config,
+    show_help,
+    table,
+    warn,
 )
 from crib.proto.cri import api_pb2, api_pb2_grpc
 from crib.proto.crib.v1 import crib_pb2, crib_pb2_grpc
 
-CHUNK_SIZE = 1 << 20
-TRUNCATED_ID_LEN = 13
 NONE = "<none>"
-
-# crictl's newDefaultTableDisplay: tabwriter.NewWriter(os.Stdout, 20, 1, 3, ' ', 0).
-TABLE_MINWIDTH, TABLE_TABWIDTH, TABLE_PADDING = 20, 1, 3
 
 FILTER_HELP = (
     "Filter output based on provided conditions. Available filters: dangling=(boolean - true or false), "
@@ -57,22 +52,7 @@ FILTER_HELP = (
 )
 
 
-# --- pure helpers (unit-tested) ------------------------------------------------
-
-
-class SliceAppend(argparse.Action):
-    """urfave/cli's StringSliceFlag: repeatable, and each value is split on commas and trimmed."""
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        items = list(getattr(namespace, self.dest) or [])
-        items.extend(part.strip() for part in str(values).split(","))
-        setattr(namespace, self.dest, items)
+# --- listing and showing images -------------------------------------------------------------------
 
 
 def parse_creds(creds: str) -> tuple[str, str]:
@@ -102,17 +82,6 @@ def get_auth(
         # Sent as given: the runtime decodes the base64 USER:PASS.
         return api_pb2.AuthConfig(auth=auth)
     return None
-
-
-def parse_labels(pairs: list[str]) -> dict[str, str]:
-    """crictl's parseLabelStringSlice: exactly one '=' per pair."""
-    labels: dict[str, str] = {}
-    for pair in pairs:
-        parts = pair.split("=")
-        if len(parts) != 2:
-            raise CommandError(f"incorrectly specified label: {pair}")
-        labels[parts[0]] = parts[1]
-    return labels
 
 
 def truncated_id(image_id: str, prefix: str = "sha256:") -> str:
@@ -246,11 +215,6 @@ def images_table(
     return table(rows)
 
 
-def table(rows: list[list[str]]) -> str:
-    text = "".join("\t".join(row) + "\n" for row in rows)
-    return tabwrite(text, TABLE_MINWIDTH, TABLE_TABWIDTH, TABLE_PADDING, " ")
-
-
 def image_verbose(image: api_pb2.Image) -> str:
     """One image of `crictl images -v`."""
     lines = [f"ID: {image.id}"]
@@ -292,91 +256,9 @@ def fs_info_table(r: api_pb2.ImageFsInfoResponse) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _in_field_order(msg: Message, doc: dict[str, Any]) -> dict[str, Any]:
-    """`doc` (proto_json of `msg`) with its keys in field-number order, maps sorted by key.
-
-    MessageToDict puts the fields left at their defaults after the set ones;
-    protojson keeps field order, and this text is printed as it is, unsorted.
-    """
-    ordered: dict[str, Any] = {}
-    for field in msg.DESCRIPTOR.fields:
-        if field.json_name not in doc:
-            continue
-        value = doc[field.json_name]
-        if field.message_type is not None and field.message_type.GetOptions().map_entry:
-            value = dict(sorted(value.items()))
-        elif field.message_type is not None and field.is_repeated:
-            value = [_in_field_order(m, v) for m, v in zip(getattr(msg, field.name), value, strict=True)]
-        elif field.message_type is not None:
-            value = _in_field_order(getattr(msg, field.name), value)
-        ordered[field.json_name] = value
-    return ordered
-
-
 def list_json(images: list[api_pb2.Image]) -> str:
     """protojson (EmitDefaultValues, Indent "  ") of a ListImagesResponse, as `images -o json` prints it."""
-    response = api_pb2.ListImagesResponse(images=images)
-    doc = _in_field_order(response, output.proto_json(response))
-    return json.dumps(doc, indent=2, ensure_ascii=False)
-
-
-def parse_command(value: str, flag: str) -> list[str]:
-    """--entrypoint/--cmd: a JSON array of strings, or else a string split on whitespace."""
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, list):
-        if not all(isinstance(item, str) for item in parsed):
-            raise CommandError(f"{flag}: a JSON array must hold only strings: {value}")
-        return parsed
-    return value.split()
-
-
-_PROTOCOLS = ("tcp", "udp", "sctp")
-
-
-def parse_expose(value: str) -> str:
-    """PORT[/PROTO] as an image config's ExposedPorts key: "80" → "80/tcp"."""
-    port, _, proto = value.partition("/")
-    proto = (proto or "tcp").lower()
-    if not port.isdigit() or not 0 < int(port) < 65536 or proto not in _PROTOCOLS:
-        raise CommandError(f"--expose {go_quote(value)}: expected PORT[/tcp|udp|sctp], PORT 1-65535")
-    return f"{int(port)}/{proto}"
-
-
-def import_config(
-    *,
-    entrypoint: str | None = None,
-    cmd: str | None = None,
-    env: list[str] | None = None,
-    workdir: str = "",
-    user: str = "",
-    expose: list[str] | None = None,
-    stop_signal: str = "",
-    labels: list[str] | None = None,
-) -> crib_pb2.ImportConfig:
-    config = crib_pb2.ImportConfig(working_dir=workdir, user=user, stop_signal=stop_signal)
-    if entrypoint is not None:
-        config.entrypoint.extend(parse_command(entrypoint, "--entrypoint"))
-    if cmd is not None:
-        config.cmd.extend(parse_command(cmd, "--cmd"))
-    for item in env or []:
-        key, sep, _ = item.partition("=")
-        if not sep or not key:
-            raise CommandError(f"--env {go_quote(item)}: expected KEY=VALUE")
-        config.env.append(item)
-    for port in expose or []:
-        normalized = parse_expose(port)
-        if normalized not in config.exposed_ports:
-            config.exposed_ports.append(normalized)
-    for item in labels or []:
-        # As docker's --label: a value may hold '=', and "k" alone is an empty value.
-        key, _, value = item.partition("=")
-        if not key:
-            raise CommandError(f"--label {go_quote(item)}: the key is empty")
-        config.labels[key] = value
-    return config
+    return protojson_text(api_pb2.ListImagesResponse(images=images))
 
 
 def pull_timeout(flag: str | None, env: str | None) -> float:
@@ -399,38 +281,7 @@ def pull_timeout(flag: str | None, env: str | None) -> float:
     return 0.0
 
 
-# --- calls -------------------------------------------------------------------------
-
-
-class CallError(Exception):
-    """The message of a failed call as crictl's client words it, before the command's prefix."""
-
-
-def call_error(exc: grpc.RpcError) -> str:
-    code = exc.code() if hasattr(exc, "code") else None
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED and exc.details() == "Deadline Exceeded":
-        # A deadline that expired in this client: Go's context error text.
-        return "rpc error: code = DeadlineExceeded desc = context deadline exceeded"
-    return rpc_error(exc)
-
-
-def warn(message: str) -> None:
-    print(f"cribctl: {message}", file=sys.stderr)
-
-
-def show_help(args: argparse.Namespace) -> None:
-    # crictl's ShowSubcommandHelp: usage on stdout, and success.
-    args.subparser.print_help()
-
-
-def check_endpoint(stub: api_pb2_grpc.ImageServiceStub, ep: Endpoints) -> None:
-    """crictl's connect: one ImageFsInfo within --timeout, before calls without a deadline."""
-    try:
-        stub.ImageFsInfo(api_pb2.ImageFsInfoRequest(), timeout=ep.timeout)
-    except grpc.RpcError as exc:
-        raise CommandError(
-            f"validate CRI v1 image API for endpoint {go_quote(ep.image)}: {call_error(exc)}"
-        ) from None
+# --- calls ----------------------------------------------------------------------------------------
 
 
 def list_images(
@@ -466,16 +317,7 @@ def image_status(
     return r
 
 
-def _wait(future: grpc.Future, what: str) -> Any:
-    """The result of a call without deadline; Ctrl-C cancels it, as crictl's InterruptableRPC."""
-    try:
-        return future.result()
-    except KeyboardInterrupt:
-        future.cancel()
-        raise CommandError(f"{what}: interrupted: context canceled") from None
-
-
-# --- commands ------------------------------------------------------------------------
+# --- commands -------------------------------------------------------------------------------------
 
 
 def _pull_error(exc: grpc.RpcError) -> CommandError:
@@ -532,15 +374,7 @@ def cmd_pull(args: argparse.Namespace, ep: Endpoints) -> None:
     auth = get_auth(creds, auth_string, args.username or "", lambda: getpass.getpass("Enter Password:"))
     sandbox = None
     if args.pod_config:
-        # Imported here: pod_cmds builds on this module.
-        from crib.cribctl.pod_cmds import ConfigError, load_pod_config
-
-        try:
-            sandbox, warnings = load_pod_config(args.pod_config)
-        except ConfigError as exc:
-            raise CommandError(f"load podSandboxConfig: {exc}") from None
-        for warning in warnings:
-            warn(warning)
+        sandbox = pod_config(args.pod_config)
     annotations = parse_labels(args.annotation) if args.annotation is not None else {}
     if timeout < 0:
         raise CommandError("pulling image: timeout should be bigger than 0")
@@ -554,7 +388,7 @@ def cmd_pull(args: argparse.Namespace, ep: Endpoints) -> None:
         # No deadline unless --pull-timeout: --timeout bounds the connect, not the pull.
         future = stub.PullImage.future(request, timeout=timeout or None)
         try:
-            image_ref = _wait(future, "pulling image").image_ref
+            image_ref = wait_for_call(future, "pulling image").image_ref
         except grpc.RpcError as exc:
             raise _pull_error(exc) from None
     if not image_ref:
@@ -715,128 +549,12 @@ def cmd_imagefsinfo(args: argparse.Namespace, ep: Endpoints) -> None:
     print(output.render_status_documents([output.status_document(output.proto_json(both), {})], fmt))
 
 
-class ChunkStream:
-    """Request messages for a client-streaming upload: an optional head, then the data.
-
-    A read error must not end the stream as if the data were complete (the
-    daemon would load a truncated archive), so it cancels the call instead and
-    is kept for the command to report.
-    """
-
-    def __init__(self, src: IO[bytes], make: Callable[[bytes], Message], head: Message | None = None) -> None:
-        self.src = src
-        self.make = make
-        self.head = head
-        self.error: OSError | None = None
-        self._future: grpc.Future | None = None
-        self._armed = threading.Event()
-
-    def arm(self, future: grpc.Future) -> None:
-        self._future = future
-        self._armed.set()
-
-    def __iter__(self) -> Iterator[Message]:
-        if self.head is not None:
-            yield self.head
-        while True:
-            try:
-                data = self.src.read(CHUNK_SIZE)
-            except OSError as exc:
-                self.error = exc
-                # gRPC pulls requests on its own thread, maybe before arm() ran.
-                self._armed.wait()
-                assert self._future is not None
-                self._future.cancel()
-                return
-            if not data:
-                return
-            yield self.make(data)
-
-
-def _go_os_error(op: str, path: str, exc: OSError) -> str:
-    # Go's *PathError: "open x: no such file or directory".
-    reason = exc.strerror or str(exc)
-    return f"{op} {path}: {reason[:1].lower()}{reason[1:]}"
-
-
-def _open_input(path: str | None, what: str) -> tuple[IO[bytes], str]:
-    if path is None or path == "-":
-        if sys.stdin.isatty():
-            raise CommandError(f"requested {what} from stdin, but stdin is empty")
-        return sys.stdin.buffer, "stdin"
-    try:
-        # Closed by the caller, which also handles stdin.
-        return open(path, "rb"), path
-    except OSError as exc:
-        raise CommandError(_go_os_error("open", path, exc)) from None
-
-
-def _upload(call: Any, stream: ChunkStream, source: str, what: str) -> Any:
-    future = call.future(iter(stream))
-    stream.arm(future)
-    try:
-        return _wait(future, what)
-    except grpc.FutureCancelledError:
-        if stream.error is not None:
-            raise CommandError(f"{what}: {_go_os_error('read', source, stream.error)}") from None
-        raise CommandError(f"{what}: canceled") from None
-    except grpc.RpcError as exc:
-        raise CommandError(f"{what}: {call_error(exc)}") from None
-
-
-def cmd_load(args: argparse.Namespace, ep: Endpoints) -> None:
-    src, source = _open_input(args.input, "load")
-    try:
-        check_endpoint(image_stub(ep), ep)
-        stream = ChunkStream(src, lambda data: crib_pb2.LoadImageRequest(data=data))
-        r = _upload(crib_stub(ep).LoadImage, stream, source, "loading image")
-    finally:
-        if src is not sys.stdin.buffer:
-            src.close()
-    for image in r.images:
-        if image.repo_tags:
-            for tag in image.repo_tags:
-                print(f"Loaded image: {tag}")
-        else:
-            print(f"Loaded image ID: {image.id}")
-
-
-def cmd_import(args: argparse.Namespace, ep: Endpoints) -> None:
-    config = import_config(
-        entrypoint=args.entrypoint,
-        cmd=args.cmd,
-        env=args.env,
-        workdir=args.workdir or "",
-        user=args.user or "",
-        expose=args.expose,
-        stop_signal=args.stop_signal or "",
-        labels=args.label,
-    )
-    src, source = _open_input(args.file, "import")
-    try:
-        check_endpoint(image_stub(ep), ep)
-        head = crib_pb2.ImportImageRequest(name=args.name, config=config)
-        stream = ChunkStream(src, lambda data: crib_pb2.ImportImageRequest(data=data), head)
-        r = _upload(crib_stub(ep).ImportImage, stream, source, "importing image")
-    finally:
-        if src is not sys.stdin.buffer:
-            src.close()
-    for tag in r.image.repo_tags or [args.name]:
-        print(f"Imported image: {tag} ({r.image.id})")
-
-
-# --- registration ----------------------------------------------------------------------
-
-
-def _add(sub: Any, name: str, help_text: str, aliases: tuple[str, ...] = ()) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, aliases=list(aliases), help=help_text, description=help_text)
-    p.set_defaults(subparser=p)
-    return p
+# --- registration ---------------------------------------------------------------------------------
 
 
 def register(sub: Any) -> dict[str, Command]:
-    """Add the image subcommands to cribctl's subparsers; returns {name or alias: command}."""
-    p = _add(sub, "pull", "pull an image from a registry")
+    """Adds the image subcommands; returns {name or alias: command}."""
+    p = add_command(sub, "pull", "pull an image from a registry")
     p.add_argument("image", nargs="*", metavar="NAME[:TAG|@DIGEST]")
     p.add_argument("--creds", metavar="USERNAME[:PASSWORD]", help="registry credentials (env CRICTL_CREDS)")
     p.add_argument(
@@ -860,7 +578,7 @@ def register(sub: Any) -> dict[str, Command]:
         help="maximum time for the pull, e.g. 5m; 0s (default) disables it (env CRICTL_PULL_TIMEOUT)",
     )
 
-    p = _add(sub, "images", "list images", aliases=("image", "img"))
+    p = add_command(sub, "images", "list images", aliases=("image", "img"))
     p.add_argument("names", nargs="*", metavar="REPOSITORY[:TAG]")
     p.add_argument("--verbose", "-v", action="store_true", help="show verbose info for images")
     p.add_argument("--quiet", "-q", action="store_true", help="only show image IDs")
@@ -870,35 +588,20 @@ def register(sub: Any) -> dict[str, Command]:
     p.add_argument("--no-trunc", action="store_true", help="show output without truncating the ID")
     p.add_argument("--pinned", action="store_true", help="show whether the image is pinned or not")
 
-    p = _add(sub, "inspecti", "return the status of one or more images")
+    p = add_command(sub, "inspecti", "return the status of one or more images")
     p.add_argument("ids", nargs="*", metavar="IMAGE-ID")
     p.add_argument("--output", "-o", default="", help="output format, one of: json|yaml|table (default json)")
     p.add_argument("--quiet", "-q", action="store_true", help="do not show verbose information")
     p.add_argument("--name", default="", help="filter by image name")
     p.add_argument("--filter", "-f", action=SliceAppend, metavar="FILTER", help=FILTER_HELP)
 
-    p = _add(sub, "rmi", "remove one or more images")
+    p = add_command(sub, "rmi", "remove one or more images")
     p.add_argument("ids", nargs="*", metavar="IMAGE-ID")
     p.add_argument("--all", "-a", action="store_true", help="remove all images")
     p.add_argument("--prune", "-q", action="store_true", help="remove all unused images")
 
-    p = _add(sub, "imagefsinfo", "return image filesystem info")
+    p = add_command(sub, "imagefsinfo", "return image filesystem info")
     p.add_argument("--output", "-o", default="", help="output format, one of: json|yaml|table (default json)")
-
-    p = _add(sub, "load", "load images from a docker save tar or an OCI layout tar")
-    p.add_argument("--input", "-i", metavar="FILE", help="read from FILE instead of stdin")
-
-    p = _add(sub, "import", "make an image from a root filesystem tar (plain or gzip)")
-    p.add_argument("file", metavar="FILE", help="the rootfs tar, or - for stdin")
-    p.add_argument("name", metavar="NAME", help="the image's name, e.g. example.com/app:1")
-    p.add_argument("--entrypoint", metavar="CMD", help='JSON array (["/bin/sh","-c"]) or a plain string')
-    p.add_argument("--cmd", metavar="CMD", help="JSON array or a plain string, split on whitespace")
-    p.add_argument("--env", action="append", metavar="KEY=VALUE", help="environment variable (repeatable)")
-    p.add_argument("--workdir", metavar="DIR", help="working directory")
-    p.add_argument("--user", metavar="USER[:GROUP]", help="user to run as")
-    p.add_argument("--expose", action="append", metavar="PORT[/PROTO]", help="exposed port (repeatable)")
-    p.add_argument("--stop-signal", metavar="SIGNAL", help="signal that stops the container")
-    p.add_argument("--label", action="append", metavar="KEY=VALUE", help="image label (repeatable)")
 
     return {
         "pull": cmd_pull,
@@ -908,6 +611,4 @@ def register(sub: Any) -> dict[str, Command]:
         "inspecti": cmd_inspecti,
         "rmi": cmd_rmi,
         "imagefsinfo": cmd_imagefsinfo,
-        "load": cmd_load,
-        "import": cmd_import,
     }

@@ -1,7 +1,6 @@
-"""cribctl: crib's crictl-compatible debug client.
-
-Global flags, endpoint rules and output formats follow crictl (cri-tools 1.36);
-see endpoint.py for the precedence of flags, environment and crictl.yaml.
+"""cribctl, crib's crictl-compatible client: the root parser built from the command modules (each
+registers its subcommands), help in crictl's layout, and a command run with crictl's exit codes.
+docs/cribctl.md maps the modules and says what each matches of crictl (cri-tools 1.36).
 """
 
 from __future__ import annotations
@@ -16,54 +15,25 @@ import grpc
 
 from crib import __version__
 from crib.cribctl import (
+    completion_cmds,
+    config_cmds,
     container_cmds,
+    create_cmds,
+    events_cmds,
+    exec_cmds,
     image_cmds,
-    metrics_cmds,
-    node_cmds,
+    info_cmds,
+    load_cmds,
+    logs_cmds,
     output,
-    pod_cmds,
+    sandbox_cmds,
+    stats_cmds,
     stream_cmds,
 )
 from crib.cribctl.client import Command, CommandError, rpc_error
 from crib.cribctl.endpoint import ClientConfigError, Endpoints, resolve
 from crib.cribctl.golike import go_quote, tabwrite
-from crib.proto.cri import api_pb2
-
-
-def cmd_version(args: argparse.Namespace, ep: Endpoints) -> None:
-    # crictl's getRuntimeService checks the endpoint first, so a dead socket reads as for every command.
-    stub = pod_cmds.connect(ep)
-    try:
-        r = stub.Version(api_pb2.VersionRequest(version="v1"), timeout=ep.timeout)
-    except grpc.RpcError as exc:
-        raise CommandError(f"getting the runtime version: {rpc_error(exc)}") from None
-    # fmt.Println("Version: ", v) puts two spaces after the colon.
-    print("Version: ", r.version)
-    print("RuntimeName: ", r.runtime_name)
-    print("RuntimeVersion: ", r.runtime_version)
-    print("RuntimeApiVersion: ", r.runtime_api_version)
-
-
-def info_document(r: api_pb2.StatusResponse) -> dict:
-    """The object `crictl info` prints for one StatusResponse."""
-    extra: dict = {}
-    handlers = [output.go_struct_json(h) for h in r.runtime_handlers]
-    if handlers:
-        extra["runtimeHandlers"] = handlers
-    if r.HasField("features"):
-        extra["features"] = output.go_struct_json(r.features)
-    return output.status_document(output.proto_json(r.status), r.info, **extra)
-
-
-def cmd_info(args: argparse.Namespace, ep: Endpoints) -> None:
-    stub = pod_cmds.connect(ep)
-    try:
-        r = stub.Status(api_pb2.StatusRequest(verbose=not args.quiet), timeout=ep.timeout)
-    except grpc.RpcError as exc:
-        raise CommandError(f"getting status of runtime: {rpc_error(exc)}") from None
-    if args.output not in ("json", "yaml"):
-        raise CommandError(f"getting status of runtime: unsupported format: {go_quote(args.output)}")
-    print(output.render_status_documents([info_document(r)], args.output))
+from crib.cribctl.util import SliceAppend, parser_commands, subparsers_action
 
 
 def cmd_help(args: argparse.Namespace, ep: Endpoints) -> None:
@@ -71,7 +41,7 @@ def cmd_help(args: argparse.Namespace, ep: Endpoints) -> None:
     if not args.topic:
         root.print_help()
         return
-    for names, _, sub in node_cmds.parser_commands(root):
+    for names, _, sub in parser_commands(root):
         if args.topic[0] in names:
             sub.print_help()
             return
@@ -79,15 +49,46 @@ def cmd_help(args: argparse.Namespace, ep: Endpoints) -> None:
 
 
 COMMANDS: dict[str, Command] = {
-    "version": cmd_version,
-    "info": cmd_info,
     "help": cmd_help,
     "h": cmd_help,
 }
 
 
-# Modules that add subcommands: each has register(subparsers) -> {name: command}.
-COMMAND_MODULES: list = [image_cmds, pod_cmds, container_cmds, stream_cmds, metrics_cmds, node_cmds]
+# The modules that add subcommands (crictl's cmd/crictl files): each has register(subparsers).
+COMMAND_MODULES: list = [
+    info_cmds,
+    image_cmds,
+    load_cmds,
+    sandbox_cmds,
+    container_cmds,
+    create_cmds,
+    logs_cmds,
+    exec_cmds,
+    stream_cmds,
+    stats_cmds,
+    events_cmds,
+    config_cmds,
+    completion_cmds,
+]
+
+# argparse lists the commands in this order in its "invalid choice" error (reached when an
+# abbreviated global flag takes the command word as its value); the order predates the modules.
+COMMAND_ORDER = (
+    "version", "info", "pull", "images", "image", "img", "inspecti", "rmi", "imagefsinfo", "load",
+    "import", "runp", "pods", "inspectp", "stopp", "rmp", "create", "run", "start", "stop", "rm", "ps",
+    "inspect", "logs", "exec", "stats", "update", "events", "event", "attach", "port-forward",
+    "metricdescs", "metricsp", "config", "statsp", "checkpoint", "runtime-config",
+    "update-runtime-config", "completion",
+)  # fmt: skip
+
+
+def _order_commands(sub: argparse._SubParsersAction) -> None:
+    # In place: argparse reads the same dict as sub._name_parser_map.
+    rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+    ordered = sorted(sub.choices.items(), key=lambda item: rank.get(item[0], len(rank)))
+    sub.choices.clear()
+    sub.choices.update(ordered)
+
 
 # --- help in crictl's (urfave/cli's) layout --------------------------------------------------------
 
@@ -105,7 +106,7 @@ def _flag_names(action: argparse.Action) -> str:
     shorts = [s for s in action.option_strings if not s.startswith("--")]
     takes_value = action.nargs != 0
     text = ", ".join(f"{n} value" if takes_value else n for n in longs + shorts)
-    if isinstance(action, (argparse._AppendAction, image_cmds.SliceAppend)):
+    if isinstance(action, (argparse._AppendAction, SliceAppend)):
         text += f" [ {text} ]"
     return text
 
@@ -167,7 +168,7 @@ def _options(parser: argparse.ArgumentParser) -> list[tuple[str, str]]:
 
 
 def render_help(parser: argparse.ArgumentParser) -> str:
-    root = node_cmds._subparsers_action(parser) is not None
+    root = subparsers_action(parser) is not None
     description = parser.description or ""
     if not root:
         description = _sentence(description)
@@ -175,7 +176,7 @@ def render_help(parser: argparse.ArgumentParser) -> str:
     if root:
         out += [f"   {parser.prog} [global options] command [command options]", ""]
         out += ["VERSION:", f"   {__version__}", "", "COMMANDS:"]
-        rows = [(", ".join(names), _sentence(h)) for names, h, _ in node_cmds.parser_commands(parser)]
+        rows = [(", ".join(names), _sentence(h)) for names, h, _ in parser_commands(parser)]
         out += [_rows(rows).rstrip("\n"), "", "GLOBAL OPTIONS:"]
     else:
         usage = f"   {parser.prog} [command options]"
@@ -251,20 +252,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", "-v", action="version", version=f"cribctl version {__version__}")
     p.set_defaults(root_parser=p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser(
-        "version",
-        help="display runtime version information",
-        description="display runtime version information",
-    )
-    info = sub.add_parser(
-        "info",
-        help="display information of the container runtime",
-        description="display information of the container runtime",
-    )
-    info.add_argument("--output", "-o", default="json", help="output format, one of: json|yaml")
-    info.add_argument("--quiet", "-q", action="store_true", help="do not show verbose information")
     for module in COMMAND_MODULES:
         COMMANDS.update(module.register(sub))
+    _order_commands(sub)
     helper = sub.add_parser(
         "help",
         aliases=["h"],
@@ -338,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     words = join_dash_values(sys.argv[1:] if argv is None else argv)
     command = _first_command(words, p)
-    sub = node_cmds._subparsers_action(p)
+    sub = subparsers_action(p)
     if command is not None and sub is not None and command not in sub.choices:
         print(f"No help topic for '{command}'")
         return 3

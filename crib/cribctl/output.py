@@ -1,9 +1,7 @@
 """Output in crictl's formats, so scripts written for crictl read cribctl alike.
 
-crictl renders CRI messages two ways: protojson (lowerCamelCase names, default
-values included) for whole messages, and Go's encoding/json on the generated
-structs (snake_case names, zero values omitted) for some nested lists. Go's
-json sorts map keys and escapes <, > and & in strings.
+protojson and Go's encoding/json of CRI messages, sigs.k8s.io/yaml's two YAML forms, the status
+documents of info and the inspect commands, and `-o go-template` (docs/cribctl.md has the details).
 """
 
 from __future__ import annotations
@@ -12,6 +10,8 @@ import base64
 import contextlib
 import io
 import json
+import math
+import re
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
@@ -23,11 +23,40 @@ from google.protobuf.message import Message
 
 from crib.cribctl import gotemplate
 from crib.cribctl.client import CommandError
+from crib.cribctl.golike import (
+    go_format_float64,
+    go_json_float,
+    go_quote,
+    go_sort,
+    resolve_plain_scalar,
+    v2_tag,
+)
 
 
 def proto_json(msg: Message) -> dict[str, Any]:
     """protojson.MarshalOptions{EmitDefaultValues: true}, as a dict."""
     return json_format.MessageToDict(msg, always_print_fields_with_no_presence=True)
+
+
+def protojson_text(msg: Message) -> str:
+    """protojson.MarshalOptions{EmitDefaultValues: true, Indent: "  "}: fields by number, maps sorted."""
+    return json.dumps(_in_field_order(msg, proto_json(msg)), indent=2, ensure_ascii=False)
+
+
+def _in_field_order(msg: Message, doc: dict[str, Any]) -> dict[str, Any]:
+    ordered: dict[str, Any] = {}
+    for field in sorted(msg.DESCRIPTOR.fields, key=lambda f: f.number):
+        if field.json_name not in doc:
+            continue
+        value = doc[field.json_name]
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            value = dict(sorted(value.items()))
+        elif field.message_type is not None and field.is_repeated:
+            value = [_in_field_order(m, v) for m, v in zip(getattr(msg, field.name), value, strict=True)]
+        elif field.message_type is not None:
+            value = _in_field_order(getattr(msg, field.name), value)
+        ordered[field.json_name] = value
+    return ordered
 
 
 def _go_value(field: FieldDescriptor, value: Any) -> Any:
@@ -87,6 +116,7 @@ class _GoYamlDumper(yaml.SafeDumper):
 
 
 _STR_TAG = "tag:yaml.org,2002:str"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
@@ -105,6 +135,101 @@ def go_yaml(obj: Any) -> str:
     return yaml.dump(
         _go_numbers(obj), Dumper=_GoYamlDumper, default_flow_style=False, sort_keys=True, allow_unicode=True
     )
+
+
+# --- sigs.k8s.io/yaml's JSONToYAML with go-yaml v2's rules ----------------------------------------
+
+_BASE60_FLOAT = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")
+
+
+class GoYamlV2Dumper(yaml.SafeDumper):
+    """PyYAML's emitter (a port of libyaml, as go-yaml v2) deciding plain scalars by go-yaml v2's rules."""
+
+    def resolve(self, kind: type, value: Any, implicit: Any) -> str:
+        if kind is yaml.ScalarNode and implicit[0]:
+            return v2_tag(value)
+        return super().resolve(kind, value, implicit)
+
+
+def _represent_v2_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    # go-yaml v2's stringv: a literal block with newlines, double quotes for what would not read
+    # back as a string (base-60 floats too, which v2 reads as strings but others may not).
+    if "\n" in value:
+        style: str | None = "|"
+    elif v2_tag(value) != _STR_TAG or _BASE60_FLOAT.fullmatch(value):
+        style = '"'
+    else:
+        style = None
+    return dumper.represent_scalar(_STR_TAG, value, style=style)
+
+
+def _represent_v2_float(dumper: yaml.SafeDumper, value: float) -> yaml.Node:
+    text = {"+Inf": ".inf", "-Inf": "-.inf", "NaN": ".nan"}.get(go_format_float64(value))
+    return dumper.represent_scalar(_FLOAT_TAG, text or go_format_float64(value))
+
+
+GoYamlV2Dumper.add_representer(str, _represent_v2_str)
+GoYamlV2Dumper.add_representer(float, _represent_v2_float)
+
+
+def _v2_key_less(a: str, b: str) -> bool:
+    """go-yaml v2's keyList.Less for string keys: letters after other runes, digit runs by value."""
+    for i in range(min(len(a), len(b))):
+        if a[i] == b[i]:
+            continue
+        a_letter, b_letter = a[i].isalpha(), b[i].isalpha()
+        if a_letter and b_letter:
+            return a[i] < b[i]
+        if a_letter or b_letter:
+            return b_letter
+        an = bn = 0
+        if a[i] == "0" or b[i] == "0":
+            j = i - 1
+            while j >= 0 and a[j].isdecimal():
+                if a[j] != "0":
+                    an = bn = 1
+                    break
+                j -= 1
+        ai = i
+        while ai < len(a) and a[ai].isdecimal():
+            an = an * 10 + ord(a[ai]) - ord("0")
+            ai += 1
+        bi = i
+        while bi < len(b) and b[bi].isdecimal():
+            bn = bn * 10 + ord(b[bi]) - ord("0")
+            bi += 1
+        if an != bn:
+            return an < bn
+        if ai != bi:
+            return ai < bi
+        return a[i] < b[i]
+    return len(a) < len(b)
+
+
+def _as_v2(obj: Any) -> Any:
+    """What sigs.k8s.io/yaml's JSONToYAML holds after reading Go's JSON of `obj`: keys in v2's order,
+    numbers as the JSON text reads back (60.0 is the int 60, 1e21 stays a float)."""
+    if isinstance(obj, dict):
+        keys = list(obj)
+        go_sort(keys, _v2_key_less)
+        return {key: _as_v2(obj[key]) for key in keys}
+    if isinstance(obj, list):
+        return [_as_v2(value) for value in obj]
+    if isinstance(obj, float) and math.isfinite(obj):
+        return resolve_plain_scalar(go_json_float(obj))
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        return resolve_plain_scalar(str(obj))  # past uint64, go-yaml reads a float
+    return obj
+
+
+def go_yaml_v2(obj: Any) -> str:
+    """sigs.k8s.io/yaml.JSONToYAML of Go's JSON for `obj` (go-yaml v2 underneath)."""
+    return yaml.dump(
+        _as_v2(obj), Dumper=GoYamlV2Dumper, default_flow_style=False, sort_keys=False, allow_unicode=True
+    )
+
+
+# --- status documents -----------------------------------------------------------------------------
 
 
 def status_document(status: dict[str, Any] | None, info: Mapping[str, str], **extra: Any) -> dict[str, Any]:
@@ -131,6 +256,15 @@ def render_status_documents(docs: list[dict[str, Any]], fmt: str) -> str:
     if fmt == "json":
         return go_json_indent(obj)
     raise ValueError(f"unsupported format: {fmt!r}")
+
+
+def render_go_statuses(docs: list[dict[str, Any]], fmt: str, what: str) -> str:
+    """inspect and inspectp's JSON, or YAML by sigs.k8s.io/yaml (inspecti's YAML is another)."""
+    if fmt == "yaml":
+        return go_yaml_v2(docs[0] if len(docs) == 1 else docs)
+    if fmt != "json":
+        raise CommandError(f"get the status of {what}: unsupported format: {go_quote(fmt)}")
+    return render_status_documents(docs, fmt)
 
 
 def show_statuses(

@@ -1,10 +1,5 @@
-"""`cribctl pull`'s progress display: one bar per layer and a total, redrawn in place.
-
-The daemon sends whole snapshots (crib.v1.PullProgress), so drawing is a pure
-function of the latest one; messages that arrive faster than the redraw rate
-are simply skipped, and the last one is always drawn. The bars go to stderr
-and only when it is a terminal: stdout keeps exactly crictl's one line, so
-scripts that read it see no difference.
+"""`cribctl pull`'s progress on a terminal's stderr: a bar per layer and a total, redrawn in place
+from the daemon's PullProgress snapshots, while stdout keeps crictl's one line.
 """
 
 from __future__ import annotations

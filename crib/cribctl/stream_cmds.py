@@ -1,11 +1,5 @@
-"""cribctl's streaming commands: `exec` (without -s), `attach` and `port-forward`, as crictl.
-
-The Exec/Attach/PortForward call returns a URL; the session itself runs over
-SPDY/3.1 (`--transport spdy`, the default) or WebSocket (`--transport
-websocket`) through crib/streaming/client.py. With `-t` the local terminal is
-put in raw mode for the session and its size follows SIGWINCH; ctrl-p,ctrl-q
-detaches, as crictl. A command's non-zero exit becomes cribctl's exit code
-(crictl exits 1).
+"""crictl's attach and port-forward, and the streaming sessions (SPDY/3.1 or WebSocket, through
+crib/streaming/client.py) that they and `exec` without -s run.
 """
 
 from __future__ import annotations
@@ -25,9 +19,9 @@ from typing import Any
 
 import grpc
 
-from crib.cribctl.client import Command, CommandError, runtime_stub
+from crib.cribctl.client import Command, CommandError, call_error, runtime_stub
 from crib.cribctl.endpoint import Endpoints
-from crib.cribctl.image_cmds import call_error, show_help
+from crib.cribctl.util import add_command, show_help
 from crib.proto.cri import api_pb2
 from crib.streaming import client
 from crib.streaming.client import CommandStreams, StreamingError
@@ -70,7 +64,7 @@ def _transport(args: argparse.Namespace) -> str:
     return args.transport
 
 
-# --- the terminal and stdio ---------------------------------------------------------------------
+# --- the terminal and stdio -----------------------------------------------------------------------
 
 
 class StdinPump:
@@ -229,27 +223,7 @@ def stream_command(url: str, args: argparse.Namespace, stdin: bool, tty: bool, w
     raise SystemExit(result.exit_code if 0 < result.exit_code < 256 else 1)
 
 
-def exec_stream(
-    stub: Any, ep: Endpoints, args: argparse.Namespace, cmd: list[str], container_id: str
-) -> None:
-    """`exec` without -s: ExecRequest as crictl builds it, then the session."""
-    request = api_pb2.ExecRequest(
-        container_id=container_id,
-        cmd=cmd,
-        tty=args.tty,
-        stdin=args.interactive,
-        stdout=True,
-        stderr=not args.tty,
-    )
-    what = f"execing command in container {container_id}"
-    try:
-        url = stub.Exec(request, timeout=ep.timeout).url
-    except grpc.RpcError as exc:
-        raise CommandError(f"{what}: {call_error(exc)}") from None
-    stream_command(url, args, args.interactive, args.tty, what)
-
-
-# --- attach -------------------------------------------------------------------------------------
+# --- attach ---------------------------------------------------------------------------------------
 
 
 def cmd_attach(args: argparse.Namespace, ep: Endpoints) -> None:
@@ -270,7 +244,7 @@ def cmd_attach(args: argparse.Namespace, ep: Endpoints) -> None:
     stream_command(url, args, args.stdin, args.tty, what)
 
 
-# --- port-forward -------------------------------------------------------------------------------
+# --- port-forward ---------------------------------------------------------------------------------
 
 
 def parse_port_specs(specs: list[str]) -> list[tuple[int, int]]:
@@ -424,22 +398,21 @@ def cmd_port_forward(args: argparse.Namespace, ep: Endpoints) -> None:
         raise CommandError(f"port forward: {exc or type(exc).__name__}") from None
 
 
-def _add(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help_text, description=help_text)
-    p.set_defaults(subparser=p, subcommand=name)
-    return p
+# --- registration ---------------------------------------------------------------------------------
 
 
 def register(sub: Any) -> dict[str, Command]:
-    p = _add(sub, "attach", "attach to a running container")
+    """Adds attach and port-forward; returns {name or alias: command}."""
+    p = add_command(sub, "attach", "attach to a running container")
     p.add_argument("ids", nargs="*", metavar="CONTAINER-ID")
     p.add_argument("--tty", "-t", action="store_true", help="allocate a pseudo-TTY")
     p.add_argument("--stdin", "-i", action="store_true", help="keep STDIN open")
     p.add_argument("--transport", "-r", default="spdy", help="streaming transport, spdy or websocket")
     add_tls_flags(p)
 
-    p = _add(sub, "port-forward", "forward local ports to a pod")
+    p = add_command(sub, "port-forward", "forward local ports to a pod")
     p.add_argument("args", nargs="*", metavar="POD-ID [LOCAL_PORT:]REMOTE_PORT")
     p.add_argument("--transport", "-r", default="spdy", help="streaming transport, spdy or websocket")
     add_tls_flags(p)
+
     return {"attach": cmd_attach, "port-forward": cmd_port_forward}

@@ -20,10 +20,11 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
+from crib.config import ImageSection
 from crib.errors import CribError, DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from crib.image_service import auth, reference
 from crib.image_service.content_store import WRITE_BATCH, ContentStore, sha256_digest
@@ -52,9 +53,6 @@ from crib.image_service.reference import Reference
 from crib.image_service.registry import Endpoint, RegistrySession
 from crib.log_setup import get_logger
 from crib.shared_task import SharedTasks
-
-if TYPE_CHECKING:
-    from crib.cri_server.config import ImageSection
 
 log = get_logger("crib.pull")
 

@@ -18,10 +18,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import httpx
 
+from crib.config import ImageSection
 from crib.image_service import auth, reference
 from crib.image_service.content_store import ContentStore
 from crib.image_service.image_pull import ImagePuller
@@ -30,9 +30,6 @@ from crib.image_service.layer_store import LayerStore
 from crib.image_service.pull_progress import PullSnapshot
 from crib.log_setup import get_logger
 from crib.store.state_store import StateStore
-
-if TYPE_CHECKING:
-    from crib.cri_server.config import ImageSection
 
 log = get_logger("crib.images")
 
@@ -82,7 +79,13 @@ def _empty_trash(trash: Path) -> None:
 
 
 class Images:
-    def __init__(self, config: ImageSection, root: Path, store: StateStore) -> None:
+    def __init__(
+        self,
+        config: ImageSection,
+        root: Path,
+        store: StateStore,
+        in_use: Callable[[], tuple[set[str], set[str]]] = lambda: (set(), set()),
+    ) -> None:
         self.config = config
         self.root = root
         self.content = ContentStore(root / "content")
@@ -102,8 +105,8 @@ class Images:
         self.puller = ImagePuller(
             config, self.content, self.layers, self.images, self.http, self.collect_garbage
         )
-        # (image IDs, chain IDs) that containers use; the container code replaces this.
-        self.in_use: Callable[[], tuple[set[str], set[str]]] = lambda: (set(), set())
+        # (image IDs, chain IDs) that pods and containers use: GC and removal keep them.
+        self.in_use = in_use
         self._gc_holds = 0
         self._gc_wanted = False
         sandbox = reference.parse(config.sandbox_image) if config.sandbox_image else None

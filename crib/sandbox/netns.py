@@ -17,8 +17,8 @@ import struct
 import threading
 from pathlib import Path
 
-from crib.container.rootfs import MS_BIND, mount, unmount
 from crib.errors import Internal
+from crib.runtime.rootfs import MS_BIND, mount, unmount
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)

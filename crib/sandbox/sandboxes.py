@@ -19,24 +19,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from crib.cni import network as cni
 from crib.cni.config import NetworkConfigList, NetworkNotReady, load_network
-from crib.container import oci_spec
-from crib.container.cgroup_stats import CgroupStats, cgroup_dirs, network_stats, process_count, read_stats
-from crib.container.rootfs import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount, unmount
-from crib.container.runtime_env import RuntimeEnv, wait_for_exit
+from crib.config import Config
 from crib.errors import AlreadyExists, CribError, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from crib.image_service.image_store import ImageRecord
 from crib.image_service.images import Images
 from crib.log_setup import get_logger
 from crib.proto.cri import api_pb2
-from crib.sandbox import netns, pause_image, pod_files
+from crib.runtime.cgroup_stats import CgroupStats, cgroup_dirs, network_stats, process_count, read_stats
+from crib.runtime.rootfs import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount, unmount
+from crib.runtime.runtime_env import RuntimeEnv, wait_for_exit
+from crib.sandbox import netns, pause_image, pause_spec, pod_files
+from crib.sandbox.pause_spec import PauseContext
+from crib.store.index import Index
 from crib.store.state_store import StateStore
-
-if TYPE_CHECKING:
-    from crib.cri_server.config import Config
 
 log = get_logger("crib.sandbox")
 
@@ -47,8 +46,6 @@ NOTREADY = "notready"
 STOP_TIMEOUT_S = 10.0
 SHM_SIZE = "size=65536k"
 # containerd's: the pause process should be the last one the OOM killer picks.
-SANDBOX_OOM_SCORE_ADJ = -998
-SANDBOX_CPU_SHARES = 2
 
 
 @dataclass
@@ -224,23 +221,35 @@ def pause_alive(pid: int, sandbox_id: str) -> bool:
     return sandbox_id in cgroups and not zombie
 
 
+class PodContainers(Protocol):
+    """What stopping and removing a pod needs of its containers (the container code has it)."""
+
+    async def stop_all_in_pod(self, sandbox_id: str, timeout: float) -> None: ...
+
+    async def remove_all_in_pod(self, sandbox_id: str) -> None: ...
+
+
 class Sandboxes:
-    def __init__(self, config: Config, env: RuntimeEnv, images: Images, store: StateStore) -> None:
+    def __init__(
+        self,
+        config: Config,
+        env: RuntimeEnv,
+        images: Images,
+        store: StateStore,
+        pod_cidrs: Callable[[], list[str]],
+    ) -> None:
         self.config = config
         self.env = env
         self.images = images
         self.store = store
+        # The node's pod CIDRs (UpdateRuntimeConfig), handed to CNI ADD as ipRanges.
+        self.pod_cidrs = pod_cidrs
         self.dir = env.state / "sandboxes"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cni_cache = cni.CNICache(env.root / "cni" / "results")
-        self.by_id: dict[str, Sandbox] = {}
-        self.names: dict[str, str] = {}
+        self.index: Index[Sandbox] = Index("pod sandbox")
         self._locks: dict[str, asyncio.Lock] = {}
         self._incomplete: list[str] = []
-        self.pod_cidrs: Callable[[], list[str]] = lambda: []
-        # Set by the container code: stop / remove a pod's containers.
-        self.stop_containers: Callable[[str, float], Any] | None = None
-        self.remove_containers: Callable[[str], Any] | None = None
 
     # --- queries ------------------------------------------------------------------------------
 
@@ -252,20 +261,13 @@ class Sandboxes:
 
     def find(self, sandbox_id: str) -> Sandbox | None:
         """By full ID or a unique ID prefix."""
-        if not sandbox_id:
-            return None
-        if sandbox_id in self.by_id:
-            return self.by_id[sandbox_id]
-        matches = [s for i, s in self.by_id.items() if i.startswith(sandbox_id)]
-        return matches[0] if len(matches) == 1 else None
+        return self.index.find(sandbox_id)
 
     def list(self) -> list[Sandbox]:
-        return list(self.by_id.values())
+        return list(self.index)
 
     def images_in_use(self) -> tuple[set[str], set[str]]:
-        return {s.image_id for s in self.by_id.values()}, {
-            c for s in self.by_id.values() for c in s.chain_ids
-        }
+        return {s.image_id for s in self.index}, {c for s in self.index for c in s.chain_ids}
 
     def _lock(self, sandbox_id: str) -> asyncio.Lock:
         return self._locks.setdefault(sandbox_id, asyncio.Lock())
@@ -299,12 +301,10 @@ class Sandboxes:
         validate(config)
         runtime = self.env.runtime(handler)
         key = reservation_key(config.metadata)
-        if key in self.names:
-            raise AlreadyExists(
-                f"pod sandbox name {key!r} is reserved for {self.names[key]}; remove that pod first"
-            )
+        if (holder := self.index.holder(key)) is not None:
+            raise AlreadyExists(f"pod sandbox name {key!r} is reserved for {holder}; remove that pod first")
         sandbox_id = secrets.token_hex(32)
-        self.names[key] = sandbox_id
+        self.index.reserve(key, sandbox_id)
         sandbox = Sandbox(
             id=sandbox_id,
             config_b64=base64.b64encode(config.SerializeToString()).decode(),
@@ -325,9 +325,9 @@ class Sandboxes:
                         await result
                 except Exception as undo_exc:
                     log.warning("sandbox.undo_failed", pod=sandbox_id, error=repr(undo_exc))
-            self.by_id.pop(sandbox_id, None)
+            self.index.drop(sandbox_id)
             self.store.delete(_KIND, sandbox_id)
-            self.names.pop(key, None)
+            self.index.release(key, sandbox_id)
             self._locks.pop(sandbox_id, None)
             raise
         log.info("sandbox.ready", pod=sandbox_id, name=key, ips=sandbox.ips, netns=sandbox.netns)
@@ -357,7 +357,7 @@ class Sandboxes:
         undo.append(lambda: shutil.rmtree(directory, ignore_errors=True))
         # Recorded from the start: a crash midway leaves a record that
         # start-up finds and cleans up, never an untracked netns or process.
-        self.by_id[sandbox.id] = sandbox
+        self.index.add(sandbox.id, sandbox)
         self._persist(sandbox)
 
         pod_files.write(directory, "resolv.conf", resolv)
@@ -411,75 +411,6 @@ class Sandboxes:
             capability_args=capability_args(sandbox.config, self.pod_cidrs()),
         )
 
-    def pause_spec(self, sandbox: Sandbox, image: ImageRecord, hostname: str) -> dict[str, Any]:
-        config = sandbox.config
-        linux = config.linux
-        sc = linux.security_context
-        opts = sc.namespace_options
-        img = image.config.get("config") or {}
-        args = [*(img.get("Entrypoint") or []), *(img.get("Cmd") or [])] or ["/catatonit", "-P"]
-        uid, gid = 65535, 65535
-        user = str(img.get("User", "") or "")
-        if user:
-            parts = user.split(":")
-            if parts[0].isdigit():
-                uid = int(parts[0])
-                gid = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else uid
-        if sc.HasField("run_as_user"):
-            uid = sc.run_as_user.value
-            gid = uid
-        if sc.HasField("run_as_group"):
-            gid = sc.run_as_group.value
-        privileged = sc.privileged
-        caps = oci_spec.available_capabilities() if privileged else []
-        namespaces: list[dict[str, str]] = [{"type": "mount"}]
-        if opts.pid != api_pb2.NODE:
-            namespaces.append({"type": "pid"})
-        if opts.ipc != api_pb2.NODE:
-            namespaces.append({"type": "ipc"})
-        if opts.network != api_pb2.NODE:
-            namespaces.append({"type": "uts"})
-            namespaces.append({"type": "network", "path": sandbox.netns})
-        directory = self.sandbox_dir(sandbox.id)
-        mounts = oci_spec.default_mounts(privileged)
-        if opts.ipc != api_pb2.NODE:
-            mounts.append(oci_spec.bind_mount(str(self.shm_path(sandbox.id)), "/dev/shm", readonly=False))
-        else:
-            mounts.append(oci_spec.bind_mount("/dev/shm", "/dev/shm", readonly=False))
-        for name in ("resolv.conf", "hosts", "hostname"):
-            mounts.append(oci_spec.bind_mount(str(directory / name), f"/etc/{name}", readonly=True))
-        seccomp = oci_spec.seccomp_profile(
-            sc.seccomp if sc.HasField("seccomp") else None, sc.seccomp_profile_path, set(caps), privileged
-        )
-        return oci_spec.base_spec(
-            args=args,
-            env=img.get("Env") or [oci_spec.DEFAULT_PATH],
-            cwd="/",
-            uid=uid,
-            gid=gid,
-            additional_gids=list(sc.supplemental_groups),
-            rootfs=str(self.env.rootfs(sandbox.id)),
-            readonly_rootfs=True,
-            hostname=hostname if opts.network != api_pb2.NODE else "",
-            capabilities=caps,
-            no_new_privileges=not privileged,
-            oom_score_adj=SANDBOX_OOM_SCORE_ADJ,
-            cgroups=oci_spec.cgroups_path(linux.cgroup_parent, sandbox.id, self.env.systemd),
-            namespaces=namespaces,
-            mounts=mounts,
-            masked_paths=[] if privileged else oci_spec.MASKED_PATHS,
-            readonly_paths=[] if privileged else oci_spec.READONLY_PATHS,
-            seccomp_section=seccomp,
-            sysctls=dict(linux.sysctls),
-            resources={"cpu": {"shares": SANDBOX_CPU_SHARES}},
-            annotations={
-                "io.kubernetes.cri.container-type": "sandbox",
-                "io.kubernetes.cri.sandbox-id": sandbox.id,
-                "io.kubernetes.cri.sandbox-name": config.metadata.name,
-                "io.kubernetes.cri.sandbox-namespace": config.metadata.namespace,
-            },
-        )
-
     async def _start_pause(
         self, sandbox: Sandbox, runtime: Any, image: ImageRecord, hostname: str, undo: list[Callable[[], Any]]
     ) -> None:
@@ -487,7 +418,19 @@ class Sandboxes:
         lowers = [self.images.layers.path(c) for c in reversed(sandbox.chain_ids)]
         undo.append(lambda: asyncio.to_thread(env.cleanup, sandbox.id))
         await asyncio.to_thread(env.prepare_rootfs, sandbox.id, lowers)
-        spec = self.pause_spec(sandbox, image, hostname)
+        spec = pause_spec.build(
+            PauseContext(
+                sandbox_id=sandbox.id,
+                config=sandbox.config,
+                netns=sandbox.netns,
+                files_dir=self.sandbox_dir(sandbox.id),
+                shm=self.shm_path(sandbox.id),
+                rootfs=env.rootfs(sandbox.id),
+                systemd=env.systemd,
+            ),
+            image.config.get("config") or {},
+            hostname,
+        )
         await asyncio.to_thread(env.write_spec, sandbox.id, spec)
         # No conmon for the pause: it has no output to log and its exit code
         # does not matter; cribd (a subreaper) watches its pid directly. One
@@ -513,15 +456,14 @@ class Sandboxes:
 
     # --- StopPodSandbox -------------------------------------------------------------------------
 
-    async def stop(self, sandbox_id: str) -> None:
+    async def stop(self, sandbox_id: str, containers: PodContainers) -> None:
         sandbox = self.find(sandbox_id)
         if sandbox is None:
             return  # idempotent: nothing to stop
         async with self._lock(sandbox.id):
-            if self.stop_containers is not None:
-                # The CRI: containers still running here "must be forcibly terminated" (the
-                # kubelet has stopped them gracefully before); containerd also uses 0.
-                await self.stop_containers(sandbox.id, 0)
+            # The CRI: containers still running here "must be forcibly terminated" (the
+            # kubelet has stopped them gracefully before); containerd also uses 0.
+            await containers.stop_all_in_pod(sandbox.id, 0)
             await self._stop_pause(sandbox)
             if sandbox.state == READY:
                 sandbox.state = NOTREADY
@@ -571,22 +513,20 @@ class Sandboxes:
 
     # --- RemovePodSandbox -----------------------------------------------------------------------
 
-    async def remove(self, sandbox_id: str) -> None:
+    async def remove(self, sandbox_id: str, containers: PodContainers) -> None:
         sandbox = self.find(sandbox_id)
         if sandbox is None:
             return  # idempotent
-        await self.stop(sandbox.id)
+        await self.stop(sandbox.id, containers)
         async with self._lock(sandbox.id):
-            if self.remove_containers is not None:
-                await self.remove_containers(sandbox.id)
+            await containers.remove_all_in_pod(sandbox.id)
             runtime = self.env.runtime(sandbox.handler)
             await runtime.delete(sandbox.id, force=True)
             await asyncio.to_thread(self.env.cleanup, sandbox.id)
             await asyncio.to_thread(shutil.rmtree, self.sandbox_dir(sandbox.id), True)
             self.store.delete(_KIND, sandbox.id)
-            self.by_id.pop(sandbox.id, None)
-            if self.names.get(sandbox.reservation) == sandbox.id:
-                del self.names[sandbox.reservation]
+            self.index.drop(sandbox.id)
+            self.index.release(sandbox.reservation, sandbox.id)
         self._locks.pop(sandbox.id, None)
         await self.images.collect_garbage()
         log.info("sandbox.removed", pod=sandbox.id)
@@ -634,8 +574,8 @@ class Sandboxes:
         """Rebuild the view after a restart; sandboxes a crash left half-made are torn down."""
         for sandbox_id, raw in self.store.items(_KIND):
             sandbox = Sandbox(**raw)
-            self.by_id[sandbox_id] = sandbox
-            self.names[sandbox.reservation] = sandbox_id
+            self.index.add(sandbox_id, sandbox)
+            self.index.reserve(sandbox.reservation, sandbox_id)
             alive = pause_alive(sandbox.pid, sandbox.id)
             if alive:
                 self._watch(sandbox)
@@ -647,14 +587,14 @@ class Sandboxes:
             elif sandbox.state == CREATING:
                 sandbox.state = NOTREADY
                 self._incomplete.append(sandbox_id)
-        log.info("sandbox.recovered", count=len(self.by_id), incomplete=len(self._incomplete))
+        log.info("sandbox.recovered", count=len(self.index), incomplete=len(self._incomplete))
 
-    async def remove_incomplete(self) -> None:
+    async def remove_incomplete(self, containers: PodContainers) -> None:
         """Pods a crash left half-made: finish their RunPodSandbox's undo (once containers are known)."""
         for sandbox_id in self._incomplete:
             log.warning("sandbox.incomplete_removed", pod=sandbox_id)
             with contextlib.suppress(CribError, OSError):
-                await self.remove(sandbox_id)
+                await self.remove(sandbox_id, containers)
         self._incomplete.clear()
 
     def to_status(self, sandbox: Sandbox) -> dict[str, Any]:

@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from crib.streaming import spdy, tunnel, wschannel
+from crib.streaming import tunnel, wschannel, wschannel_upgrade
+from crib.streaming.spdy_connection import SessionClosedError
+from crib.streaming.spdy_frames import SpdyError
+from crib.streaming.spdy_session import SpdySession, StreamResetError
 
 Source = Callable[[], Awaitable[bytes]]  # b"" at the end
 Sink = Callable[[bytes], Awaitable[None]]
@@ -98,7 +101,7 @@ async def open_spdy(
     *,
     ssl: ssl_module.SSLContext | None = None,
     timeout: float = HANDSHAKE_TIMEOUT_S,
-) -> tuple[spdy.SpdySession, str]:
+) -> tuple[SpdySession, str]:
     """POST url with `Upgrade: SPDY/3.1`, offering `protocols`; the session and the chosen one."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -143,7 +146,7 @@ async def open_spdy(
             writer.transport.abort()
             raise
     # The server is crib or a Go spdystream peer: neither may wait on our window updates.
-    session = spdy.SpdySession(reader, writer, client=True, peer_flow_control=False)
+    session = SpdySession(reader, writer, client=True, peer_flow_control=False)
     return session, chosen
 
 
@@ -166,7 +169,7 @@ async def _copy_in(source: Source, write: Sink, close: Callable[[], Awaitable[An
         while data := await source():
             await write(data)
     finally:
-        with contextlib.suppress(spdy.SpdyError, ConnectionError, wschannel.ChannelConnectionClosed):
+        with contextlib.suppress(SpdyError, ConnectionError, wschannel.ChannelConnectionClosed):
             await close()
 
 
@@ -221,7 +224,7 @@ async def stream_spdy(
         # The outputs end with their streams, which the server closes before the status.
         await asyncio.gather(*outputs)
         return result_from_error_stream(status, protocol)
-    except spdy.SpdyError as exc:
+    except SpdyError as exc:
         raise StreamingError(f"streaming session failed: {exc}") from exc
     finally:
         await _cancel(side)
@@ -238,7 +241,7 @@ def _until_reset(read: Source) -> Source:
     async def safe_read() -> bytes:
         try:
             return await read()
-        except (spdy.StreamResetError, spdy.SessionClosedError):
+        except (StreamResetError, SessionClosedError):
             return b""
 
     return safe_read
@@ -260,8 +263,8 @@ async def stream_websocket(
 ) -> CommandResult:
     """Exec or attach over WebSocket channels (v5 half-closes stdin; v4 cannot)."""
     try:
-        conn = await wschannel.ChannelClient.connect(url, protocols, ssl=_ssl_for(url, ssl))
-    except wschannel.WebSocketHandshakeError as exc:
+        conn = await wschannel_upgrade.ChannelClient.connect(url, protocols, ssl=_ssl_for(url, ssl))
+    except wschannel_upgrade.WebSocketHandshakeError as exc:
         raise StreamingError(f"upgrade refused ({exc.status}): {exc}", exc.status) from exc
     side: list[asyncio.Future[Any]] = []
 
@@ -329,7 +332,7 @@ class PortConnection:
 class SpdyPortForwarder:
     """A port-forward session over SPDY (or SPDY tunnelled in WebSocket): many connections."""
 
-    def __init__(self, session: spdy.SpdySession, ws: wschannel.ChannelConnection | None = None) -> None:
+    def __init__(self, session: SpdySession, ws: wschannel.ChannelConnection | None = None) -> None:
         self.session = session
         self._ws = ws
         self._ids = itertools.count()
@@ -348,9 +351,9 @@ class SpdyPortForwarder:
             raise ValueError(f"unknown transport {transport!r}")
         try:
             reader, writer, conn = await tunnel.connect(url, ssl=_ssl_for(url, ssl))
-        except wschannel.WebSocketHandshakeError as exc:
+        except wschannel_upgrade.WebSocketHandshakeError as exc:
             raise StreamingError(f"upgrade refused ({exc.status}): {exc}", exc.status) from exc
-        session = spdy.SpdySession(reader, writer, client=True, peer_flow_control=False)  # type: ignore[arg-type]
+        session = SpdySession(reader, writer, client=True, peer_flow_control=False)  # type: ignore[arg-type]
         return cls(session, conn)
 
     async def open(self, port: int) -> PortConnection:
@@ -361,7 +364,7 @@ class SpdyPortForwarder:
             error = await self.session.open_stream({**headers, "streamType": "error"})
             await error.close()
             data = await self.session.open_stream({**headers, "streamType": "data"})
-        except spdy.SpdyError as exc:
+        except SpdyError as exc:
             raise StreamingError(f"port-forward to {port} failed: {exc}") from exc
         return PortConnection(_until_reset(data.read), data.write, data.close, _until_reset(error.read))
 
@@ -390,8 +393,8 @@ class WebSocketPortForward:
         query = "&".join(f"port={p}" for p in ports)
         full = url + ("&" if "?" in url else "?") + query
         try:
-            conn = await wschannel.ChannelClient.connect(full, protocols, ssl=_ssl_for(url, ssl))
-        except wschannel.WebSocketHandshakeError as exc:
+            conn = await wschannel_upgrade.ChannelClient.connect(full, protocols, ssl=_ssl_for(url, ssl))
+        except wschannel_upgrade.WebSocketHandshakeError as exc:
             raise StreamingError(f"upgrade refused ({exc.status}): {exc}", exc.status) from exc
         self = cls(conn, ports)
         # Each channel starts with its port, little-endian: check that they are ours.

@@ -22,7 +22,10 @@ import h11
 
 from crib.container.exec_stream import ExecProcess
 from crib.log_setup import get_logger
-from crib.streaming import remotecommand, spdy, tunnel, wschannel
+from crib.streaming import remotecommand, tunnel, wschannel, wschannel_upgrade
+from crib.streaming.spdy_connection import SessionClosedError
+from crib.streaming.spdy_frames import SpdyError
+from crib.streaming.spdy_session import SpdySession, SpdyStream
 from crib.streaming.tokens import TokenCache
 
 log = get_logger("crib.streaming")
@@ -47,7 +50,7 @@ class Backend:
 
 
 class _SpdyCommandIO:
-    def __init__(self, streams: dict[str, spdy.SpdyStream], protocol: str, session: spdy.SpdySession) -> None:
+    def __init__(self, streams: dict[str, SpdyStream], protocol: str, session: SpdySession) -> None:
         self.streams = streams
         self.protocol = protocol
         self.session = session
@@ -58,7 +61,7 @@ class _SpdyCommandIO:
     async def read_stdin(self) -> bytes:
         try:
             return await self.streams["stdin"].read()
-        except (spdy.SpdyError, KeyError):
+        except (SpdyError, KeyError):
             return b""
 
     async def write_stdout(self, data: bytes) -> None:
@@ -74,13 +77,13 @@ class _SpdyCommandIO:
     async def finish(self, status: dict[str, Any] | None, text: str) -> None:
         error = self.streams.get("error")
         if error is not None:
-            with contextlib.suppress(spdy.SpdyError, ConnectionError):
+            with contextlib.suppress(SpdyError, ConnectionError):
                 if self.protocol == "v4.channel.k8s.io" and status is not None:
                     await error.write(remotecommand.status_json(status))
                 elif text:
                     await error.write(text.encode())
         for stream in self.streams.values():
-            with contextlib.suppress(spdy.SpdyError, ConnectionError):
+            with contextlib.suppress(SpdyError, ConnectionError):
                 await stream.close()
 
     async def wait_closed(self) -> None:
@@ -94,7 +97,7 @@ async def _json_sizes(read: Callable[[], Awaitable[bytes]]) -> AsyncIterator[tup
     while True:
         try:
             chunk = await read()
-        except (spdy.SpdyError, ConnectionError):
+        except (SpdyError, ConnectionError):
             return
         if not chunk:
             return
@@ -201,7 +204,7 @@ class StreamingServer:
         self._sessions.add(task)
         try:
             await self._serve(reader, writer)
-        except (ConnectionError, spdy.SpdyError, wschannel.WebSocketRejected, asyncio.IncompleteReadError):
+        except (ConnectionError, SpdyError, wschannel_upgrade.WebSocketRejected, asyncio.IncompleteReadError):
             pass
         except Exception as exc:
             log.error("streaming.session_failed", exc_info=exc)
@@ -300,7 +303,7 @@ class StreamingServer:
         )
         await writer.drain()
         # The kubelet's peer (spdystream) does no flow control: ours must not wait for it.
-        session = spdy.SpdySession(
+        session = SpdySession(
             _Prepended(reader, buffered),
             writer,
             client=False,
@@ -316,7 +319,7 @@ class StreamingServer:
             with contextlib.suppress(Exception):
                 await session.aclose(5.0)
 
-    async def _spdy_command(self, kind: str, session: spdy.SpdySession, cri: Any, protocol: str) -> None:
+    async def _spdy_command(self, kind: str, session: SpdySession, cri: Any, protocol: str) -> None:
         tty = bool(cri.tty)
         expected = {"error"}
         if cri.stdin:
@@ -327,7 +330,7 @@ class StreamingServer:
             expected.add("stderr")
         if tty and protocol in ("v4.channel.k8s.io", "v3.channel.k8s.io"):
             expected.add("resize")
-        streams: dict[str, spdy.SpdyStream] = {}
+        streams: dict[str, SpdyStream] = {}
         try:
             async with asyncio.timeout(self.creation_timeout):
                 while not expected <= set(streams):
@@ -364,14 +367,14 @@ class StreamingServer:
             await remotecommand.run_attach(io, sock, lambda w, h: self.backend.attach_resize(cri, w, h))
             log.info("streaming.attach_done", container=cri.container_id)
 
-    async def _spdy_portforward(self, session: spdy.SpdySession, cri: Any) -> None:
-        pairs: dict[str, dict[str, spdy.SpdyStream]] = {}
+    async def _spdy_portforward(self, session: SpdySession, cri: Any) -> None:
+        pairs: dict[str, dict[str, SpdyStream]] = {}
         tasks: set[asyncio.Task[Any]] = set()
         try:
             while True:
                 try:
                     stream = await session.accept_stream()
-                except spdy.SessionClosedError:
+                except SessionClosedError:
                     break
                 await stream.reply({})
                 stream_type = (stream.header("streamType") or "").lower()
@@ -388,14 +391,14 @@ class StreamingServer:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _forward_pair(self, cri: Any, data: spdy.SpdyStream, error: spdy.SpdyStream) -> None:
+    async def _forward_pair(self, cri: Any, data: SpdyStream, error: SpdyStream) -> None:
         port_text = data.header("port") or ""
         try:
             port = int(port_text)
             if not 0 < port <= 65535:
                 raise ValueError
         except ValueError:
-            with contextlib.suppress(spdy.SpdyError, ConnectionError):
+            with contextlib.suppress(SpdyError, ConnectionError):
                 await error.write(f"invalid port {port_text!r}".encode())
                 await error.close()
                 await data.close()
@@ -403,13 +406,13 @@ class StreamingServer:
         try:
             sock = await self.backend.connect(cri, port)
         except Exception as exc:
-            with contextlib.suppress(spdy.SpdyError, ConnectionError):
+            with contextlib.suppress(SpdyError, ConnectionError):
                 await error.write(getattr(exc, "message", str(exc)).encode())
                 await error.close()
                 data.reset()
             return
         await _relay(sock, data.read, data.write, data.close)
-        with contextlib.suppress(spdy.SpdyError, ConnectionError):
+        with contextlib.suppress(SpdyError, ConnectionError):
             await error.close()
 
     # --- WebSocket --------------------------------------------------------------------------
@@ -425,7 +428,7 @@ class StreamingServer:
                 method=request.method, settings=settings,
             )  # fmt: skip
             # client-go's SPDY client inside, as on the kubelet leg: no flow control from it.
-            session = spdy.SpdySession(
+            session = SpdySession(
                 t_reader, t_writer, client=False, peer_flow_control=False,  # type: ignore[arg-type]
                 idle_timeout=self.idle_timeout,
             )  # fmt: skip
@@ -446,7 +449,7 @@ class StreamingServer:
             if not ports:
                 await self._respond(writer, 400, 'query parameter "port" is required\n')
                 return
-            conn = await wschannel.accept_portforward(
+            conn = await wschannel_upgrade.accept_portforward(
                 reader, writer, request.headers, request.target, buffered, ports,
                 method=request.method, settings=settings,
             )  # fmt: skip
@@ -454,7 +457,7 @@ class StreamingServer:
                 await asyncio.gather(*(self._forward_channel(conn, cri, i, p) for i, p in enumerate(ports)))
             return
         tty = bool(cri.tty)
-        conn = await wschannel.accept_remotecommand(
+        conn = await wschannel_upgrade.accept_remotecommand(
             reader, writer, request.headers, request.target, buffered,
             stdin=bool(cri.stdin), stdout=bool(cri.stdout), stderr=bool(cri.stderr) and not tty,
             method=request.method, settings=settings,
@@ -534,7 +537,7 @@ async def _relay(
         try:
             while data := await read():
                 await loop.sock_sendall(sock, data)
-        except (spdy.SpdyError, ConnectionError, OSError):
+        except (SpdyError, ConnectionError, OSError):
             pass
         with contextlib.suppress(OSError):
             sock.shutdown(1)
@@ -543,9 +546,9 @@ async def _relay(
         try:
             while data := await loop.sock_recv(sock, 64 * 1024):
                 await write(data)
-        except (spdy.SpdyError, ConnectionError, OSError):
+        except (SpdyError, ConnectionError, OSError):
             pass
-        with contextlib.suppress(spdy.SpdyError, ConnectionError):
+        with contextlib.suppress(SpdyError, ConnectionError):
             await close()
 
     try:

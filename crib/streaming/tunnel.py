@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
-from crib.streaming import wschannel
+from crib.streaming import wschannel, wschannel_upgrade
 
 TUNNEL_PROTOCOLS: tuple[str, ...] = (wschannel.SPDY_TUNNEL_PORTFORWARD,)
 
@@ -50,9 +50,6 @@ class TunnelWriter:
         except wschannel.ChannelConnectionClosed as exc:
             raise ConnectionResetError(str(exc)) from None
 
-    def is_closing(self) -> bool:
-        return self._conn.closed or self._conn.transport.is_closing()
-
     def close(self) -> None:
         if self._closing is None and not self._conn.closed:
             self._closing = asyncio.get_running_loop().create_task(self._conn.close(timeout=5.0))
@@ -60,12 +57,9 @@ class TunnelWriter:
     async def wait_closed(self) -> None:
         await self._conn.wait_closed()
 
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self.transport.get_extra_info(name, default)
-
 
 def wants_tunnel(headers: Sequence[tuple[bytes, bytes]]) -> bool:
-    return any(wschannel.is_tunnel_protocol(p) for p in wschannel.requested_subprotocols(headers))
+    return any(wschannel.is_tunnel_protocol(p) for p in wschannel_upgrade.requested_subprotocols(headers))
 
 
 async def accept(
@@ -79,7 +73,7 @@ async def accept(
     settings: wschannel.ChannelSettings = wschannel.DEFAULT_SETTINGS,
 ) -> tuple[TunnelReader, TunnelWriter, wschannel.ChannelConnection]:
     """Upgrade to the tunnel; the SPDY protocol inside is the subprotocol minus its prefix."""
-    conn = await wschannel.accept(
+    conn = await wschannel_upgrade.accept(
         reader,
         writer,
         headers,
@@ -97,9 +91,10 @@ async def connect(
     url: str, protocols: Sequence[str] = TUNNEL_PROTOCOLS, **kw: Any
 ) -> tuple[TunnelReader, TunnelWriter, wschannel.ChannelConnection]:
     """The client end (tests and cribctl): a SpdySession(client=True) runs on what this returns."""
-    conn = await wschannel.ChannelClient.connect(url, protocols, **kw)
+    conn = await wschannel_upgrade.ChannelClient.connect(url, protocols, **kw)
     if not wschannel.is_tunnel_protocol(conn.protocol):
         with contextlib.suppress(Exception):
             await conn.close(timeout=5.0)
-        raise wschannel.WebSocketHandshakeError(101, f"server chose {conn.protocol!r}, not a SPDY tunnel")
+        message = f"server chose {conn.protocol!r}, not a SPDY tunnel"
+        raise wschannel_upgrade.WebSocketHandshakeError(101, message)
     return TunnelReader(conn), TunnelWriter(conn), conn

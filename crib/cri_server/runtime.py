@@ -1,0 +1,148 @@
+"""The runtime itself: Version (the kubelet's handshake), Status (RuntimeReady and NetworkReady
+decide whether the node is Ready), RuntimeConfig (the cgroup driver) and UpdateRuntimeConfig
+(the pod CIDR)."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+
+from crib import __version__
+from crib.cni.config import NetworkNotReady, load_network
+from crib.cni.pod_cidr import PodCIDRs
+from crib.config import Config
+from crib.proto.cri import api_pb2
+from crib.runtime.runtime_handler import HandlerInfo, resolve_binary
+
+RUNTIME_NAME = "crib"
+# The kubelet-runtime API version string every CRI runtime answers.
+KUBE_RUNTIME_API_VERSION = "0.1.0"
+RUNTIME_API_VERSION = "v1"
+
+
+def version_response() -> api_pb2.VersionResponse:
+    return api_pb2.VersionResponse(
+        version=KUBE_RUNTIME_API_VERSION,
+        runtime_name=RUNTIME_NAME,
+        runtime_version=__version__,
+        runtime_api_version=RUNTIME_API_VERSION,
+    )
+
+
+RUNTIME_READY = "RuntimeReady"
+NETWORK_READY = "NetworkReady"
+
+
+def _runtime_condition(config: Config, handlers: dict[str, HandlerInfo]) -> api_pb2.RuntimeCondition:
+    name = config.runtime.default_handler
+    default = handlers.get(name)
+    if default is None or default.path is None:
+        binary = config.runtime.handlers[name].binary
+        return api_pb2.RuntimeCondition(
+            type=RUNTIME_READY,
+            status=False,
+            reason="OCIRuntimeNotFound",
+            message=f"the default runtime handler {name!r} needs {binary!r}, which is not installed",
+        )
+    if resolve_binary(config.runtime.conmon) is None:
+        return api_pb2.RuntimeCondition(
+            type=RUNTIME_READY,
+            status=False,
+            reason="ConmonNotFound",
+            message=f"conmon {config.runtime.conmon!r} is not installed",
+        )
+    return api_pb2.RuntimeCondition(type=RUNTIME_READY, status=True)
+
+
+def _network_condition(config: Config) -> tuple[api_pb2.RuntimeCondition, dict[str, str] | None]:
+    # Read on every call: a few small files, and the kubelet asks every few
+    # seconds, so a config dropped in by a CNI installer shows up at once.
+    try:
+        net = load_network(config.cni.conf_dir, config.cni.bin_dirs, config.cni.network_name)
+    except NetworkNotReady as exc:
+        condition = api_pb2.RuntimeCondition(
+            type=NETWORK_READY, status=False, reason="NetworkPluginNotReady", message=str(exc)
+        )
+        return condition, None
+    return api_pb2.RuntimeCondition(type=NETWORK_READY, status=True), {
+        "name": net.name,
+        "file": str(net.path),
+    }
+
+
+def _handler(name: str, info: HandlerInfo) -> api_pb2.RuntimeHandler:
+    return api_pb2.RuntimeHandler(
+        name=name,
+        features=api_pb2.RuntimeHandlerFeatures(
+            recursive_read_only_mounts=info.recursive_read_only_mounts,
+            user_namespaces=info.user_namespaces,
+        ),
+    )
+
+
+def status_response(
+    config: Config, handlers: dict[str, HandlerInfo], verbose: bool, pod_cidrs: list[str] | None = None
+) -> api_pb2.StatusResponse:
+    network, cni = _network_condition(config)
+    status = api_pb2.RuntimeStatus(conditions=[_runtime_condition(config, handlers), network])
+    # The default handler is listed once more under the empty name, which is
+    # what a pod without a RuntimeClass asks for.
+    listed: list[api_pb2.RuntimeHandler] = []
+    default = handlers.get(config.runtime.default_handler)
+    if default is not None and default.path is not None:
+        listed.append(_handler("", default))
+    listed += [_handler(name, info) for name, info in sorted(handlers.items()) if info.path is not None]
+    response = api_pb2.StatusResponse(
+        status=status,
+        runtime_handlers=listed,
+        # Nothing crib does yet changes with these; they turn on as the
+        # container issue implements them.
+        features=api_pb2.RuntimeFeatures(supplemental_groups_policy=False),
+    )
+    if verbose:
+        response.info["config"] = config.to_json()
+        response.info["cniconfig"] = json.dumps({**(cni or {}), "podCIDRs": pod_cidrs or []})
+        # Not "runtimeHandlers": crictl info puts the CRI list under that key.
+        response.info["ociRuntimes"] = json.dumps(
+            {name: {"binary": h.binary, "path": h.path} for name, h in sorted(handlers.items())}
+        )
+    return response
+
+
+def runtime_config_response(cgroup_driver: str) -> api_pb2.RuntimeConfigResponse:
+    driver = api_pb2.SYSTEMD if cgroup_driver == "systemd" else api_pb2.CGROUPFS
+    return api_pb2.RuntimeConfigResponse(linux=api_pb2.LinuxRuntimeConfiguration(cgroup_driver=driver))
+
+
+class RuntimeStatusService:
+    """Version, Status, RuntimeConfig and UpdateRuntimeConfig of RuntimeService."""
+
+    def __init__(
+        self, config: Config, handlers: dict[str, HandlerInfo], cgroup_driver: str, pod_cidrs: PodCIDRs
+    ) -> None:
+        self.config = config
+        self.handlers = handlers
+        self.cgroup_driver = cgroup_driver
+        self.pod_cidrs = pod_cidrs
+
+    async def Version(
+        self, request: api_pb2.VersionRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.VersionResponse:
+        return version_response()
+
+    async def Status(
+        self, request: api_pb2.StatusRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.StatusResponse:
+        return status_response(self.config, self.handlers, request.verbose, self.pod_cidrs())
+
+    async def RuntimeConfig(
+        self, request: api_pb2.RuntimeConfigRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.RuntimeConfigResponse:
+        return runtime_config_response(self.cgroup_driver)
+
+    async def UpdateRuntimeConfig(
+        self, request: api_pb2.UpdateRuntimeConfigRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.UpdateRuntimeConfigResponse:
+        self.pod_cidrs.update(request.runtime_config.network_config.pod_cidr)
+        return api_pb2.UpdateRuntimeConfigResponse()

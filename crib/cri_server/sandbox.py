@@ -1,0 +1,250 @@
+"""Pod sandbox RPCs: run, stop, remove, status, list, resources and stats.
+
+Proto ⇄ crib.sandbox, filters, and the status the kubelet reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+
+from crib.container.containers import Containers
+from crib.cri_server import wire
+from crib.cri_server.container import ContainerService, container_status
+from crib.errors import InvalidArgument
+from crib.proto.cri import api_pb2
+from crib.runtime.cgroup_stats import CgroupStats
+from crib.sandbox.sandboxes import READY, Sandbox, Sandboxes
+
+
+def _state(sandbox: Sandbox) -> int:
+    return api_pb2.SANDBOX_READY if sandbox.state == READY else api_pb2.SANDBOX_NOTREADY
+
+
+def sandbox_item(sandbox: Sandbox) -> api_pb2.PodSandbox:
+    config = sandbox.config
+    return api_pb2.PodSandbox(
+        id=sandbox.id,
+        metadata=config.metadata,
+        state=_state(sandbox),
+        created_at=sandbox.created_at,
+        labels=config.labels,
+        annotations=config.annotations,
+        runtime_handler=sandbox.handler,
+    )
+
+
+def sandbox_status(sandboxes: Sandboxes, sandbox: Sandbox, verbose: bool) -> api_pb2.PodSandboxStatusResponse:
+    config = sandbox.config
+    network = api_pb2.PodSandboxNetworkStatus()
+    if sandbox.ips and not sandbox.host_network:
+        network.ip = sandbox.ips[0]
+        network.additional_ips.extend(api_pb2.PodIP(ip=ip) for ip in sandbox.ips[1:])
+    status = api_pb2.PodSandboxStatus(
+        id=sandbox.id,
+        metadata=config.metadata,
+        state=_state(sandbox),
+        created_at=sandbox.created_at,
+        network=network,
+        linux=api_pb2.LinuxPodSandboxStatus(
+            namespaces=api_pb2.Namespace(options=config.linux.security_context.namespace_options)
+        ),
+        labels=config.labels,
+        annotations=config.annotations,
+        runtime_handler=sandbox.handler,
+    )
+    response = api_pb2.PodSandboxStatusResponse(status=status, timestamp=time.time_ns())
+    if verbose:
+        response.info["info"] = json.dumps(sandboxes.to_status(sandbox))
+    return response
+
+
+def matches(sandbox: Sandbox, f: api_pb2.PodSandboxFilter) -> bool:
+    if f.id and not sandbox.id.startswith(f.id):
+        return False
+    if f.HasField("state") and _state(sandbox) != f.state.state:
+        return False
+    labels = sandbox.config.labels
+    return all(labels.get(k) == v for k, v in f.label_selector.items())
+
+
+def list_sandboxes(sandboxes: Sandboxes, f: api_pb2.PodSandboxFilter) -> list[api_pb2.PodSandbox]:
+    return [sandbox_item(s) for s in sandboxes.list() if matches(s, f)]
+
+
+def list_sandboxes_wire(sandboxes: Sandboxes, f: api_pb2.PodSandboxFilter) -> bytes:
+    """A serialized ListPodSandboxResponse (field 1: items), from cached items."""
+    return wire.list_reply(sandboxes.list(), f, lambda r: matches(r, f), sandbox_item)
+
+
+def _sum(values: list[int | None]) -> int | None:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
+def pod_stats_message(
+    sandbox: Sandbox,
+    pod_cgroup: CgroupStats | None,
+    parts: list[CgroupStats | None],
+    network: dict[str, tuple[int, int, int, int]],
+    processes: int | None,
+    containers: list[api_pb2.ContainerStats],
+) -> api_pb2.PodSandboxStats:
+    """The pod's own cgroup when it has one (the kubelet's pod cgroup); else the sum of its containers."""
+    now = time.time_ns()
+    config = sandbox.config
+    stats = api_pb2.PodSandboxStats(
+        attributes=api_pb2.PodSandboxAttributes(
+            id=sandbox.id, metadata=config.metadata, labels=config.labels, annotations=config.annotations
+        )
+    )
+    linux = stats.linux
+    if pod_cgroup is not None:
+        cpu, working_set, usage, rss = (
+            pod_cgroup.cpu_usage_ns,
+            pod_cgroup.memory_working_set_bytes,
+            pod_cgroup.memory_usage_bytes,
+            pod_cgroup.memory_rss_bytes,
+        )
+    else:
+        live = [p for p in parts if p is not None]
+        cpu = _sum([p.cpu_usage_ns for p in live])
+        working_set = _sum([p.memory_working_set_bytes for p in live])
+        usage = _sum([p.memory_usage_bytes for p in live])
+        rss = _sum([p.memory_rss_bytes for p in live])
+    if cpu is not None:
+        linux.cpu.timestamp = now
+        linux.cpu.usage_core_nano_seconds.value = cpu
+    if working_set is not None or usage is not None:
+        linux.memory.timestamp = now
+        if working_set is not None:
+            linux.memory.working_set_bytes.value = working_set
+        if usage is not None:
+            linux.memory.usage_bytes.value = usage
+        if rss is not None:
+            linux.memory.rss_bytes.value = rss
+    if network:
+        linux.network.timestamp = now
+        for name, (rx, rx_err, tx, tx_err) in sorted(network.items()):
+            usage_msg = api_pb2.NetworkInterfaceUsage(
+                name=name,
+                rx_bytes=api_pb2.UInt64Value(value=rx),
+                rx_errors=api_pb2.UInt64Value(value=rx_err),
+                tx_bytes=api_pb2.UInt64Value(value=tx),
+                tx_errors=api_pb2.UInt64Value(value=tx_err),
+            )
+            linux.network.interfaces.append(usage_msg)
+            if name == "eth0":
+                linux.network.default_interface.CopyFrom(usage_msg)
+    if processes is not None:
+        linux.process.timestamp = now
+        linux.process.process_count.value = processes
+    linux.containers.extend(containers)
+    return stats
+
+
+class SandboxService:
+    """The pod sandbox RPCs of RuntimeService, one coroutine each, named as in the proto."""
+
+    def __init__(
+        self, sandboxes: Sandboxes, containers: Containers, container_service: ContainerService
+    ) -> None:
+        self.sandboxes = sandboxes
+        self.containers = containers
+        # A pod's stats hold its containers' stats, built as ContainerStats builds them.
+        self.container_service = container_service
+
+    async def RunPodSandbox(
+        self, request: api_pb2.RunPodSandboxRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.RunPodSandboxResponse:
+        if not request.HasField("config"):
+            raise InvalidArgument("RunPodSandbox: config is missing")
+        sandbox_id = await self.sandboxes.run(request.config, request.runtime_handler)
+        return api_pb2.RunPodSandboxResponse(pod_sandbox_id=sandbox_id)
+
+    async def StopPodSandbox(
+        self, request: api_pb2.StopPodSandboxRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.StopPodSandboxResponse:
+        if not request.pod_sandbox_id:
+            raise InvalidArgument("StopPodSandbox: pod_sandbox_id is empty")
+        await self.sandboxes.stop(request.pod_sandbox_id, self.containers)
+        return api_pb2.StopPodSandboxResponse()
+
+    async def RemovePodSandbox(
+        self, request: api_pb2.RemovePodSandboxRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.RemovePodSandboxResponse:
+        if not request.pod_sandbox_id:
+            raise InvalidArgument("RemovePodSandbox: pod_sandbox_id is empty")
+        await self.sandboxes.remove(request.pod_sandbox_id, self.containers)
+        return api_pb2.RemovePodSandboxResponse()
+
+    async def PodSandboxStatus(
+        self, request: api_pb2.PodSandboxStatusRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.PodSandboxStatusResponse:
+        if not request.pod_sandbox_id:
+            raise InvalidArgument("PodSandboxStatus: pod_sandbox_id is empty")
+        sandbox = self.sandboxes.get(request.pod_sandbox_id)
+        response = sandbox_status(self.sandboxes, sandbox, request.verbose)
+        # Evented PLEG reads the pod's containers from here too.
+        response.containers_statuses.extend(container_status(c) for c in self.containers.in_pod(sandbox.id))
+        return response
+
+    async def ListPodSandbox(
+        self, request: api_pb2.ListPodSandboxRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        # Already serialized: PLEG asks every second and the items rarely change.
+        return list_sandboxes_wire(self.sandboxes, request.filter)
+
+    async def StreamPodSandboxes(
+        self, request: api_pb2.StreamPodSandboxesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[api_pb2.StreamPodSandboxesResponse]:
+        for chunk in wire.chunks(list_sandboxes(self.sandboxes, request.filter)):
+            yield api_pb2.StreamPodSandboxesResponse(pod_sandboxes=chunk)
+
+    async def UpdatePodSandboxResources(
+        self, request: api_pb2.UpdatePodSandboxResourcesRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.UpdatePodSandboxResourcesResponse:
+        if not request.pod_sandbox_id:
+            raise InvalidArgument("UpdatePodSandboxResources: pod_sandbox_id is empty")
+        await self.sandboxes.update_resources(request.pod_sandbox_id, request.resources)
+        return api_pb2.UpdatePodSandboxResourcesResponse()
+
+    async def _pod_stats(self, sandbox: Sandbox) -> api_pb2.PodSandboxStats:
+        members = self.containers.in_pod(sandbox.id)
+        container_stats = [await self.container_service.container_stats(c) for c in members]
+        pod_cgroup, parts, network, processes = await self.sandboxes.stats(sandbox, [c.id for c in members])
+        return pod_stats_message(sandbox, pod_cgroup, parts, network, processes, container_stats)
+
+    async def PodSandboxStats(
+        self, request: api_pb2.PodSandboxStatsRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.PodSandboxStatsResponse:
+        if not request.pod_sandbox_id:
+            raise InvalidArgument("PodSandboxStats: pod_sandbox_id is empty")
+        sandbox = self.sandboxes.get(request.pod_sandbox_id)
+        return api_pb2.PodSandboxStatsResponse(stats=await self._pod_stats(sandbox))
+
+    def _pod_stats_targets(self, f: api_pb2.PodSandboxStatsFilter) -> list[Sandbox]:
+        return [
+            s
+            for s in self.sandboxes.list()
+            if (not f.id or s.id.startswith(f.id))
+            and all(s.config.labels.get(k) == v for k, v in f.label_selector.items())
+        ]
+
+    async def ListPodSandboxStats(
+        self, request: api_pb2.ListPodSandboxStatsRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.ListPodSandboxStatsResponse:
+        targets = self._pod_stats_targets(request.filter)
+        stats = await asyncio.gather(*(self._pod_stats(s) for s in targets))
+        return api_pb2.ListPodSandboxStatsResponse(stats=stats)
+
+    async def StreamPodSandboxStats(
+        self, request: api_pb2.StreamPodSandboxStatsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[api_pb2.StreamPodSandboxStatsResponse]:
+        for chunk in wire.chunks(self._pod_stats_targets(request.filter)):
+            stats = await asyncio.gather(*(self._pod_stats(s) for s in chunk))
+            yield api_pb2.StreamPodSandboxStatsResponse(pod_sandbox_stats=stats)

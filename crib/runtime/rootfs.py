@@ -1,0 +1,82 @@
+"""Container root filesystems: the image's layers under an overlayfs with a writable upper.
+
+Layer directories have short names (see layer_store), so the mount options
+of a deep image still fit in one page; an image too deep even for that is
+mounted from inside the layer store with relative lower dirs, through the
+mount(8) binary run with that working directory (cribd itself never chdirs:
+it has threads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import subprocess
+from pathlib import Path
+
+from crib.errors import Internal
+
+_libc = ctypes.CDLL(None, use_errno=True)
+MNT_DETACH = 2
+MS_BIND = 4096
+MS_REC = 16384
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+# The kernel copies at most one page of mount data.
+MAX_OPTIONS = 4000
+
+
+def mount(source: str, target: str, fstype: str, flags: int = 0, data: str = "") -> None:
+    rc = _libc.mount(
+        source.encode(), target.encode(), fstype.encode(), flags, data.encode() if data else None
+    )
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {fstype} on {target}: {os.strerror(err)}")
+
+
+def unmount(target: str, detach: bool = True) -> None:
+    """Unmount; not mounted is fine."""
+    if _libc.umount2(target.encode(), MNT_DETACH if detach else 0) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):
+            raise OSError(err, f"umount {target}: {os.strerror(err)}")
+
+
+def mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path) -> None:
+    """Mount the layers (top first) with `upper` as the writable layer. Blocking."""
+    if not lowers:
+        raise Internal("an overlay needs at least one lower layer")
+    for d in (upper, work, target):
+        d.mkdir(parents=True, exist_ok=True)
+    options = f"lowerdir={':'.join(map(str, lowers))},upperdir={upper},workdir={work},index=off"
+    if len(options) <= MAX_OPTIONS:
+        mount("overlay", str(target), "overlay", 0, options)
+        return
+    base = lowers[0].parent
+    if any(p.parent != base for p in lowers):
+        raise Internal(f"{len(lowers)} layers do not fit in overlayfs mount options")
+    relative = f"lowerdir={':'.join(p.name for p in lowers)},upperdir={upper},workdir={work},index=off"
+    result = subprocess.run(
+        ["mount", "-t", "overlay", "overlay", "-o", relative, str(target)],
+        cwd=base,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        raise Internal(f"mounting a {len(lowers)}-layer overlay failed: {result.stderr.strip()}")
+
+
+def unmount_all_under(path: Path) -> None:
+    """Unmount everything at or below `path`, deepest first."""
+    prefix = str(path).rstrip("/") + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in sorted((p for p in points if p == str(path) or p.startswith(prefix)), key=len, reverse=True):
+        with contextlib.suppress(OSError):
+            unmount(point)

@@ -1,0 +1,136 @@
+"""What every container operation needs: dirs, the runtime handlers, conmon, exit watching.
+
+Layout of one container `<id>` (pause containers included):
+- `<state>/containers/<id>/`: conmon's files (pidfiles, attach socket, persist
+  dir) and the OCI bundle (`bundle/config.json`, `bundle/rootfs` mount point);
+- `<root>/containers/<id>/`: the overlay's writable `upper` and `work` dirs;
+- `<state>/exits/<id>`: the exit code conmon writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crib.errors import FailedPrecondition, InvalidArgument
+from crib.runtime import conmon, rootfs
+from crib.runtime.oci_runtime import OCIRuntime
+from crib.runtime.runtime_handler import HandlerInfo
+
+
+@dataclass
+class RuntimeEnv:
+    root: Path
+    state: Path
+    conmon_binary: str
+    cgroup_driver: str
+    handlers: dict[str, HandlerInfo]
+    default_handler: str
+    watcher: conmon.ExitWatcher = field(default_factory=conmon.ExitWatcher)
+
+    def __post_init__(self) -> None:
+        self.exit_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def exit_dir(self) -> Path:
+        return self.state / "exits"
+
+    @property
+    def systemd(self) -> bool:
+        return self.cgroup_driver == "systemd"
+
+    def runtime(self, handler: str) -> OCIRuntime:
+        """The OCI runtime for a CRI runtime handler ("" is the default)."""
+        name = handler or self.default_handler
+        info = self.handlers.get(name)
+        if info is None:
+            raise InvalidArgument(
+                f"unknown runtime handler {name!r} (configured: {', '.join(sorted(self.handlers))})"
+            )
+        if info.path is None:
+            raise FailedPrecondition(
+                f"runtime handler {name!r} needs {info.binary!r}, which is not installed"
+            )
+        return OCIRuntime(name, info.path, self.state / "runtime" / name)
+
+    def conmon_paths(self, container_id: str) -> conmon.ConmonPaths:
+        return conmon.ConmonPaths(self.state / "containers" / container_id, self.exit_dir)
+
+    def bundle(self, container_id: str) -> Path:
+        return self.state / "containers" / container_id / "bundle"
+
+    def rootfs(self, container_id: str) -> Path:
+        return self.bundle(container_id) / "rootfs"
+
+    def layer_dir(self, container_id: str) -> Path:
+        return self.root / "containers" / container_id
+
+    # --- blocking helpers (call through asyncio.to_thread) ---------------------------------------
+
+    def prepare_rootfs(self, container_id: str, lowers: list[Path]) -> Path:
+        target = self.rootfs(container_id)
+        layer = self.layer_dir(container_id)
+        rootfs.mount_overlay(lowers, layer / "upper", layer / "work", target)
+        return target
+
+    def write_spec(self, container_id: str, spec: dict[str, Any]) -> Path:
+        bundle = self.bundle(container_id)
+        bundle.mkdir(parents=True, exist_ok=True)
+        path = bundle / "config.json"
+        tmp = bundle / ".config.json.tmp"
+        tmp.write_text(json.dumps(spec))
+        os.rename(tmp, path)
+        return path
+
+    def read_spec(self, container_id: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.bundle(container_id) / "config.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def cleanup(self, container_id: str) -> None:
+        """Unmount and remove everything of the container on disk. Idempotent."""
+        rootfs.unmount_all_under(self.state / "containers" / container_id)
+        shutil.rmtree(self.state / "containers" / container_id, ignore_errors=True)
+        shutil.rmtree(self.layer_dir(container_id), ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            (self.exit_dir / container_id).unlink()
+
+    def exit_code(self, container_id: str) -> int | None:
+        try:
+            return int((self.exit_dir / container_id).read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def oom_killed(self, container_id: str) -> bool:
+        return (self.conmon_paths(container_id).persist_dir / "oom").exists()
+
+
+def conmon_alive(pid: int, container_id: str) -> bool:
+    """True if `pid` is still the conmon of this container (pids get reused)."""
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read().split(b"\0")
+    except OSError:
+        return False
+    return bool(cmdline) and cmdline[0].endswith(b"conmon") and container_id.encode() in cmdline
+
+
+async def wait_for_exit(event: asyncio.Event, timeout: float) -> bool:
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        return False
+    return True
+
+
+OnExit = Callable[[], None]

@@ -1,0 +1,59 @@
+"""Objects by ID, found by the full ID or a unique prefix, and the names reserved for them.
+
+Pod sandboxes and containers both work this way: the CRI lets a client name one
+by a prefix of its ID (as crictl does), and a (name, namespace, attempt)
+reservation keeps a second one of the same name from being made while the
+first exists ("name is reserved").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Index(Generic[T]):
+    def __init__(self, kind: str) -> None:
+        self.kind = kind  # "pod sandbox", "container": for messages
+        self.by_id: dict[str, T] = {}
+        self.names: dict[str, str] = {}
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(list(self.by_id.values()))
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def find(self, object_id: str) -> T | None:
+        """By full ID or a unique ID prefix; None when absent or ambiguous."""
+        if not object_id:
+            return None
+        if object_id in self.by_id:
+            return self.by_id[object_id]
+        matches = [o for i, o in self.by_id.items() if i.startswith(object_id)]
+        return matches[0] if len(matches) == 1 else None
+
+    def holder(self, name: str) -> str | None:
+        """The ID the name is reserved for, if it is."""
+        return self.names.get(name)
+
+    def reserve(self, name: str, object_id: str) -> None:
+        self.names[name] = object_id
+
+    def release(self, name: str, object_id: str) -> None:
+        """Free `name` if `object_id` still holds it."""
+        if self.names.get(name) == object_id:
+            del self.names[name]
+
+    def release_all(self, object_id: str) -> None:
+        for name, holder in list(self.names.items()):
+            if holder == object_id:
+                del self.names[name]
+
+    def add(self, object_id: str, obj: T) -> None:
+        self.by_id[object_id] = obj
+
+    def drop(self, object_id: str) -> None:
+        self.by_id.pop(object_id, None)
