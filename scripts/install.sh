@@ -34,7 +34,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   python3 python3-venv python3-pip ca-certificates openssl \
   runc crun conmon catatonit criu containernetworking-plugins iptables iproute2 \
-  docker-registry busybox-static containerd >/dev/null
+  docker-registry busybox-static bash-static containerd >/dev/null
 
 # The docker-registry package starts a registry on :5000 and the containerd
 # package a containerd on /run/containerd where systemd runs; crib's tests start

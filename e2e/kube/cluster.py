@@ -152,6 +152,8 @@ class Cluster:
         self.cribd_config = self.crib_dir / "crib.toml"
         self.kubelet_config = d / "kubelet.yaml"
         self.network: PodNetwork | None = None
+        # More cribd config appended to the generated file (the conformance run's handlers).
+        self.cribd_config_extra = ""
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
     # --- paths and endpoints ---
@@ -404,6 +406,7 @@ class Cluster:
             f'[image]\ninsecure_registries = ["{host_port}"]\n\n'
             f"{mirrors}"
             f'[cni]\nconf_dir = "{self.crib_dir / "net.d"}"\n'
+            f"{self.cribd_config_extra}"
         )
 
     def _start_runtime(self) -> None:

@@ -38,6 +38,18 @@ KUBELET_ROOT = Path("/var/lib/kubelet")
 FOCUS = r"\[NodeConformance\]"
 SKIP = r"\[Serial\]|\[Slow\]|\[Flaky\]|\[Feature:[^\]]+\]"
 RUN_TIMEOUT_S = 3 * 3600
+# The suite's RuntimeClass specs name the handler "test-handler", which its containerd
+# config maps to runc; crib keeps its own two beside it.
+RUNTIME_HANDLERS = """
+[runtime.handlers.runc]
+binary = "runc"
+
+[runtime.handlers.crun]
+binary = "crun"
+
+[runtime.handlers.test-handler]
+binary = "runc"
+"""
 
 
 def top_cgroups() -> set[str]:
@@ -76,6 +88,7 @@ def run(d: Path, procs: int, focus: str, skip: str) -> dict:
     cgroups_before = top_cgroups()
     kubelet_root_existed = KUBELET_ROOT.exists()
     cluster = Cluster(d / "cluster", bin_dir)
+    cluster.cribd_config_extra = RUNTIME_HANDLERS
     report_dir = d / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()

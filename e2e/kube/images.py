@@ -11,7 +11,7 @@ from pathlib import Path
 
 from e2e.images.builder import PASSWD, Entry, ImageRecipe, LayerSpec, build_image
 from e2e.images.registry_client import RegistryClient
-from e2e.images.shims import busybox_with_shims
+from e2e.images.shims import bash_entries, busybox_with_shims
 
 # The versions the Kubernetes 1.36 e2e suites ask for (test/utils/image/manifest.go).
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.63.0"
@@ -39,7 +39,8 @@ AGNHOST_GROUP = (
 
 def agnhost_recipe(bin_dir: Path, busybox_layer: LayerSpec) -> ImageRecipe:
     """agnhost's image as its Dockerfile makes it: /agnhost, the agnhost-2 link, /uploads, the
-    porter's key pair, the user and group defined in the image; busybox below it for the shell."""
+    porter's key pair, the user and group defined in the image, bash; busybox below it for the
+    other tools."""
     # build.sh copies the porter's key pair from the source tree beside the binaries.
     porter = bin_dir.parent / "agnhost"
     extra = [
@@ -50,6 +51,7 @@ def agnhost_recipe(bin_dir: Path, busybox_layer: LayerSpec) -> ImageRecipe:
         Entry("localhost.key", data=(porter / "localhost.key").read_bytes()),
         Entry("etc/passwd", data=AGNHOST_PASSWD.encode()),
         Entry("etc/group", data=AGNHOST_GROUP.encode()),
+        *bash_entries(),
     ]
     return ImageRecipe([busybox_layer, LayerSpec(extra, "zstd")], entrypoint=["/agnhost"], cmd=["pause"])
 
