@@ -6,21 +6,21 @@ from e2e.kube.images import BUSYBOX
 from e2e.kube.kube import Kube, container, container_status, pod_manifest, restarts, shell
 
 
-def _waiting_reason(pod: dict, name: str = "main") -> str:
-    return container_status(pod, name)["state"].get("waiting", {}).get("reason", "")
-
-
 def test_always_restarts_a_container_that_exits_zero_and_backs_off(kube: Kube) -> None:
+    # Kubelet 1.36 requeues a crash-looping pod at its backoff expiry, so the
+    # CrashLoopBackOff waiting state lives only for the sync that restarts the
+    # container; a poll cannot count on seeing it. The BackOff event, which the
+    # kubelet records each time it refuses a restart, is the dependable sign.
     kube.apply(pod_manifest("always", [shell("main", "echo run; exit 0")]))
     pod = kube.wait_pod(
         "always",
-        lambda p: restarts(p, "main") >= 2 and _waiting_reason(p) == "CrashLoopBackOff",
-        "CrashLoopBackOff after two restarts",
+        lambda p: restarts(p, "main") >= 2 and "BackOff" in kube.event_reasons("always"),
+        "two restarts and a BackOff event",
         120,
     )
-    last = container_status(pod, "main")["lastState"]["terminated"]
+    status = container_status(pod, "main")
+    last = status["lastState"]["terminated"]
     assert last["exitCode"] == 0 and last["reason"] == "Completed"
-    assert "BackOff" in kube.event_reasons("always")
     assert pod["status"]["phase"] == "Running"
 
 
