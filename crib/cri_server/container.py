@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from crib.container.containers import CREATED, EXITED, RUNNING, Container, Containers
-from crib.cri_server import wire
+from crib.cri_server import usage, wire
 from crib.errors import DeadlineExceeded, InvalidArgument
 from crib.proto.cri import api_pb2
 from crib.runtime.cgroup_stats import CgroupStats
@@ -120,7 +120,11 @@ def list_containers_wire(containers: Containers, f: api_pb2.ContainerFilter) -> 
 
 
 def stats_message(
-    container: Container, cg: CgroupStats | None, layer: tuple[int, int], layer_dir: str
+    container: Container,
+    cg: CgroupStats | None,
+    layer: tuple[int, int],
+    layer_dir: str,
+    nano_cores: int | None = None,
 ) -> api_pb2.ContainerStats:
     now = time.time_ns()
     config = container.config
@@ -136,22 +140,9 @@ def stats_message(
         ),
     )
     if cg is not None:
-        if cg.cpu_usage_ns is not None:
-            stats.cpu.timestamp = cg.timestamp_ns
-            stats.cpu.usage_core_nano_seconds.value = cg.cpu_usage_ns
-        stats.memory.timestamp = cg.timestamp_ns
-        if cg.memory_working_set_bytes is not None:
-            stats.memory.working_set_bytes.value = cg.memory_working_set_bytes
-        if cg.memory_usage_bytes is not None:
-            stats.memory.usage_bytes.value = cg.memory_usage_bytes
-        if cg.memory_limit_bytes is not None and cg.memory_working_set_bytes is not None:
-            stats.memory.available_bytes.value = max(0, cg.memory_limit_bytes - cg.memory_working_set_bytes)
-        if cg.memory_rss_bytes is not None:
-            stats.memory.rss_bytes.value = cg.memory_rss_bytes
-        if cg.memory_page_faults is not None:
-            stats.memory.page_faults.value = cg.memory_page_faults
-        if cg.memory_major_page_faults is not None:
-            stats.memory.major_page_faults.value = cg.memory_major_page_faults
+        usage.fill_cpu(stats.cpu, cg, nano_cores)
+        usage.fill_memory(stats.memory, cg)
+        usage.fill_io(stats.io, cg)
     return stats
 
 
@@ -166,6 +157,7 @@ class ContainerService:
 
     def __init__(self, containers: Containers) -> None:
         self.containers = containers
+        self.cpu_rates = usage.CpuRates()
 
     async def CreateContainer(
         self, request: api_pb2.CreateContainerRequest, context: grpc.aio.ServicerContext
@@ -260,7 +252,10 @@ class ContainerService:
     async def container_stats(self, container: Container) -> api_pb2.ContainerStats:
         cg, layer = await self.containers.stats(container)
         layer_dir = str(self.containers.env.layer_dir(container.id) / "upper")
-        return stats_message(container, cg, layer, layer_dir)
+        rate = None
+        if cg is not None and cg.cpu_usage_ns is not None:
+            rate = self.cpu_rates.nano_cores(container.id, cg.timestamp_ns, cg.cpu_usage_ns)
+        return stats_message(container, cg, layer, layer_dir, rate)
 
     async def ContainerStats(
         self, request: api_pb2.ContainerStatsRequest, context: grpc.aio.ServicerContext
@@ -284,6 +279,7 @@ class ContainerService:
     ) -> api_pb2.ListContainerStatsResponse:
         targets = self._stats_targets(request.filter)
         stats = await asyncio.gather(*(self.container_stats(c) for c in targets))
+        self.cpu_rates.keep_only(c.id for c in self.containers.list())
         return api_pb2.ListContainerStatsResponse(stats=stats)
 
     async def StreamContainerStats(

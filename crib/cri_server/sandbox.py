@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from crib.container.containers import Containers
-from crib.cri_server import wire
+from crib.cri_server import usage, wire
 from crib.cri_server.container import ContainerService, container_status
 from crib.errors import InvalidArgument
 from crib.proto.cri import api_pb2
@@ -93,6 +93,7 @@ def pod_stats_message(
     network: dict[str, tuple[int, int, int, int]],
     processes: int | None,
     containers: list[api_pb2.ContainerStats],
+    cpu_rates: usage.CpuRates | None = None,
 ) -> api_pb2.PodSandboxStats:
     """The pod's own cgroup when it has one (the kubelet's pod cgroup); else the sum of its containers."""
     now = time.time_ns()
@@ -104,29 +105,31 @@ def pod_stats_message(
     )
     linux = stats.linux
     if pod_cgroup is not None:
-        cpu, working_set, usage, rss = (
-            pod_cgroup.cpu_usage_ns,
-            pod_cgroup.memory_working_set_bytes,
-            pod_cgroup.memory_usage_bytes,
-            pod_cgroup.memory_rss_bytes,
-        )
+        rate = None
+        if cpu_rates is not None and pod_cgroup.cpu_usage_ns is not None:
+            rate = cpu_rates.nano_cores(sandbox.id, pod_cgroup.timestamp_ns, pod_cgroup.cpu_usage_ns)
+        usage.fill_cpu(linux.cpu, pod_cgroup, rate)
+        usage.fill_memory(linux.memory, pod_cgroup)
+        usage.fill_io(linux.io, pod_cgroup)
     else:
         live = [p for p in parts if p is not None]
         cpu = _sum([p.cpu_usage_ns for p in live])
         working_set = _sum([p.memory_working_set_bytes for p in live])
-        usage = _sum([p.memory_usage_bytes for p in live])
+        mem_usage = _sum([p.memory_usage_bytes for p in live])
         rss = _sum([p.memory_rss_bytes for p in live])
-    if cpu is not None:
-        linux.cpu.timestamp = now
-        linux.cpu.usage_core_nano_seconds.value = cpu
-    if working_set is not None or usage is not None:
-        linux.memory.timestamp = now
-        if working_set is not None:
-            linux.memory.working_set_bytes.value = working_set
-        if usage is not None:
-            linux.memory.usage_bytes.value = usage
-        if rss is not None:
-            linux.memory.rss_bytes.value = rss
+        if cpu is not None:
+            linux.cpu.timestamp = now
+            linux.cpu.usage_core_nano_seconds.value = cpu
+            if cpu_rates is not None:
+                linux.cpu.usage_nano_cores.value = cpu_rates.nano_cores(sandbox.id, now, cpu)
+        if working_set is not None or mem_usage is not None:
+            linux.memory.timestamp = now
+            if working_set is not None:
+                linux.memory.working_set_bytes.value = working_set
+            if mem_usage is not None:
+                linux.memory.usage_bytes.value = mem_usage
+            if rss is not None:
+                linux.memory.rss_bytes.value = rss
     if network:
         linux.network.timestamp = now
         for name, (rx, rx_err, tx, tx_err) in sorted(network.items()):
@@ -157,6 +160,7 @@ class SandboxService:
         self.containers = containers
         # A pod's stats hold its containers' stats, built as ContainerStats builds them.
         self.container_service = container_service
+        self.cpu_rates = usage.CpuRates()
 
     async def RunPodSandbox(
         self, request: api_pb2.RunPodSandboxRequest, context: grpc.aio.ServicerContext
@@ -217,7 +221,9 @@ class SandboxService:
         members = self.containers.in_pod(sandbox.id)
         container_stats = [await self.container_service.container_stats(c) for c in members]
         pod_cgroup, parts, network, processes = await self.sandboxes.stats(sandbox, [c.id for c in members])
-        return pod_stats_message(sandbox, pod_cgroup, parts, network, processes, container_stats)
+        return pod_stats_message(
+            sandbox, pod_cgroup, parts, network, processes, container_stats, self.cpu_rates
+        )
 
     async def PodSandboxStats(
         self, request: api_pb2.PodSandboxStatsRequest, context: grpc.aio.ServicerContext
@@ -240,6 +246,7 @@ class SandboxService:
     ) -> api_pb2.ListPodSandboxStatsResponse:
         targets = self._pod_stats_targets(request.filter)
         stats = await asyncio.gather(*(self._pod_stats(s) for s in targets))
+        self.cpu_rates.keep_only(s.id for s in self.sandboxes.list())
         return api_pb2.ListPodSandboxStatsResponse(stats=stats)
 
     async def StreamPodSandboxStats(

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import httpx
 
 from e2e.kube.kube import Kube, pod_manifest, shell
+
+# Pressure files in the cgroup2 hierarchy (also on a hybrid host, at /sys/fs/cgroup/unified):
+# where the kernel keeps PSI per cgroup, crib reports it.
+PSI_HOST = any(Path(d, "cpu.pressure").exists() for d in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"))
 
 BUSY = (
     "mkdir -p /www && echo hello > /www/index.html && httpd -p 8080 -h /www; "
@@ -38,6 +43,8 @@ def test_summary_and_cadvisor_metrics_for_a_busy_pod(kube: Kube) -> None:
             and c["logs"]["usedBytes"] > 0
             and p["network"]["rxBytes"] > 0
             and p["network"]["txBytes"] > 0
+            # A rate needs two of crib's samples of the pod cgroup.
+            and p["cpu"].get("usageNanoCores", 0) > 0
         )
 
     stats = kube.wait("busy pod stats in /stats/summary", lambda: _pod_summary(kube, "busy"), busy_enough, 60)
@@ -46,6 +53,11 @@ def test_summary_and_cadvisor_metrics_for_a_busy_pod(kube: Kube) -> None:
     assert c["memory"]["workingSetBytes"] > 0 and c["memory"]["usageBytes"] > 0
     assert stats["cpu"]["usageCoreNanoSeconds"] >= c["cpu"]["usageCoreNanoSeconds"]
     assert stats["memory"]["workingSetBytes"] > 0
+    # Pod-level figures the kubelet copies from PodSandboxStats as they are.
+    assert stats["memory"]["pageFaults"] > 0 and stats["memory"]["majorPageFaults"] >= 0
+    if PSI_HOST:
+        for figures in (c["cpu"], c["memory"], stats["cpu"], stats["memory"]):
+            assert figures["psi"]["some"]["total"] >= 0 and "avg10" in figures["psi"]["full"], figures
     assert stats["ephemeral-storage"]["usedBytes"] >= 8 << 20
     assert stats["network"]["name"] == "eth0"
     # The node's image filesystem, from crib's ImageFsInfo.

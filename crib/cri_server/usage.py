@@ -1,0 +1,96 @@
+"""The CRI's usage messages (CpuUsage, MemoryUsage, IoUsage) from a cgroup's stats.
+
+ContainerStats and PodSandboxStats fill them alike. With the kubelet's
+PodAndContainerStatsFromCRI gate, /stats/summary takes every figure from here:
+usage_nano_cores, available_bytes, the page faults and PSI included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from crib.proto.cri import api_pb2
+from crib.runtime.cgroup_stats import CgroupStats
+
+Pressure = Mapping[str, Mapping[str, float | int]]
+
+
+class CpuRates:
+    """usage_nano_cores as containerd computes it: the CPU time a container or pod used since
+    the previous stats call for it, over the wall time between the two samples; 0 the first
+    time. A repeated sample (same timestamp) gives the rate computed before."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[int, int, int]] = {}  # id -> (timestamp ns, usage ns, rate)
+
+    def nano_cores(self, key: str, timestamp_ns: int, usage_ns: int) -> int:
+        last = self._last.get(key)
+        if last is not None and timestamp_ns <= last[0]:
+            return last[2]
+        if last is None or usage_ns < last[1]:
+            rate = 0  # the first sample, or the counter went back (a new cgroup under the same ID)
+        else:
+            rate = (usage_ns - last[1]) * 1_000_000_000 // (timestamp_ns - last[0])
+        self._last[key] = (timestamp_ns, usage_ns, rate)
+        return rate
+
+    def keep_only(self, keys: Iterable[str]) -> None:
+        """Forget the samples of containers or pods that are gone."""
+        live = set(keys)
+        for key in [k for k in self._last if k not in live]:
+            del self._last[key]
+
+
+def psi_message(pressure: Pressure | None) -> api_pb2.PsiStats | None:
+    """A PSI file's "some" and "full" lines. Total stays in microseconds, as the kernel and
+    containerd give it (the kubelet's readers divide by 1e6)."""
+    if not pressure or "some" not in pressure:
+        return None
+    stats = api_pb2.PsiStats()
+    for kind, data in (("Some", stats.Some), ("Full", stats.Full)):
+        line = pressure.get(kind.lower(), {})
+        data.Total = int(line.get("total", 0))
+        data.Avg10 = float(line.get("avg10", 0.0))
+        data.Avg60 = float(line.get("avg60", 0.0))
+        data.Avg300 = float(line.get("avg300", 0.0))
+    return stats
+
+
+def _psi(cg: CgroupStats, resource: str) -> api_pb2.PsiStats | None:
+    return psi_message(cg.psi.get(resource)) if cg.psi else None
+
+
+def fill_cpu(cpu: api_pb2.CpuUsage, cg: CgroupStats, nano_cores: int | None) -> None:
+    if cg.cpu_usage_ns is None:
+        return
+    cpu.timestamp = cg.timestamp_ns
+    cpu.usage_core_nano_seconds.value = cg.cpu_usage_ns
+    if nano_cores is not None:
+        cpu.usage_nano_cores.value = nano_cores
+    if (psi := _psi(cg, "cpu")) is not None:
+        cpu.psi.CopyFrom(psi)
+
+
+def fill_memory(memory: api_pb2.MemoryUsage, cg: CgroupStats) -> None:
+    memory.timestamp = cg.timestamp_ns
+    if cg.memory_working_set_bytes is not None:
+        memory.working_set_bytes.value = cg.memory_working_set_bytes
+    if cg.memory_usage_bytes is not None:
+        memory.usage_bytes.value = cg.memory_usage_bytes
+    if cg.memory_limit_bytes is not None and cg.memory_working_set_bytes is not None:
+        memory.available_bytes.value = max(0, cg.memory_limit_bytes - cg.memory_working_set_bytes)
+    if cg.memory_rss_bytes is not None:
+        memory.rss_bytes.value = cg.memory_rss_bytes
+    if cg.memory_page_faults is not None:
+        memory.page_faults.value = cg.memory_page_faults
+    if cg.memory_major_page_faults is not None:
+        memory.major_page_faults.value = cg.memory_major_page_faults
+    if (psi := _psi(cg, "memory")) is not None:
+        memory.psi.CopyFrom(psi)
+
+
+def fill_io(io: api_pb2.IoUsage, cg: CgroupStats) -> None:
+    """IoUsage carries only PSI; without PSI it stays unset (the kubelet then reports no IO)."""
+    if (psi := _psi(cg, "io")) is not None:
+        io.timestamp = cg.timestamp_ns
+        io.psi.CopyFrom(psi)
