@@ -17,6 +17,7 @@ from crib.streaming.spdy_connection import (
     StreamClosedError,
 )
 from crib.streaming.spdy_frames import (
+    DataFrame,
     FrameDecoder,
     GoAwayFrame,
     GoAwayStatus,
@@ -270,3 +271,59 @@ async def test_protocol_error_from_the_peer_sends_goaway_and_closes() -> None:
         decoder.feed(answer)
         assert list(decoder.frames()) == [GoAwayFrame(0, GoAwayStatus.PROTOCOL_ERROR)]
         csock.close()
+
+
+async def test_a_slow_reader_still_gets_the_last_frame_after_close() -> None:
+    """The exec status is the last frame: a client still reading when the server closes gets
+    it, however long past close_timeout, as long as it keeps reading (spdystream's Close waits
+    for it too). Over TCP with small buffers, so the server still holds data when it closes."""
+    async with asyncio.timeout(60):
+        accepted: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+
+        async def on_connect(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            w.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            await accepted.put((r, w))
+
+        listener = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        csock = socket.socket()
+        csock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        csock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(csock, ("127.0.0.1", port))
+        sr, sw = await accepted.get()
+        server = SpdySession(sr, sw, client=False, peer_flow_control=False, close_timeout=1.0)
+        peer = SpdyConnection(client=True)  # spdystream-like: acknowledges nothing
+        sid = peer.open_stream({"streamType": "stdout"})
+        await loop.sock_sendall(csock, peer.data_to_send())
+        stream = await server.accept_stream()
+        await stream.reply({})
+        big = b"o" * (48 << 10)
+
+        async def serve() -> None:
+            await stream.write(big)
+            await stream.write(b"STATUS")
+            await stream.close()
+            await server.aclose(1.0)
+
+        served = asyncio.create_task(serve())
+        decoder = FrameDecoder()
+        got = bytearray()
+        fin = False
+        while not fin:
+            # 1 KiB every 100 ms: the up to 16 KiB the server still holds when it closes
+            # take longer than its close_timeout, yet each second brings progress.
+            await asyncio.sleep(0.1)
+            chunk = await loop.sock_recv(csock, 1024)
+            if not chunk:
+                break
+            decoder.feed(chunk)
+            for frame in decoder.frames():
+                if isinstance(frame, DataFrame) and frame.stream_id == sid:
+                    got += frame.data
+                    fin = fin or frame.fin
+        await served
+        csock.close()
+        listener.close()
+        await listener.wait_closed()
+        assert fin and len(got) == len(big) + 6 and got.endswith(b"STATUS")

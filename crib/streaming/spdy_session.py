@@ -527,6 +527,10 @@ class SpdySession:
                 self._flush()
         except asyncio.CancelledError:
             cancelled_from_outside = not self._closing  # close() cancels us too: that is no error
+            if not cancelled_from_outside and (task := asyncio.current_task()) is not None:
+                # Taken back, so the teardown's own timeouts end as timeouts, not as this
+                # cancellation again (which would abort the transport at the first one).
+                task.uncancel()
             self._closing = True
         except (ConnectionError, OSError) as e:
             self.error = e
@@ -581,6 +585,28 @@ class SpdySession:
                 case PingReceived():
                     pass  # answered by the connection already
 
+    async def _flush_out(self) -> None:
+        """Wait for the closed transport to hand the peer what is still buffered (the exec
+        status is the last frame of an exec). A peer that goes on reading gets the time it
+        needs, like spdystream's unbounded Close; one that stops for `close_timeout` is cut off."""
+        # asyncio.wait, not a timeout around wait_closed(): a timeout would cancel the
+        # transport's one close-waiter future, and every later wait would end at once.
+        closed = asyncio.ensure_future(self._writer.wait_closed())
+        left: int | None = None
+        try:
+            while True:
+                done, _ = await asyncio.wait({closed}, timeout=self._close_timeout)
+                if done:
+                    closed.result()
+                    return
+                transport = self._writer.transport
+                now = transport.get_write_buffer_size() if transport is not None else 0
+                if left is not None and now >= left:
+                    raise TimeoutError("the peer stopped reading")
+                left = now
+        finally:
+            closed.cancel()
+
     async def _teardown(self) -> None:
         self._closing = True
         self._closed = True
@@ -594,8 +620,7 @@ class SpdySession:
         with contextlib.suppress(Exception):
             self._writer.close()
         try:
-            async with asyncio.timeout(self._close_timeout):
-                await self._writer.wait_closed()
+            await self._flush_out()
         except (TimeoutError, ConnectionError, OSError):
             transport = self._writer.transport
             if transport is not None:
