@@ -82,6 +82,23 @@ def unmount_under(path: Path) -> list[str]:
     return points
 
 
+def _list_runtime_root(root: Path) -> tuple[str, list[str]]:
+    """The runtime binary that reads this state dir and the containers it lists. The dir is
+    named after the handler, which is the binary's name unless the handler maps to another
+    binary (the conformance run's "test-handler" is runc): then whichever binary reads it."""
+    names = [root.name] if shutil.which(root.name) else ["runc", "crun"]
+    for name in names:
+        binary = shutil.which(name)
+        if binary is None:
+            continue
+        listing = subprocess.run(
+            [binary, f"--root={root}", "list", "-q"], capture_output=True, text=True, timeout=30
+        )
+        if listing.returncode == 0:
+            return binary, listing.stdout.split()
+    return root.name, []
+
+
 def kill_runtime_containers(path: Path) -> list[str]:
     """Containers an OCI runtime still knows under `<path>/state/runtime/<handler>`: killed and deleted.
 
@@ -90,11 +107,8 @@ def kill_runtime_containers(path: Path) -> list[str]:
     """
     killed = []
     for root in (path / "state" / "runtime").glob("*"):
-        binary = shutil.which(root.name) or root.name
-        listing = subprocess.run(
-            [binary, f"--root={root}", "list", "-q"], capture_output=True, text=True, timeout=30
-        )
-        for container_id in listing.stdout.split():
+        binary, listing = _list_runtime_root(root)
+        for container_id in listing:
             subprocess.run(
                 [binary, f"--root={root}", "kill", "--all", container_id, "KILL"],
                 capture_output=True,

@@ -52,6 +52,7 @@ from e2e.kube.pki import PKI, write_kubeconfig
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "e2e" / "kube" / "build" / "build.sh"
 DEFAULT_DIR = Path("/var/lib/crib-kube")
+KUBELET_HOME = Path("/var/lib/kubelet")
 NODE_NAME = "crib-node"
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"
@@ -97,6 +98,8 @@ class State:
     pids: dict[str, int] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     registry_url: str = ""
+    # The kubelet writes /var/lib/kubelet/device-plugins whatever its --root-dir says.
+    made_kubelet_home: bool = False
 
     def save(self) -> None:
         path = Path(self.dir) / "state.json"
@@ -252,6 +255,7 @@ class Cluster:
         st.iptables_before = host.iptables_chains()
         st.cgroup_root = f"crib-kube-{os.getpid()}-{int(time.time()) % 100000}"
         st.node_ip, st.made_dummy = host.node_ip()
+        st.made_kubelet_home = not KUBELET_HOME.exists()
         st.save()
         self._start_registry()
         self._make_pki()
@@ -523,7 +527,8 @@ class Cluster:
             [
                 str(self.bin / "kubelet"), f"--config={self.kubelet_config}",
                 f"--kubeconfig={self.dir / 'kubelet.kubeconfig'}",
-                f"--root-dir={self.kubelet_dir}", f"--hostname-override={NODE_NAME}",
+                f"--root-dir={self.kubelet_dir}", f"--cert-dir={self.kubelet_dir / 'pki'}",
+                f"--hostname-override={NODE_NAME}",
                 f"--node-ip={self.state.node_ip}", "--v=2",
             ],
         )  # fmt: skip
@@ -583,6 +588,8 @@ class Cluster:
         host.restore_sysctls(st.sysctls)
         if st.made_dummy:
             host.remove_dummy()
+        if st.made_kubelet_home and KUBELET_HOME.exists():
+            clean_tree(KUBELET_HOME)
         left = clean_tree(self.dir)
         report["forced"] = [str(x) for v in left.values() for x in v]
         return report

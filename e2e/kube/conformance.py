@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from e2e.harness.cleanup import clean_tree
+from e2e.harness.cleanup import clean_tree, unmount_under
 from e2e.harness.junit import read_reports
 from e2e.kube import host
 from e2e.kube.cluster import Cluster, ensure_built
@@ -109,6 +109,10 @@ def run(d: Path, procs: int, focus: str, skip: str) -> dict:
             f"--image-service-endpoint={cluster.endpoint}",
             f"--k8s-bin-dir={bin_dir}",
             f"--kubelet-config-file={KUBELET_CONFIG}",
+            # The suite's own gates, which it also hands the kubelet: with crib the kubelet
+            # takes pod and container stats from the CRI (its cAdvisor does not know crib),
+            # and the specs must know it too (the cAdvisor-only metrics spec skips itself).
+            "--feature-gates=PodAndContainerStatsFromCRI=true",
             # Without systemd the suite sets systemCgroups=/system, and the kubelet then moves
             # every process of the host into it; the host's processes stay where they are.
             "--kubelet-flags=--system-cgroups=",
@@ -138,6 +142,10 @@ def run(d: Path, procs: int, focus: str, skip: str) -> dict:
                 report.setdefault("cgroups_left", []).extend(host.remove_empty_cgroup_root(name))
         if not kubelet_root_existed and KUBELET_ROOT.exists():
             clean_tree(KUBELET_ROOT)
+        elif KUBELET_ROOT.exists():
+            # The directory was there before; the kubelet's mounts in it (its own bind
+            # mount of the root dir among them) are the run's.
+            report.setdefault("unmounted", []).extend(unmount_under(KUBELET_ROOT))
     summary["duration_s"] = summary_time
     summary["cleanup"] = {k: v for k, v in report.items() if v and k != "pods_removed"}
     return summary

@@ -39,8 +39,8 @@ AGNHOST_GROUP = (
 
 def agnhost_recipe(bin_dir: Path, busybox_layer: LayerSpec) -> ImageRecipe:
     """agnhost's image as its Dockerfile makes it: /agnhost, the agnhost-2 link, /uploads, the
-    porter's key pair, the user and group defined in the image, bash; busybox below it for the
-    other tools."""
+    porter's key pair, the user and group defined in the image, bash (also as /bin/sh);
+    busybox below it for the other tools."""
     # build.sh copies the porter's key pair from the source tree beside the binaries.
     porter = bin_dir.parent / "agnhost"
     extra = [
@@ -52,6 +52,10 @@ def agnhost_recipe(bin_dir: Path, busybox_layer: LayerSpec) -> ImageRecipe:
         Entry("etc/passwd", data=AGNHOST_PASSWD.encode()),
         Entry("etc/group", data=AGNHOST_GROUP.encode()),
         *bash_entries(),
+        # Debian's busybox ash runs its own applet for any name it has (nc among them)
+        # before it looks at PATH, so the UDP nc above is only reached from bash. The
+        # real image's ash is Alpine's, whose nc does UDP itself.
+        Entry("bin/sh", "symlink", linkname="bash"),
     ]
     return ImageRecipe([busybox_layer, LayerSpec(extra, "zstd")], entrypoint=["/agnhost"], cmd=["pause"])
 

@@ -100,3 +100,46 @@ def test_kubelet_volumes_are_mounted(kube: Kube, tmp_path: Path) -> None:
         "exec", "vols", "--", "sh", "-c", "dd if=/dev/zero of=/mem/big bs=1M count=32 2>&1", check=False
     )
     assert out.returncode != 0 and "No space left" in out.stdout + out.stderr
+
+
+def test_env_from_config_maps_and_secrets_reaches_the_process(kube: Kube) -> None:
+    # Keys such as "data-1" are not shell names: busybox 1.35's ash drops them from its
+    # children's environment, so the process that shows them is cat, run without a shell.
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "envcm"},
+            "data": {"data-1": "value-1"},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "envsec"},
+            "data": {"data-2": base64.b64encode(b"value-2").decode()},
+        },
+    )
+    kube.apply(
+        pod_manifest(
+            "envfrom",
+            [
+                container(
+                    "main",
+                    BUSYBOX,
+                    "/proc/self/environ",
+                    command=["cat"],
+                    envFrom=[
+                        {"configMapRef": {"name": "envcm"}},
+                        {"prefix": "p-", "configMapRef": {"name": "envcm"}},
+                        {"secretRef": {"name": "envsec"}},
+                    ],
+                    env=[{"name": "PLAIN", "value": "a b=c"}],
+                )
+            ],
+            restartPolicy="Never",
+        )
+    )
+    kube.wait_phase("envfrom", "Succeeded", 60)
+    environ = kube.kubectl("logs", "envfrom").stdout.split("\0")
+    for pair in ("data-1=value-1", "p-data-1=value-1", "data-2=value-2", "PLAIN=a b=c"):
+        assert pair in environ, environ
