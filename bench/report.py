@@ -67,16 +67,36 @@ def table(samples: Samples, title: str = "figure", higher_is_better: tuple[str, 
 
 def save_raw(bench: str, samples: Samples, **extra: Any) -> Path:
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{bench}-{time.strftime('%Y-%m-%d')}.json"
+    # A second run on the same day gets its own file: "met" needs every run's figures.
+    day = time.strftime("%Y-%m-%d")
+    path = RESULTS / f"{bench}-{day}.json"
+    run = 1
+    while path.exists():
+        run += 1
+        path = RESULTS / f"{bench}-{day}-{run}.json"
     doc = {
         "bench": bench,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": _cpus(), "kernel": platform.release()},
-        "samples": samples,
+        # Three decimals of a ms or MB are below what these machines can tell apart.
+        "samples": {
+            name: {figure: [round(v, 3) for v in values] for figure, values in figures.items()}
+            for name, figures in samples.items()
+        },
         **extra,
     }
-    path.write_text(json.dumps(doc, indent=1) + "\n")
+    # One line per figure keeps thousands of call latencies a small file.
+    path.write_text(_compact(doc) + "\n")
     return path
+
+
+def _compact(doc: dict[str, Any]) -> str:
+    lines = [json.dumps({k: v for k, v in doc.items() if k != "samples"})[:-1] + ', "samples": {']
+    runtimes = []
+    for name, figures in doc["samples"].items():
+        rows = [f"  {json.dumps(f)}: {json.dumps(vs)}" for f, vs in figures.items()]
+        runtimes.append(f" {json.dumps(name)}: {{\n" + ",\n".join(rows) + "\n }")
+    return lines[0] + "\n" + ",\n".join(runtimes) + "\n}}"
 
 
 def _cpus() -> int:
