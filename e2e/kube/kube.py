@@ -111,7 +111,8 @@ class Kube:
             except (httpx.HTTPError, KeyError, IndexError, TypeError):
                 pass
             if time.monotonic() > deadline:
-                shown = json.dumps(last, indent=1)[-3000:] if last is not None else "(nothing)"
+                # Sets (of image names, say) are shown sorted.
+                shown = json.dumps(last, indent=1, default=sorted)[-3000:] if last is not None else "-"
                 raise AssertionError(
                     f"timed out after {timeout:.0f}s waiting for {what}; last seen:\n{shown}"
                 )
