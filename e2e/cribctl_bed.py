@@ -31,7 +31,8 @@ STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}(?:Z|[+-]\d\d:\d\d)"
 CRI_LINE = re.compile(rf"^({STAMP}|\S+) (stdout|stderr) ([PF]) (.*)$")
 
 
-def cribctl(daemon: Cribd, *args: str, config: str = "/dev/null") -> subprocess.CompletedProcess[str]:
+def cribctl(daemon: Cribd, *args: str, config: str | None = "/dev/null") -> subprocess.CompletedProcess[str]:
+    """cribctl as a subprocess; config None reads the crictl config file as users have it."""
     return subprocess.run(
         cribctl_argv(daemon, *args, config=config),
         capture_output=True,

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from e2e.harness.clients import CALL_TIMEOUT_S, client_env, cribctl_argv, crictl
+from e2e import cribctl_bed as bed
+from e2e.cribctl_bed import ok
+from e2e.harness.clients import CALL_TIMEOUT_S, crictl
 from e2e.harness.cribd import REPO_ROOT, Cribd
 from e2e.harness.network import PodNetwork
 from e2e.pods import ns_inode
@@ -31,18 +33,7 @@ CGROUP_WARNING = "cribctl: cgroup_parent is not set. Use `runtime-config` to get
 
 
 def cribctl(daemon: Cribd, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        cribctl_argv(daemon, *args, config=None),
-        capture_output=True,
-        text=True,
-        timeout=CALL_TIMEOUT_S,
-        env=client_env(),
-    )
-
-
-def ok(r: subprocess.CompletedProcess[str]) -> str:
-    assert r.returncode == 0, f"{r.args[3:]}: {r.stderr}"
-    return r.stdout
+    return bed.cribctl(daemon, *args, config=None)
 
 
 def _free_port() -> int:
