@@ -1,142 +1,130 @@
 """crib's RuntimeDefault seccomp profile, and Localhost profiles.
 
-The default profile allows what ordinary programs use and refuses (EPERM)
-the syscalls that reach past a container: kernel modules, keyrings, mounts,
-namespaces, clock setting, reboot, bpf, perf, ptrace of others, and
-`clone`/`unshare` of new namespaces. A capability the container holds opens
-the syscalls it governs (CAP_SYS_ADMIN: mounts and namespaces, CAP_SYS_PTRACE:
-ptrace, …), as capability checks would allow them anyway.
+RuntimeDefault is containerd's default profile (`contrib/seccomp/seccomp_default.go`,
+itself moby's default with containerd's specifics), kept as data in
+`seccomp_default.json` next to this module; its "origin" names the commit it was
+taken from. Everything not allowed answers EPERM (SCMP_ACT_ERRNO with no errno, as
+containerd sends it; runc and crun then use EPERM); io_uring_* and socket(2) for
+AF_ALG and AF_VSOCK are among the refused. Beyond the plain allow-list,
+rules carry moby-style conditions, evaluated as containerd does when it builds a
+container's profile:
+
+- `includes.caps`: every listed capability is held (CAP_SYS_ADMIN opens mounts,
+  namespaces and unfiltered clone/clone3, CAP_SYS_PTRACE opens kcmp, …);
+- `excludes.caps`: none is held (the namespace-free clone filter and clone3's
+  ENOSYS apply only without CAP_SYS_ADMIN);
+- `includes.arches` / `excludes.arches`: the host's architecture, as a Go GOARCH
+  name, is / is not listed;
+- `includes.minKernel`: the host kernel is at least that version (ptrace and
+  process_vm_* from 4.8, as containerd).
+
+The host's architecture also picks the profile's `architectures` (archMap).
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import os
+import platform
+import re
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from crib.errors import InvalidArgument
 
-EPERM = 1
+_DEFAULT_PROFILE = Path(__file__).with_name("seccomp_default.json")
 
-# Allowed for every container.
-_ALLOWED = """
-accept accept4 access adjtimex alarm bind brk capget capset chdir chmod chown chown32 clock_getres
-clock_getres_time64 clock_gettime clock_gettime64 clock_nanosleep clock_nanosleep_time64 close close_range
-connect copy_file_range creat dup dup2 dup3 epoll_create epoll_create1 epoll_ctl epoll_ctl_old epoll_pwait
-epoll_pwait2 epoll_wait epoll_wait_old eventfd eventfd2 execve execveat exit exit_group faccessat faccessat2
-fadvise64 fadvise64_64 fallocate fanotify_mark fchdir fchmod fchmodat fchmodat2 fchown fchown32 fchownat
-fcntl fcntl64 fdatasync fgetxattr flistxattr flock fork fremovexattr fsetxattr fstat fstat64 fstatat64
-fstatfs fstatfs64 fsync ftruncate ftruncate64 futex futex_requeue futex_time64 futex_wait futex_waitv
-futex_wake futimesat getcpu getcwd getdents getdents64 getegid getegid32 geteuid geteuid32 getgid getgid32
-getgroups getgroups32 getitimer getpeername getpgid getpgrp getpid getppid getpriority getrandom getresgid
-getresgid32 getresuid getresuid32 getrlimit get_robust_list getrusage getsid getsockname getsockopt
-get_thread_area gettid gettimeofday getuid getuid32 getxattr inotify_add_watch inotify_init inotify_init1
-inotify_rm_watch io_cancel ioctl io_destroy io_getevents io_pgetevents io_pgetevents_time64 ioprio_get
-ioprio_set io_setup io_submit io_uring_enter io_uring_register io_uring_setup ipc kill landlock_add_rule
-landlock_create_ruleset landlock_restrict_self lchown lchown32 lgetxattr link linkat listen listxattr
-llistxattr _llseek lremovexattr lseek lsetxattr lstat lstat64 madvise map_shadow_stack membarrier
-memfd_create memfd_secret mincore mkdir mkdirat mknod mknodat mlock mlock2 mlockall mmap mmap2 mprotect
-mq_getsetattr mq_notify mq_open mq_timedreceive mq_timedreceive_time64 mq_timedsend mq_timedsend_time64
-mq_unlink mremap msgctl msgget msgrcv msgsnd msync munlock munlockall munmap name_to_handle_at nanosleep
-newfstatat _newselect open openat openat2 pause pidfd_open pidfd_send_signal pipe pipe2 pkey_alloc pkey_free
-pkey_mprotect poll ppoll ppoll_time64 prctl pread64 preadv preadv2 prlimit64 process_mrelease pselect6
-pselect6_time64 pwrite64 pwritev pwritev2 read readahead readlink readlinkat readv recv recvfrom recvmmsg
-recvmmsg_time64 recvmsg remap_file_pages removexattr rename renameat renameat2 restart_syscall rmdir rseq
-rt_sigaction rt_sigpending rt_sigprocmask rt_sigqueueinfo rt_sigreturn rt_sigsuspend rt_sigtimedwait
-rt_sigtimedwait_time64 rt_tgsigqueueinfo sched_getaffinity sched_getattr sched_getparam
-sched_get_priority_max sched_get_priority_min sched_getscheduler sched_rr_get_interval
-sched_rr_get_interval_time64 sched_setaffinity sched_setattr sched_setparam sched_setscheduler sched_yield
-seccomp select semctl semget semop semtimedop semtimedop_time64 send sendfile sendfile64 sendmmsg sendmsg
-sendto setfsgid setfsgid32 setfsuid setfsuid32 setgid setgid32 setgroups setgroups32 setitimer setpgid
-setpriority setregid setregid32 setresgid setresgid32 setresuid setresuid32 setreuid setreuid32 setrlimit
-set_robust_list setsid setsockopt set_thread_area set_tid_address setuid setuid32 setxattr shmat shmctl
-shmdt shmget shutdown sigaltstack signalfd signalfd4 sigprocmask sigreturn socket socketcall socketpair
-splice stat stat64 statfs statfs64 statx symlink symlinkat sync sync_file_range syncfs sysinfo tee tgkill
-time timer_create timer_delete timer_getoverrun timer_gettime timer_gettime64 timer_settime timer_settime64
-timerfd_create timerfd_gettime timerfd_gettime64 timerfd_settime timerfd_settime64 times tkill truncate
-truncate64 ugetrlimit umask uname unlink unlinkat utime utimensat utimensat_time64 utimes vfork vmsplice
-wait4 waitid waitpid write writev arch_prctl modify_ldt
-""".split()
-
-# Opened by a capability the container holds.
-_BY_CAPABILITY = {
-    "CAP_SYS_ADMIN": """
-        bpf clone3 fanotify_init fsconfig fsmount fsopen fspick lookup_dcookie mount mount_setattr
-        move_mount open_tree perf_event_open quotactl quotactl_fd setdomainname sethostname setns syslog
-        umount umount2 unshare
-    """.split(),
-    "CAP_SYS_BOOT": ["reboot"],
-    "CAP_SYS_CHROOT": ["chroot"],
-    "CAP_SYS_MODULE": ["delete_module", "init_module", "finit_module"],
-    "CAP_SYS_PACCT": ["acct"],
-    "CAP_SYS_PTRACE": [
-        "kcmp",
-        "pidfd_getfd",
-        "process_madvise",
-        "process_vm_readv",
-        "process_vm_writev",
-        "ptrace",
-    ],
-    "CAP_SYS_RAWIO": ["iopl", "ioperm"],
-    "CAP_SYS_TIME": [
-        "settimeofday",
-        "stime",
-        "clock_settime",
-        "clock_settime64",
-        "clock_adjtime",
-        "clock_adjtime64",
-    ],
-    "CAP_SYS_TTY_CONFIG": ["vhangup"],
-    "CAP_SYS_NICE": ["get_mempolicy", "mbind", "set_mempolicy", "set_mempolicy_home_node"],
-    "CAP_SYSLOG": ["syslog"],
-    "CAP_BPF": ["bpf"],
-    "CAP_PERFMON": ["perf_event_open"],
-    "CAP_DAC_READ_SEARCH": ["open_by_handle_at"],
+# platform.machine() → the Go GOARCH name the profile's conditions use.
+_GOARCH = {
+    "x86_64": "amd64",
+    "amd64": "amd64",
+    "i386": "386",
+    "i486": "386",
+    "i586": "386",
+    "i686": "386",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "armv6l": "arm",
+    "armv7l": "arm",
+    "armv8l": "arm",
+    "ppc64le": "ppc64le",
+    "s390": "s390",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+    "loongarch64": "loong64",
+    "mips64": "mips64",
 }
 
-# clone(2) flags that make namespaces; without CAP_SYS_ADMIN only threads and
-# processes may be cloned.
-CLONE_NAMESPACE_FLAGS = 0x7E020000
+# The keys of a rule that belong in the OCI runtime spec (the rest are conditions, comments).
+_OCI_RULE_KEYS = ("names", "action", "args", "errnoRet")
 
-_ARCHES = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+
+@cache
+def _profile() -> dict[str, Any]:
+    """The default profile's data, read once."""
+    return json.loads(_DEFAULT_PROFILE.read_text())
+
+
+def host_arch() -> str:
+    """The running machine's architecture as a Go GOARCH name."""
+    machine = platform.machine().lower()
+    return _GOARCH.get(machine, machine)
+
+
+@cache
+def host_kernel() -> tuple[int, int] | None:
+    """The running kernel's version and major revision; None when unreadable."""
+    return parse_kernel(os.uname().release)
+
+
+def parse_kernel(release: str) -> tuple[int, int] | None:
+    match = re.match(r"(\d+)\.(\d+)", release)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def _at_least(kernel: tuple[int, int] | None, minimum: str) -> bool:
+    # Like containerd, a kernel version that cannot be read is not "at least" anything.
+    wanted = parse_kernel(minimum)
+    return kernel is not None and wanted is not None and kernel >= wanted
+
+
+def _applies(rule: dict[str, Any], capabilities: set[str], arch: str, kernel: tuple[int, int] | None) -> bool:
+    includes = rule.get("includes", {})
+    excludes = rule.get("excludes", {})
+    if not all(cap in capabilities for cap in includes.get("caps", [])):
+        return False
+    if "arches" in includes and arch not in includes["arches"]:
+        return False
+    if "minKernel" in includes and not _at_least(kernel, includes["minKernel"]):
+        return False
+    if any(cap in capabilities for cap in excludes.get("caps", [])):
+        return False
+    if arch in excludes.get("arches", []):
+        return False
+    return not ("minKernel" in excludes and _at_least(kernel, excludes["minKernel"]))
+
+
+def build(capabilities: set[str], arch: str, kernel: tuple[int, int] | None) -> dict[str, Any]:
+    """The default profile for a container holding `capabilities` on an `arch` (GOARCH) host
+    running `kernel`: the rules whose conditions hold, as an OCI `linux.seccomp` section."""
+    data = _profile()
+    section: dict[str, Any] = {"defaultAction": data["defaultAction"]}
+    if "defaultErrnoRet" in data:
+        section["defaultErrnoRet"] = data["defaultErrnoRet"]
+    section["architectures"] = list(data["archMap"].get(arch, []))
+    section["syscalls"] = [
+        copy.deepcopy({key: rule[key] for key in _OCI_RULE_KEYS if key in rule})
+        for rule in data["syscalls"]
+        if _applies(rule, capabilities, arch, kernel)
+    ]
+    return section
 
 
 def runtime_default(capabilities: set[str]) -> dict[str, Any]:
-    allowed = set(_ALLOWED)
-    for cap, names in _BY_CAPABILITY.items():
-        if cap in capabilities:
-            allowed.update(names)
-    syscalls: list[dict[str, Any]] = [{"names": sorted(allowed), "action": "SCMP_ACT_ALLOW"}]
-    if "CAP_SYS_ADMIN" in capabilities:
-        syscalls.append({"names": ["clone"], "action": "SCMP_ACT_ALLOW"})
-    else:
-        syscalls.append(
-            {
-                "names": ["clone"],
-                "action": "SCMP_ACT_ALLOW",
-                "args": [
-                    {"index": 0, "value": CLONE_NAMESPACE_FLAGS, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}
-                ],
-            }
-        )
-        # clone3 passes its flags in memory seccomp cannot read: say ENOSYS so
-        # libc falls back to clone, which is filtered above.
-        syscalls.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38})
-    # personality(2): only the harmless personas.
-    for persona in (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF):
-        syscalls.append(
-            {
-                "names": ["personality"],
-                "action": "SCMP_ACT_ALLOW",
-                "args": [{"index": 0, "value": persona, "valueTwo": 0, "op": "SCMP_CMP_EQ"}],
-            }
-        )
-    return {
-        "defaultAction": "SCMP_ACT_ERRNO",
-        "defaultErrnoRet": EPERM,
-        "architectures": _ARCHES,
-        "syscalls": syscalls,
-    }
+    """The RuntimeDefault `linux.seccomp` section for a container holding `capabilities`."""
+    return build(capabilities, host_arch(), host_kernel())
 
 
 def localhost(path: str) -> dict[str, Any]:
