@@ -82,6 +82,8 @@ class RuntimeSection:
     handlers: dict[str, RuntimeHandler] = field(default_factory=_default_handlers)
     conmon: str = "conmon"
     cgroup_driver: str = "cgroupfs"
+    # CDI spec files (containerd's cdi_spec_dirs); later dirs take priority.
+    cdi_spec_dirs: list[str] = field(default_factory=lambda: ["/etc/cdi", "/var/run/cdi"])
 
 
 @dataclass
@@ -325,6 +327,9 @@ def validate(config: Config) -> None:
             raise ConfigError(f"runtime.handlers.{_quote(name)}.binary", "must not be empty")
     if not runtime.conmon:
         raise ConfigError("runtime.conmon", "must not be empty")
+    for d in runtime.cdi_spec_dirs:
+        if not d.startswith("/"):
+            raise ConfigError("runtime.cdi_spec_dirs", f"{d!r} is not an absolute path")
 
     streaming = config.streaming
     try:

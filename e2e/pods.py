@@ -16,6 +16,7 @@ from crib.proto.crib.v1 import crib_pb2, crib_pb2_grpc
 from e2e.harness.cribd import Cribd
 from e2e.harness.wait import wait_until
 from e2e.images import builder
+from e2e.images.registry_client import RegistryClient
 
 POD_TIMEOUT = 60
 
@@ -148,6 +149,21 @@ def import_busybox(daemon: Cribd, name: str = "crib.e2e/busybox:1", **config: ob
     first = crib_pb2.ImportImageRequest(name=name, config=crib_pb2.ImportConfig(**config), data=data[:chunk])
     rest = [crib_pb2.ImportImageRequest(data=data[i : i + chunk]) for i in range(chunk, len(data), chunk)]
     return stub.ImportImage(iter([first, *rest]), timeout=60).image.id
+
+
+def push_and_pull(
+    daemon: Cribd, registry_url: str, registry_host: str, repo: str, image: builder.BuiltImage
+) -> tuple[str, str]:
+    """Push `image` to the test registry as `repo:1`, pull it through PullImage as a node does.
+
+    (the reference, the image_ref PullImage answered)."""
+    with RegistryClient(registry_url) as client:
+        client.push_image(repo, "1", image)
+    ref = f"{registry_host}/{repo}:1"
+    pulled = daemon.images.PullImage(
+        api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=ref)), timeout=60
+    ).image_ref
+    return ref, pulled
 
 
 def container_config(

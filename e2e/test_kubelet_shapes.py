@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import uuid
@@ -21,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from crib.proto.cri import api_pb2
+from e2e.harness.bind import self_bind
 from e2e.harness.cribd import Cribd
 from e2e.harness.registry import Registry
 from e2e.harness.wait import wait_until
 from e2e.images import builder
-from e2e.images.registry_client import RegistryClient
 from e2e.kube import host
 from e2e.pods import (
     container_config,
@@ -33,12 +32,11 @@ from e2e.pods import (
     exec_sync,
     pod_config,
     pod_status,
+    push_and_pull,
     remove_pod,
     run_container,
     run_pod,
 )
-
-MOUNT_TIMEOUT_S = 30
 
 
 @pytest.fixture
@@ -53,12 +51,7 @@ def pulled(net_cribd: Cribd, registry: Registry) -> tuple[Cribd, str]:
         ]
     )
     image = builder.build_image(builder.ImageRecipe([builder.LayerSpec(builder.busybox_rootfs()), extra]))
-    with RegistryClient(registry.url) as client:
-        client.push_image("e2e/kubelet-busybox", "1", image)
-    ref = f"{registry.host}/e2e/kubelet-busybox:1"
-    pulled = net_cribd.images.PullImage(
-        api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=ref)), timeout=60
-    ).image_ref
+    ref, pulled = push_and_pull(net_cribd, registry.url, registry.host, "e2e/kubelet-busybox", image)
     status = net_cribd.images.ImageStatus(
         api_pb2.ImageStatusRequest(image=api_pb2.ImageSpec(image=ref)), timeout=10
     ).image
@@ -148,17 +141,6 @@ def test_pod_cgroup_as_the_kubelet_sets_it(pulled: tuple[Cribd, str], pod_cgroup
             assert procs.read_text() == ""
 
 
-@contextlib.contextmanager
-def _shared_source(d: Path) -> Iterator[Path]:
-    """A bind mount of `d` onto itself made shared, as a kubelet host-path volume for propagation."""
-    subprocess.run(["mount", "--bind", str(d), str(d)], check=True, timeout=MOUNT_TIMEOUT_S)
-    try:
-        subprocess.run(["mount", "--make-shared", str(d)], check=True, timeout=MOUNT_TIMEOUT_S)
-        yield d
-    finally:
-        subprocess.run(["umount", "-R", "-l", str(d)], timeout=MOUNT_TIMEOUT_S)
-
-
 def _mount(source: Path, target: str, propagation: int) -> api_pb2.Mount:
     return api_pb2.Mount(container_path=target, host_path=str(source), propagation=propagation)
 
@@ -176,7 +158,7 @@ def test_host_path_mounts_with_each_propagation(pulled: tuple[Cribd, str], tmp_p
     for d in dirs.values():
         d.mkdir()
     pod_id = run_pod(daemon, _privileged_pod("propagation"))
-    with _shared_source(dirs["h2c"]), _shared_source(dirs["bidir"]):
+    with self_bind(dirs["h2c"], "shared"), self_bind(dirs["bidir"], "shared"):
         try:
             priv = api_pb2.LinuxContainerSecurityContext(privileged=True)
             cid = run_container(

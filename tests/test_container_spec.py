@@ -11,6 +11,7 @@ import pytest
 
 from crib.container import container_spec
 from crib.container.container_spec import PodContext
+from crib.cri_server.container import effective_stop_signal
 from crib.errors import InvalidArgument
 from crib.image_service.image_store import ImageRecord
 from crib.proto.cri import api_pb2
@@ -216,3 +217,27 @@ def test_pause_spec_for_host_network_and_privileged_pods(tmp_path: Path) -> None
     priv = _pause(tmp_path, privileged=True)
     assert priv["process"]["capabilities"]["bounding"] == oci_spec.available_capabilities()
     assert priv["linux"]["maskedPaths"] == [] and priv["process"]["noNewPrivileges"] is False
+
+
+def test_oom_score_adj_as_sent_with_cap_sys_resource_else_not_below_cribds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status = tmp_path / "status"
+    status.write_text("Name:\tcribd\nCapEff:\t0000000001000000\n")
+    assert oci_spec.holds_capability(oci_spec.CAP_SYS_RESOURCE, str(status))
+    status.write_text("Name:\tcribd\nCapEff:\t000001fffeffffff\n")  # all but bit 24
+    assert not oci_spec.holds_capability(oci_spec.CAP_SYS_RESOURCE, str(status))
+    oci_spec.oom_score_floor.cache_clear()
+    monkeypatch.setattr(oci_spec, "holds_capability", lambda bit: True)
+    assert oci_spec.clamp_oom_score_adj(-997) == -997 and oci_spec.clamp_oom_score_adj(5000) == 1000
+    oci_spec.oom_score_floor.cache_clear()
+    monkeypatch.setattr(oci_spec, "holds_capability", lambda bit: False)
+    monkeypatch.setattr(oci_spec, "own_oom_score_adj", lambda: -500)
+    assert oci_spec.clamp_oom_score_adj(-997) == -500 and oci_spec.clamp_oom_score_adj(100) == 100
+    oci_spec.oom_score_floor.cache_clear()
+
+
+def test_container_status_reports_the_stop_signal_used() -> None:
+    assert effective_stop_signal(signal.SIGQUIT) == api_pb2.SIGQUIT
+    assert effective_stop_signal(signal.SIGTERM) == api_pb2.SIGTERM
+    assert effective_stop_signal(0) == api_pb2.RUNTIME_DEFAULT

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from crib.cri_server.image import pull_arguments
 from crib.errors import InvalidArgument
 from crib.image_service import auth
 from crib.image_service.registry import parse_challenge
+from crib.proto.cri import api_pb2
 
 
 def test_auth_config_forms() -> None:
@@ -67,3 +69,17 @@ def test_challenge_parsing() -> None:
     }
     assert parse_challenge('Basic realm="crib-e2e"') == ("basic", {"realm": "crib-e2e"})
     assert parse_challenge("") == ("", {})
+
+
+def test_credentials_go_only_to_the_registry_their_server_address_names() -> None:
+    spec = api_pb2.ImageSpec(image="127.0.0.1:5000/app:1")
+    for address, sent in (
+        ("", True),
+        ("127.0.0.1:5000", True),
+        ("https://127.0.0.1:5000/v2/", True),
+        ("other.example:5000", False),
+    ):
+        a = api_pb2.AuthConfig(username="u", password="p", server_address=address)
+        assert (pull_arguments("PullImage", spec, a)[1] is not None) == sent, address
+    hub = api_pb2.AuthConfig(username="u", password="p", server_address="https://index.docker.io/v1/")
+    assert pull_arguments("PullImage", api_pb2.ImageSpec(image="busybox"), hub)[1] is not None

@@ -19,21 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from crib.container import securejoin
+from crib.container.mounts import pod_mounts, user_mounts
 from crib.container.user import ExecUser, resolve_user
 from crib.errors import InvalidArgument
 from crib.image_service.image_store import ImageRecord
 from crib.proto.cri import api_pb2
-from crib.runtime import oci_spec
+from crib.runtime import lsm, oci_spec
 
-PROPAGATION = {
-    api_pb2.PROPAGATION_PRIVATE: "rprivate",
-    api_pb2.PROPAGATION_HOST_TO_CONTAINER: "rslave",
-    api_pb2.PROPAGATION_BIDIRECTIONAL: "rshared",
-}
 HUGETLB_V1 = Path("/sys/fs/cgroup/hugetlb")
 MEMSW = Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
 CGROUP2_ONLY = Path("/sys/fs/cgroup/cgroup.controllers")
-APPARMOR_ENABLED = Path("/sys/module/apparmor/parameters/enabled")
 
 
 @dataclass(frozen=True)
@@ -162,59 +157,6 @@ def namespaces(
     return out
 
 
-def _mount_destination(path: str) -> str:
-    if not path.startswith("/"):
-        raise InvalidArgument(f"CreateContainer: mount path {path!r} is not absolute")
-    if ".." in Path(path).parts or "\0" in path:
-        raise InvalidArgument(f"CreateContainer: mount path {path!r} escapes the container's root")
-    return os.path.normpath(path)
-
-
-def user_mounts(config: api_pb2.ContainerConfig) -> tuple[list[dict[str, Any]], str]:
-    """The CRI mounts as OCI bind mounts, and the rootfs propagation they need."""
-    out = []
-    rootfs_propagation = ""
-    for m in config.mounts:
-        if m.HasField("image") and m.image.image:
-            raise InvalidArgument("CreateContainer: image volume mounts are not supported by crib yet")
-        if m.uidMappings or m.gidMappings:
-            raise InvalidArgument(
-                "CreateContainer: id-mapped mounts need user namespaces, which crib does not offer"
-            )
-        destination = _mount_destination(m.container_path)
-        if not m.host_path.startswith("/"):
-            raise InvalidArgument(f"CreateContainer: mount source {m.host_path!r} is not absolute")
-        source = m.host_path
-        if not os.path.lexists(source):
-            # The kubelet expects missing host paths to be made as directories.
-            os.makedirs(source, mode=0o755, exist_ok=True)
-        propagation = PROPAGATION.get(m.propagation, "rprivate")
-        if propagation == "rshared":
-            rootfs_propagation = "rshared"
-        elif propagation == "rslave" and rootfs_propagation != "rshared":
-            rootfs_propagation = "rslave"
-        mount = oci_spec.bind_mount(source, destination, m.readonly, propagation)
-        if m.recursive_read_only:
-            if not m.readonly or propagation != "rprivate":
-                raise InvalidArgument(
-                    f"CreateContainer: recursive read-only mount {destination} must be read-only and private"
-                )
-            mount["options"] = [o for o in mount["options"] if o != "ro"] + ["rro"]
-        out.append(mount)
-    return out, rootfs_propagation
-
-
-def pod_mounts(pod: PodContext, taken: set[str], ipc_host: bool) -> list[dict[str, Any]]:
-    out = []
-    for name in ("hosts", "resolv.conf", "hostname"):
-        if f"/etc/{name}" not in taken:
-            out.append(oci_spec.bind_mount(str(pod.files_dir / name), f"/etc/{name}", readonly=False))
-    if "/dev/shm" not in taken:
-        source = "/dev/shm" if ipc_host or pod.shm is None else str(pod.shm)
-        out.append(oci_spec.bind_mount(source, "/dev/shm", readonly=False))
-    return out
-
-
 def devices(
     config: api_pb2.ContainerConfig, privileged: bool
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -310,6 +252,8 @@ def build(
     rootfs: Path,
     systemd: bool,
     target_pid: int = 0,
+    apparmor: lsm.AppArmor | None = None,
+    image_volumes: dict[int, Path] | None = None,
 ) -> BuiltSpec:
     """The OCI spec; blocking (it reads the image's user files and creates the working dir)."""
     img = image_config(image)
@@ -331,12 +275,14 @@ def build(
         raise InvalidArgument(f"CreateContainer: working dir {cwd!r} is not absolute")
     securejoin.mkdir_all(rootfs, cwd)
     caps, ambient = capabilities(sc)
-    mounts_user, rootfs_propagation = user_mounts(config)
+    lsm.check_selinux(sc.selinux_options, "CreateContainer")
+    apparmor_profile = (apparmor or lsm.AppArmor.probe()).profile_for(sc)
+    mounts_user, rootfs_propagation = user_mounts(config, image_volumes)
     taken = {m["destination"] for m in mounts_user}
     ipc_host = pod.config.linux.security_context.namespace_options.ipc == api_pb2.NODE
     mounts = (
         [m for m in oci_spec.default_mounts(privileged) if m["destination"] not in taken]
-        + pod_mounts(pod, taken, ipc_host)
+        + pod_mounts(pod.files_dir, pod.shm, taken, ipc_host)
         + mounts_user
     )
     device_specs, device_rules = devices(config, privileged)
@@ -380,13 +326,8 @@ def build(
     if ambient:
         process["capabilities"]["ambient"] = ambient
         process["capabilities"]["inheritable"] = ambient
-    # AppArmor only where the kernel has it; RuntimeDefault leaves the runtime's default.
-    if (
-        sc.apparmor.profile_type == api_pb2.SecurityProfile.Localhost
-        and APPARMOR_ENABLED.exists()
-        and APPARMOR_ENABLED.read_text().strip() == "Y"
-    ):
-        process["apparmorProfile"] = sc.apparmor.localhost_ref.removeprefix("localhost/")
+    if apparmor_profile:
+        process["apparmorProfile"] = apparmor_profile
     linux = spec["linux"]
     if device_specs:
         linux["devices"] = device_specs

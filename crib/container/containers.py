@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from crib.container import checkpoint, container_spec, exec_sync
+from crib.container import cdi, checkpoint, container_spec, exec_sync, image_volumes
 from crib.container.events import EventBus
 from crib.errors import (
     AlreadyExists,
@@ -35,11 +35,11 @@ from crib.image_service import reference
 from crib.image_service.images import Images
 from crib.log_setup import get_logger
 from crib.proto.cri import api_pb2
-from crib.runtime import conmon
+from crib.runtime import conmon, lsm
 from crib.runtime.cgroup_stats import CgroupStats, cgroup_dirs, read_stats, usage_of_tree
 from crib.runtime.runtime_env import RuntimeEnv, conmon_alive, wait_for_exit
 from crib.sandbox import pod_files
-from crib.sandbox.sandboxes import READY, Sandbox, Sandboxes
+from crib.sandbox.sandboxes import READY, Sandbox, Sandboxes, refuse_user_namespace
 from crib.store.index import Index
 from crib.store.state_store import StateStore
 
@@ -94,6 +94,9 @@ class Container:
     resources_b64: str = ""
     # The image's name ContainerStatus reports (the kubelet shows it as the container's image).
     image_name: str = ""
+    # Images mounted as image volumes, and their layers: in use while the container exists.
+    volume_image_ids: list[str] = field(default_factory=list)
+    volume_chain_ids: list[str] = field(default_factory=list)
     _config: api_pb2.ContainerConfig | None = field(default=None, repr=False, compare=False)
     _exited: asyncio.Event | None = field(default=None, repr=False, compare=False)
     # (state, serialized list item): list replies reuse it while the state holds.
@@ -152,6 +155,7 @@ def validate(config: api_pb2.ContainerConfig) -> None:
     sc = config.linux.security_context
     if sc.HasField("run_as_group") and not (sc.HasField("run_as_user") or sc.run_as_username):
         raise InvalidArgument("CreateContainer: run_as_group needs run_as_user or run_as_username")
+    refuse_user_namespace(sc.namespace_options, "CreateContainer")
 
 
 class Containers:
@@ -163,8 +167,12 @@ class Containers:
         store: StateStore,
         conmon_binary: str,
         make_event: Callable[[Containers, Container, int], Any],
+        apparmor: lsm.AppArmor,
+        cdi_registry: cdi.CDIRegistry,
     ) -> None:
         self.env = env
+        self.apparmor = apparmor
+        self.cdi = cdi_registry
         self.images = images
         self.sandboxes = sandboxes
         self.store = store
@@ -194,7 +202,13 @@ class Containers:
         return [c for c in self.index if c.sandbox_id == sandbox_id]
 
     def images_in_use(self) -> tuple[set[str], set[str]]:
-        return {c.image_id for c in self.index}, {ch for c in self.index for ch in c.chain_ids}
+        images = {c.image_id for c in self.index} | self.volume_images()
+        layers = {ch for c in self.index for ch in (*c.chain_ids, *c.volume_chain_ids)}
+        return images, layers
+
+    def volume_images(self) -> set[str]:
+        """Images some container mounts as an image volume."""
+        return {i for c in self.index for i in c.volume_image_ids}
 
     def _lock(self, container_id: str) -> asyncio.Lock:
         return self._locks.setdefault(container_id, asyncio.Lock())
@@ -230,6 +244,7 @@ class Containers:
         image = self.images.find(config.image.image or config.image.image_ref)
         if image is None:
             raise NotFound(f"image {config.image.image or config.image.image_ref!r} not found: pull it first")
+        volumes = image_volumes.resolve(self.images, config)
         key = _reservation(config, sandbox.config.metadata)
         if (holder := self.index.holder(key)) is not None:
             raise AlreadyExists(
@@ -257,11 +272,19 @@ class Containers:
             handler=runtime.handler,
             created_at=time.time_ns(),
             log_path=log_path,
+            volume_image_ids=[v.image.id for v in volumes],
+            volume_chain_ids=[layer.chain_id for v in volumes for layer in v.image.layers],
         )
         try:
             async with self._lock(container_id):
                 lowers = [self.images.layers.path(c) for c in reversed(container.chain_ids)]
                 rootfs = await asyncio.to_thread(self.env.prepare_rootfs, container_id, lowers)
+                mounted = await asyncio.to_thread(
+                    image_volumes.mount_all,
+                    self.images,
+                    volumes,
+                    self.env.image_volume_dir(container_id),
+                )
                 built = await asyncio.to_thread(
                     container_spec.build,
                     container_id,
@@ -271,7 +294,13 @@ class Containers:
                     rootfs,
                     self.env.systemd,
                     target_pid,
+                    self.apparmor,
+                    mounted,
                 )
+                devices = cdi.requested_devices([d.name for d in config.CDI_devices], config.annotations)
+                if devices:
+                    edits = await asyncio.to_thread(self.cdi.resolve, devices)
+                    await asyncio.to_thread(cdi.apply_edits, built.spec, edits)
                 container.stop_signal = built.stop_signal
                 container.uid, container.gid = built.user.uid, built.user.gid
                 container.groups = list(built.user.additional_gids)

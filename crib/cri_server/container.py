@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import AsyncIterator
 
@@ -56,7 +57,6 @@ def container_item(container: Container) -> api_pb2.Container:
 
 def container_status(container: Container) -> api_pb2.ContainerStatus:
     config = container.config
-    signal_name = api_pb2.Signal.Name(config.stop_signal) if config.stop_signal else "RUNTIME_DEFAULT"
     return api_pb2.ContainerStatus(
         id=container.id,
         metadata=config.metadata,
@@ -80,8 +80,16 @@ def container_status(container: Container) -> api_pb2.ContainerStatus:
                 uid=container.uid, gid=container.gid, supplemental_groups=container.groups
             )
         ),
-        stop_signal=api_pb2.Signal.Value(signal_name),
+        stop_signal=effective_stop_signal(container.stop_signal),
     )
+
+
+def effective_stop_signal(number: int) -> int:
+    """The CRI Signal of the signal StopContainer sends (the config's, else the image's, else SIGTERM)."""
+    try:
+        return api_pb2.Signal.Value(signal.Signals(number).name)
+    except ValueError:  # not a signal, or one the CRI has no name for
+        return api_pb2.RUNTIME_DEFAULT
 
 
 def status_info(containers: Containers, container: Container) -> dict[str, str]:

@@ -25,6 +25,7 @@ from crib import __version__
 from crib import config as config_mod
 from crib.cni.pod_cidr import PodCIDRs
 from crib.config import Config, ConfigError
+from crib.container.cdi import CDIRegistry
 from crib.container.containers import Containers
 from crib.cri_server.container import ContainerService
 from crib.cri_server.crib_service import CribService
@@ -39,7 +40,7 @@ from crib.image_service.images import Images
 from crib.log_setup import configure as configure_logging
 from crib.log_setup import get_logger
 from crib.proto.crib.v1 import crib_pb2
-from crib.runtime import cgroup_driver, conmon, runtime_handler
+from crib.runtime import cgroup_driver, conmon, lsm, runtime_handler
 from crib.runtime.runtime_env import RuntimeEnv
 from crib.sandbox.sandboxes import Sandboxes
 from crib.store.state_store import StateStore
@@ -183,7 +184,16 @@ async def serve(config: Config) -> int:
             b_images, b_layers = containers.images_in_use()
             return a_images | b_images, a_layers | b_layers
 
-        images = Images(config.image, Path(config.root), store, in_use=images_in_use)
+        def images_in_volumes() -> set[str]:
+            return containers.volume_images()
+
+        images = Images(
+            config.image,
+            Path(config.root),
+            store,
+            in_use=images_in_use,
+            in_volumes=images_in_volumes,
+        )
         driver, warning = cgroup_driver.effective_driver(config.runtime.cgroup_driver)
         if warning:
             log.warning("cgroup_driver.fallback", reason=warning)
@@ -201,9 +211,17 @@ async def serve(config: Config) -> int:
             default_handler=config.runtime.default_handler,
         )
         pod_cidrs = PodCIDRs(store)
-        sandboxes = Sandboxes(config, env, images, store, pod_cidrs)
+        apparmor = lsm.AppArmor.probe()
+        sandboxes = Sandboxes(config, env, images, store, pod_cidrs, apparmor)
         containers = Containers(
-            env, images, sandboxes, store, config.runtime.conmon, make_event=container_event
+            env,
+            images,
+            sandboxes,
+            store,
+            config.runtime.conmon,
+            make_event=container_event,
+            apparmor=apparmor,
+            cdi_registry=CDIRegistry([Path(d) for d in config.runtime.cdi_spec_dirs]),
         )
         await sandboxes.recover()
         await containers.recover()

@@ -10,7 +10,7 @@ import grpc
 
 from crib.cri_server import wire
 from crib.errors import InvalidArgument
-from crib.image_service import auth
+from crib.image_service import auth, reference
 from crib.image_service.image_store import ImageRecord
 from crib.image_service.images import FsUsage, Images
 from crib.proto.cri import api_pb2
@@ -55,7 +55,22 @@ def pull_arguments(
     if not name:
         raise InvalidArgument(f"{rpc}: image.image is empty")
     a = auth_config
+    if a.server_address and not _same_registry(a.server_address, name):
+        # As containerd: credentials meant for another registry are not sent to this one.
+        return name, None
     return name, auth.from_auth_config(a.username, a.password, a.auth, a.identity_token, a.registry_token)
+
+
+_DOCKER_HUB = {"docker.io", "index.docker.io", "registry-1.docker.io"}
+
+
+def _same_registry(server_address: str, image: str) -> bool:
+    host = server_address.split("://", 1)[-1].split("/", 1)[0].lower()
+    try:
+        domain = reference.parse(image).domain.lower()
+    except InvalidArgument:
+        return True  # the pull refuses the name itself
+    return host == domain or (host in _DOCKER_HUB and domain in _DOCKER_HUB)
 
 
 def _fs_usage(usage: FsUsage) -> api_pb2.FilesystemUsage:

@@ -76,7 +76,10 @@ def _handler(name: str, info: HandlerInfo) -> api_pb2.RuntimeHandler:
         name=name,
         features=api_pb2.RuntimeHandlerFeatures(
             recursive_read_only_mounts=info.recursive_read_only_mounts,
-            user_namespaces=info.user_namespaces,
+            # Even where the runtime could (idmapped mounts), crib does not build user
+            # namespaces yet and refuses hostUsers: false; saying yes would let the kubelet
+            # admit such pods.
+            user_namespaces=False,
         ),
     )
 
@@ -96,9 +99,8 @@ def status_response(
     response = api_pb2.StatusResponse(
         status=status,
         runtime_handlers=listed,
-        # Nothing crib does yet changes with these; they turn on as the
-        # container issue implements them.
-        features=api_pb2.RuntimeFeatures(supplemental_groups_policy=False),
+        # Strict: the process gets only the groups the pod names, not the image's /etc/group ones.
+        features=api_pb2.RuntimeFeatures(supplemental_groups_policy=True),
     )
     if verbose:
         response.info["config"] = config.to_json()

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from crib.config import ImageSection
+from crib.errors import FailedPrecondition
 from crib.image_service import auth, reference
 from crib.image_service.content_store import ContentStore
 from crib.image_service.image_pull import ImagePuller
@@ -85,6 +86,7 @@ class Images:
         root: Path,
         store: StateStore,
         in_use: Callable[[], tuple[set[str], set[str]]] = lambda: (set(), set()),
+        in_volumes: Callable[[], set[str]] = set,
     ) -> None:
         self.config = config
         self.root = root
@@ -107,6 +109,8 @@ class Images:
         )
         # (image IDs, chain IDs) that pods and containers use: GC and removal keep them.
         self.in_use = in_use
+        # Image IDs a container mounts as an image volume: RemoveImage refuses them.
+        self.in_volumes = in_volumes
         self._gc_holds = 0
         self._gc_wanted = False
         sandbox = reference.parse(config.sandbox_image) if config.sandbox_image else None
@@ -146,6 +150,10 @@ class Images:
         record = self.images.resolve(spec)
         if record is None:
             return None
+        if record.id in self.in_volumes():
+            raise FailedPrecondition(
+                f"image {spec!r} is mounted as an image volume by a container: remove that container first"
+            )
         used_images, _ = self.in_use()
         # Its names go now; its content stays while a container runs it.
         self.images.remove(record, retain=record.id in used_images)

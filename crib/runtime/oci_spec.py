@@ -3,16 +3,19 @@ pause container and workload containers share.
 
 Values follow what the kubelet expects from containerd and CRI-O: the default
 mounts, masked and read-only paths, the default capability set, and a PID 1
-that reaps. Two host facts shape them: a container's `oom_score_adj` is never
-below cribd's own (raising it needs CAP_SYS_RESOURCE, which cribd may lack),
-and no rlimit is set, so the runtime keeps the limits it inherits.
+that reaps. Two host facts shape them: a container's `oom_score_adj` is the
+kubelet's value where cribd holds CAP_SYS_RESOURCE, and never below cribd's own
+where it does not (runc fails to lower it then); and no rlimit is set, so the
+runtime keeps the limits it inherits.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from crib.errors import InvalidArgument
+from crib.log_setup import get_logger
 from crib.proto.cri import api_pb2
 from crib.runtime import seccomp
 
@@ -86,9 +89,41 @@ def own_oom_score_adj() -> int:
         return 0
 
 
+CAP_SYS_RESOURCE = 24
+
+
+def holds_capability(bit: int, status: str = "/proc/self/status") -> bool:
+    try:
+        with open(status) as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> bit & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
+
+
+@functools.cache
+def oom_score_floor() -> int | None:
+    """The lowest oom_score_adj a container can get: None where cribd may set any value.
+
+    Probed once; without CAP_SYS_RESOURCE the kernel refuses values below the one the
+    process (cribd, with the unit's OOMScoreAdjust) was given, so they are raised to it."""
+    if holds_capability(CAP_SYS_RESOURCE):
+        return None
+    floor = own_oom_score_adj()
+    get_logger("crib.oci_spec").warning(
+        "oom_score_adj.clamped",
+        floor=floor,
+        reason="cribd lacks CAP_SYS_RESOURCE: lower oom_score_adj values are raised to its own",
+    )
+    return floor
+
+
 def clamp_oom_score_adj(value: int) -> int:
-    """Never below cribd's own: lowering it needs CAP_SYS_RESOURCE, and runc fails without it."""
-    return min(1000, max(value, own_oom_score_adj()))
+    value = min(1000, max(-1000, value))
+    floor = oom_score_floor()
+    return value if floor is None else max(value, floor)
 
 
 def default_mounts(privileged: bool) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
+MS_REMOUNT = 32
 # The kernel copies at most one page of mount data.
 MAX_OPTIONS = 4000
 
@@ -70,6 +71,22 @@ def mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path) -> 
     )
     if result.returncode != 0:
         raise Internal(f"mounting a {len(lowers)}-layer overlay failed: {result.stderr.strip()}")
+
+
+def mount_readonly_layers(lowers: list[Path], target: Path) -> None:
+    """Mount the layers (top first) read-only at `target`: an overlay without an upper. Blocking."""
+    if not lowers:
+        raise Internal("an image with no layers cannot be mounted")
+    target.mkdir(parents=True, exist_ok=True)
+    if len(lowers) == 1:
+        # overlayfs wants two lower dirs when it has no upper; one layer is a plain bind.
+        mount(str(lowers[0]), str(target), "", MS_BIND)
+        mount("", str(target), "", MS_BIND | MS_RDONLY | MS_REMOUNT)
+        return
+    options = f"lowerdir={':'.join(map(str, lowers))},index=off"
+    if len(options) > MAX_OPTIONS:
+        raise Internal(f"{len(lowers)} layers do not fit in overlayfs mount options")
+    mount("overlay", str(target), "overlay", MS_RDONLY, options)
 
 
 def unmount_all_under(path: Path) -> None:

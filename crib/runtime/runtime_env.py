@@ -2,7 +2,8 @@
 
 Layout of one container `<id>` (pause containers included):
 - `<state>/containers/<id>/`: conmon's files (pidfiles, attach socket, persist
-  dir) and the OCI bundle (`bundle/config.json`, `bundle/rootfs` mount point);
+  dir), the OCI bundle (`bundle/config.json`, `bundle/rootfs` mount point) and
+  the image volumes' mounts (`image-volumes/<n>`);
 - `<root>/containers/<id>/`: the overlay's writable `upper` and `work` dirs;
 - `<state>/exits/<id>`: the exit code conmon writes.
 """
@@ -68,6 +69,10 @@ class RuntimeEnv:
 
     def rootfs(self, container_id: str) -> Path:
         return self.bundle(container_id) / "rootfs"
+
+    def image_volume_dir(self, container_id: str) -> Path:
+        """Where the container's image volumes are mounted; cleanup unmounts them."""
+        return self.state / "containers" / container_id / "image-volumes"
 
     def layer_dir(self, container_id: str) -> Path:
         return self.root / "containers" / container_id

@@ -29,6 +29,7 @@ from crib.image_service.image_store import ImageRecord
 from crib.image_service.images import Images
 from crib.log_setup import get_logger
 from crib.proto.cri import api_pb2
+from crib.runtime import lsm
 from crib.runtime.cgroup_stats import CgroupStats, cgroup_dirs, network_stats, process_count, read_stats
 from crib.runtime.rootfs import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount, unmount
 from crib.runtime.runtime_env import RuntimeEnv, wait_for_exit
@@ -115,6 +116,18 @@ def validate(config: api_pb2.PodSandboxConfig) -> None:
             raise InvalidArgument(f"RunPodSandbox: invalid port mapping {pm.host_port}:{pm.container_port}")
     if config.log_directory and not config.log_directory.startswith("/"):
         raise InvalidArgument(f"RunPodSandbox: log_directory {config.log_directory!r} is not absolute")
+    sc = config.linux.security_context
+    refuse_user_namespace(sc.namespace_options, "RunPodSandbox")
+    lsm.check_selinux(sc.selinux_options, "RunPodSandbox")
+
+
+def refuse_user_namespace(opts: api_pb2.NamespaceOption, where: str) -> None:
+    """A pod without host users must not run as the host's root: crib cannot map it yet."""
+    if opts.HasField("userns_options") and opts.userns_options.mode != api_pb2.NODE:
+        raise FailedPrecondition(
+            f"{where}: namespace_options.userns_options asks for a user namespace (hostUsers: false); "
+            "crib does not create user namespaces yet (it needs idmapped mounts from the OCI runtime)"
+        )
 
 
 _QUANTITY = {
@@ -237,8 +250,10 @@ class Sandboxes:
         images: Images,
         store: StateStore,
         pod_cidrs: Callable[[], list[str]],
+        apparmor: lsm.AppArmor,
     ) -> None:
         self.config = config
+        self.apparmor = apparmor
         self.env = env
         self.images = images
         self.store = store
@@ -299,6 +314,7 @@ class Sandboxes:
 
     async def run(self, config: api_pb2.PodSandboxConfig, handler: str) -> str:
         validate(config)
+        self.apparmor.check_pod(config.linux.security_context.apparmor)
         runtime = self.env.runtime(handler)
         key = reservation_key(config.metadata)
         if (holder := self.index.holder(key)) is not None:

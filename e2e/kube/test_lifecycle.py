@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import grpc
-import pytest
 
 from crib.proto.cri import api_pb2
 from e2e.kube.cluster import NODE_NAME, Cluster
@@ -124,29 +123,21 @@ def test_static_pod_from_the_manifest_dir_runs_and_goes_away(cluster: Cluster, k
     kube.wait_gone("pods", mirror)
 
 
-@pytest.mark.parametrize("image", [BUSYBOX])
-def test_unsupported_field_gets_an_event_naming_it(kube: Kube, image: str) -> None:
-    # An image volume (KEP-4639, on by default in 1.36): crib refuses the mount, and
-    # the kubelet shows crib's reason on the pod instead of starting it without it.
+def test_a_field_crib_cannot_apply_gets_an_event_naming_it(kube: Kube) -> None:
+    # An SELinux label on a node without SELinux: crib refuses the sandbox, and the kubelet
+    # shows crib's reason on the pod instead of starting it unlabelled.
     kube.apply(
         pod_manifest(
-            "imagevol",
-            [
-                container(
-                    "main",
-                    image,
-                    command=["sleep", "3600"],
-                    volumeMounts=[{"name": "img", "mountPath": "/img"}],
-                )
-            ],
-            volumes=[{"name": "img", "image": {"reference": AGNHOST, "pullPolicy": "IfNotPresent"}}],
+            "labelled",
+            [container("main", BUSYBOX, command=["sleep", "3600"])],
+            securityContext={"seLinuxOptions": {"level": "s0:c1,c2"}},
         )
     )
     events = kube.wait(
-        "a warning naming the image volume",
-        lambda: kube.events("imagevol"),
-        lambda evs: any(e["type"] == "Warning" and "image volume" in e["message"].lower() for e in evs),
+        "a warning naming selinux_options",
+        lambda: kube.events("labelled"),
+        lambda evs: any(e["type"] == "Warning" and "selinux_options" in e["message"] for e in evs),
     )
-    failed = [e for e in events if e["type"] == "Warning" and "image volume" in e["message"].lower()]
-    assert failed[0]["reason"] in ("Failed", "CreateContainerError"), failed
-    assert not is_ready(kube.pod("imagevol"))
+    failed = [e for e in events if e["type"] == "Warning" and "selinux_options" in e["message"]]
+    assert failed[0]["reason"] == "FailedCreatePodSandBox", failed
+    assert not is_ready(kube.pod("labelled"))

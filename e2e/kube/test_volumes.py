@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from e2e.kube.images import BUSYBOX
+from e2e.kube.images import BUSYBOX, HUB_BUSYBOX
 from e2e.kube.kube import Kube, container, pod_manifest
 
 
@@ -143,3 +143,26 @@ def test_env_from_config_maps_and_secrets_reaches_the_process(kube: Kube) -> Non
     environ = kube.kubectl("logs", "envfrom").stdout.split("\0")
     for pair in ("data-1=value-1", "p-data-1=value-1", "data-2=value-2", "PLAIN=a b=c"):
         assert pair in environ, environ
+
+
+def test_an_image_volume_is_mounted_read_only(kube: Kube) -> None:
+    # ImageVolume is GA in 1.36: the kubelet pulls the image and sends Mount.image.
+    mounts = [
+        {"name": "img", "mountPath": "/img"},
+        {"name": "img", "mountPath": "/imgbin", "subPath": "bin"},
+    ]
+    kube.apply(
+        pod_manifest(
+            "imgvol",
+            [container("main", BUSYBOX, "3600", command=["sleep"], volumeMounts=mounts)],
+            volumes=[{"name": "img", "image": {"reference": HUB_BUSYBOX, "pullPolicy": "IfNotPresent"}}],
+        )
+    )
+    kube.wait_ready("imgvol", 120)
+    assert _sh(kube, "imgvol", "ls /img/bin/busybox /imgbin/busybox").split() == [
+        "/img/bin/busybox",
+        "/imgbin/busybox",
+    ]
+    out = kube.kubectl("exec", "imgvol", "--", "touch", "/img/x", check=False)
+    assert out.returncode != 0 and "Read-only file system" in out.stdout + out.stderr
+    assert _mounts(kube, "imgvol")["/img"][1].split(",")[0] == "ro"
