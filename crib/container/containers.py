@@ -354,7 +354,7 @@ class Containers:
             container.finished_at = exit_file.stat().st_mtime_ns
         except OSError:
             container.finished_at = time.time_ns()
-        if self.env.oom_killed(container.id):
+        if self.env.oom_killed(container.id, code):
             container.reason = "OOMKilled"
         else:
             container.reason = "Completed" if code == 0 else "Error"

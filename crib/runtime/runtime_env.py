@@ -22,6 +22,7 @@ from typing import Any
 
 from crib.errors import FailedPrecondition, InvalidArgument
 from crib.runtime import conmon, rootfs
+from crib.runtime.cgroup_stats import cgroup_dirs, read_stats
 from crib.runtime.oci_runtime import OCIRuntime
 from crib.runtime.runtime_handler import HandlerInfo
 
@@ -114,8 +115,21 @@ class RuntimeEnv:
         except (OSError, ValueError):
             return None
 
-    def oom_killed(self, container_id: str) -> bool:
-        return (self.conmon_paths(container_id).persist_dir / "oom").exists()
+    def oom_killed(self, container_id: str, exit_code: int) -> bool:
+        """conmon's marker, or for a SIGKILLed container the OOM kills its cgroup counted.
+
+        conmon can miss the OOM event when the kill and the exit arrive together (seen under
+        load); the cgroup, still there until the runtime deletes the container, does not."""
+        if (self.conmon_paths(container_id).persist_dir / "oom").exists():
+            return True
+        if exit_code != 128 + 9:
+            return False
+        spec = self.read_spec(container_id)
+        path = ((spec or {}).get("linux") or {}).get("cgroupsPath")
+        if not path:
+            return False
+        stats = read_stats(cgroup_dirs(path, self.systemd))
+        return bool(stats and stats.oom_kills)
 
 
 def conmon_alive(pid: int, container_id: str) -> bool:

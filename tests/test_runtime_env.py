@@ -1,0 +1,54 @@
+"""RuntimeEnv's reading of a container's end: the OOM verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crib.runtime import runtime_env
+from crib.runtime.cgroup_stats import CgroupStats
+from crib.runtime.runtime_env import RuntimeEnv
+
+CID = "c" * 64
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> RuntimeEnv:
+    e = RuntimeEnv(tmp_path / "root", tmp_path / "state", "conmon", "cgroupfs", {}, "runc")
+    e.write_spec(CID, {"linux": {"cgroupsPath": "/crib-test/" + CID}})
+    return e
+
+
+def _cgroup_counted(monkeypatch: pytest.MonkeyPatch, kills: int | None) -> list[str]:
+    asked: list[str] = []
+
+    def fake_dirs(path: str, systemd: bool) -> str:
+        asked.append(path)
+        return path
+
+    monkeypatch.setattr(runtime_env, "cgroup_dirs", fake_dirs)
+    monkeypatch.setattr(runtime_env, "read_stats", lambda dirs: CgroupStats(timestamp_ns=1, oom_kills=kills))
+    return asked
+
+
+def test_conmons_marker_says_oom(env: RuntimeEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    _cgroup_counted(monkeypatch, 0)
+    marker = env.conmon_paths(CID).persist_dir / "oom"
+    marker.parent.mkdir(parents=True)
+    marker.touch()
+    assert env.oom_killed(CID, 137) and env.oom_killed(CID, 1)
+
+
+def test_a_sigkilled_container_whose_cgroup_counted_an_oom_kill_was_oom_killed(
+    env: RuntimeEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = _cgroup_counted(monkeypatch, 1)
+    assert env.oom_killed(CID, 137)
+    assert asked == ["/crib-test/" + CID]
+    # Another exit is not an OOM kill, whatever the cgroup counted (a child may have been killed).
+    assert not env.oom_killed(CID, 1)
+    _cgroup_counted(monkeypatch, 0)
+    assert not env.oom_killed(CID, 137)
+    _cgroup_counted(monkeypatch, None)
+    assert not env.oom_killed(CID, 137)
