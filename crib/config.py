@@ -107,6 +107,12 @@ class StatsSection:
 
 
 @dataclass
+class MetricsSection:
+    # host:port of cribd's own Prometheus endpoint (/metrics); empty: not served.
+    address: str = ""
+
+
+@dataclass
 class Config:
     # Empty: `<state>/crib.sock`.
     listen: str = ""
@@ -119,6 +125,7 @@ class Config:
     runtime: RuntimeSection = field(default_factory=RuntimeSection)
     streaming: StreamingSection = field(default_factory=StreamingSection)
     stats: StatsSection = field(default_factory=StatsSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
 
     @property
     def socket_path(self) -> Path:
@@ -350,6 +357,12 @@ def validate(config: Config) -> None:
         if family in seen:
             raise ConfigError(f"stats.included_pod_metrics[{i}]", f"{family!r} is listed twice")
         seen.add(family)
+
+    address = config.metrics.address
+    if address:
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError("metrics.address", f"must be host:port, got {address!r}")
 
 
 # --- printing ---------------------------------------------------------------------------------
