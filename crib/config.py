@@ -53,6 +53,11 @@ class ImageSection:
     insecure_registries: list[str] = field(default_factory=list)
     auth_file: str = ""
     max_concurrent_downloads: int = 3
+    # Images the kubelet's GC must keep (ImageStatus and ListImages say pinned): CRI-O's patterns,
+    # an exact name, a glob with `*` at the end, or a keyword with `*` at both ends.
+    pinned_images: list[str] = field(default_factory=list)
+    # RemoveImage refuses a pinned image unless this is set.
+    remove_pinned: bool = False
     # Seconds without a single byte from the registry before a pull is cancelled.
     stall_timeout: float = 60.0
 
@@ -107,6 +112,12 @@ class StatsSection:
 
 
 @dataclass
+class MetricsSection:
+    # host:port of cribd's own Prometheus endpoint (/metrics); empty: not served.
+    address: str = ""
+
+
+@dataclass
 class Config:
     # Empty: `<state>/crib.sock`.
     listen: str = ""
@@ -119,6 +130,7 @@ class Config:
     runtime: RuntimeSection = field(default_factory=RuntimeSection)
     streaming: StreamingSection = field(default_factory=StreamingSection)
     stats: StatsSection = field(default_factory=StatsSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
 
     @property
     def socket_path(self) -> Path:
@@ -350,6 +362,20 @@ def validate(config: Config) -> None:
         if family in seen:
             raise ConfigError(f"stats.included_pod_metrics[{i}]", f"{family!r} is listed twice")
         seen.add(family)
+
+    for i, pattern in enumerate(config.image.pinned_images):
+        inner = pattern.strip("*") if pattern.startswith("*") else pattern.removesuffix("*")
+        if not inner or "*" in inner:
+            raise ConfigError(
+                f"image.pinned_images[{i}]",
+                f"{pattern!r}: a name, name* or *word*, with no other wildcard",
+            )
+
+    address = config.metrics.address
+    if address:
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError("metrics.address", f"must be host:port, got {address!r}")
 
 
 # --- printing ---------------------------------------------------------------------------------

@@ -19,7 +19,16 @@ GENERATED = ("_pb2.py", "_pb2_grpc.py")
 LAYERS = {
     "entry": {"cri_server", "cribctl", "streaming"},
     "domain": {"sandbox", "container", "image_service", "cni"},
-    "infrastructure": {"runtime", "store", "config", "errors", "log_setup", "shared_task", "__init__"},
+    "infrastructure": {
+        "runtime",
+        "store",
+        "config",
+        "errors",
+        "log_setup",
+        "node_metrics",
+        "shared_task",
+        "__init__",
+    },
     "contract": {"proto"},
 }
 ORDER = list(LAYERS)

@@ -8,6 +8,7 @@ import pytest
 
 from crib import config as cfg
 from crib.config import Config, ConfigError
+from crib.image_service.images import pin_matches
 
 FULL = """
 listen = "unix:///run/x/crib.sock"
@@ -165,3 +166,12 @@ def test_the_shipped_sample_config_is_valid() -> None:
     c = cfg.parse(sample.read_text(), str(sample))
     assert c.runtime.default_handler == "runc"
     assert "/usr/lib/cni" in c.cni.bin_dirs
+
+
+def test_pin_patterns_follow_cri_o() -> None:
+    assert pin_matches("docker.io/library/busybox:1.36", "docker.io/library/busybox:1.36")
+    assert not pin_matches("docker.io/library/busybox", "docker.io/library/busybox:1.36")
+    assert pin_matches("registry.k8s.io/pause*", "registry.k8s.io/pause:3.10")
+    assert not pin_matches("registry.k8s.io/pause*", "example.com/registry.k8s.io/pause:1")
+    assert pin_matches("*agent*", "example.com/node-agent:2")
+    assert not pin_matches("*agent*", "example.com/node:2")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crib import node_metrics
 from crib.cni.config import NetworkConfigList, find_plugin
 from crib.errors import DeadlineExceeded, Internal, Unavailable
 from crib.log_setup import get_logger
@@ -163,6 +164,13 @@ class CNICache:
 async def add(
     net: NetworkConfigList, att: Attachment, bin_dirs: list[str], cache: CNICache
 ) -> dict[str, Any]:
+    with node_metrics.timed(node_metrics.CNI_DURATION, node_metrics.CNI_ERRORS, operation="add"):
+        return await _add(net, att, bin_dirs, cache)
+
+
+async def _add(
+    net: NetworkConfigList, att: Attachment, bin_dirs: list[str], cache: CNICache
+) -> dict[str, Any]:
     prev: dict[str, Any] | None = None
     try:
         for plugin in net.plugins:
@@ -190,6 +198,17 @@ async def delete(
     prev_result: dict[str, Any] | None = None,
 ) -> None:
     """DEL in reverse order with the cached result; tolerant of what is already gone."""
+    with node_metrics.timed(node_metrics.CNI_DURATION, node_metrics.CNI_ERRORS, operation="del"):
+        await _delete(net, att, bin_dirs, cache, prev_result)
+
+
+async def _delete(
+    net: NetworkConfigList,
+    att: Attachment,
+    bin_dirs: list[str],
+    cache: CNICache,
+    prev_result: dict[str, Any] | None,
+) -> None:
     cached = cache.load(net.name, att)
     if cached is not None:
         # The config that ADD used, not today's file.

@@ -17,11 +17,13 @@ import socket
 import ssl
 import stat
 import sys
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import grpc
 
-from crib import __version__
+from crib import __version__, node_metrics
 from crib import config as config_mod
 from crib.cni.pod_cidr import PodCIDRs
 from crib.config import Config, ConfigError
@@ -41,7 +43,7 @@ from crib.log_setup import configure as configure_logging
 from crib.log_setup import get_logger
 from crib.proto.crib.v1 import crib_pb2
 from crib.runtime import cgroup_driver, conmon, lsm, runtime_handler
-from crib.runtime.runtime_env import RuntimeEnv
+from crib.runtime.runtime_env import RuntimeEnv, conmon_alive
 from crib.sandbox.sandboxes import Sandboxes
 from crib.store.state_store import StateStore
 from crib.streaming.server import StreamingServer
@@ -162,6 +164,30 @@ def _tls_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
+def _state_counts(sandboxes: Sandboxes, containers: Containers) -> dict[str, Any]:
+    """For the scrape thread: the indexes iterate over snapshots, so no lock is needed."""
+    listed = containers.list()
+    return {
+        "pods": Counter(s.state for s in sandboxes.list()),
+        "containers": Counter(c.state for c in listed),
+        "conmons": sum(1 for c in listed if conmon_alive(c.conmon_pid, c.id)),
+    }
+
+
+def _start_metrics(address: str) -> node_metrics.MetricsServer | None:
+    """The /metrics endpoint if configured; a port in use is logged and cribd goes on without it."""
+    if not address:
+        return None
+    metrics_server = node_metrics.MetricsServer(address)
+    try:
+        metrics_server.start()
+    except OSError as exc:
+        log.error("metrics.listen_failed", key="metrics.address", address=address, error=str(exc))
+        return None
+    log.info("metrics.serving", url=f"http://{address.rpartition(':')[0]}:{metrics_server.port}/metrics")
+    return metrics_server
+
+
 async def serve(config: Config) -> int:
     prepare_dirs(config)
     sock = config.socket_path
@@ -171,6 +197,7 @@ async def serve(config: Config) -> int:
     images: Images | None = None
     env: RuntimeEnv | None = None
     streaming: StreamingServer | None = None
+    metrics_server: node_metrics.MetricsServer | None = None
     server: grpc.aio.Server | None = None
     bound = False
     try:
@@ -235,6 +262,10 @@ async def serve(config: Config) -> int:
             tls=_tls_context(config),
         )
         await streaming.start()
+        node_metrics.REGISTRY.register(
+            node_metrics.StateCollector(lambda: _state_counts(sandboxes, containers))
+        )
+        metrics_server = _start_metrics(config.metrics.address)
         # Everything that runs is known now: what no image or container names
         # is a leftover of a crash.
         await images.collect_garbage()
@@ -296,6 +327,8 @@ async def serve(config: Config) -> int:
     finally:
         if server is not None:
             await server.stop(None)
+        if metrics_server is not None:
+            metrics_server.stop()
         if streaming is not None:
             await streaming.close()
         if env is not None:

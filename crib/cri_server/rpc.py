@@ -20,6 +20,7 @@ import grpc
 from google.protobuf.descriptor import Descriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
+from crib import node_metrics
 from crib.errors import CribError, Unimplemented
 from crib.log_setup import get_logger
 from crib.proto.cri import api_pb2
@@ -95,7 +96,10 @@ def _subjects_for(desc: Descriptor) -> Subjects:
 
 
 def _log_outcome(method: str, started: float, code: str, subjects: dict[str, str], error: str | None) -> None:
-    duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    seconds = time.perf_counter() - started
+    node_metrics.GRPC_REQUESTS.labels(method, code).inc()
+    node_metrics.GRPC_DURATION.labels(method).observe(seconds)
+    duration_ms = round(seconds * 1000, 3)
     if error is None:
         emit = log.debug if method in QUIET_RPCS else log.info
         emit("rpc", method=method, duration_ms=duration_ms, code=code, **subjects)

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from crib import node_metrics
 from crib.config import ImageSection
 from crib.errors import CribError, DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from crib.image_service import auth, reference
@@ -222,6 +223,7 @@ class ImagePuller:
         try:
             record = await self._fetch(ref, credentials, stats, lease, tracker)
         except BaseException as exc:
+            _record_pull(ref, stats, "cancelled" if isinstance(exc, asyncio.CancelledError) else "error")
             # An unpack of this pull may still run in its thread; it finishes
             # (and records its layer) before collection decides what stays.
             await self.layers.settle(leased_layers)
@@ -232,6 +234,7 @@ class ImagePuller:
                 log.info("image.pull_failed", image=str(ref), error=getattr(exc, "message", "cancelled"))
             raise
         self._release(leased_blobs, leased_layers)
+        _record_pull(ref, stats, "ok")
         seconds = time.monotonic() - stats.started
         log.info(
             "image.pulled",
@@ -353,6 +356,7 @@ class ImagePuller:
             blob = await self._download(
                 session, desc, f"{what}: layer {desc.digest}", semaphore, stats, (tracker, i)
             )
+            stats.layers_downloaded += 1
             tracker.set_layer(i, LayerState.EXTRACTING)
             await self.layers.ensure(chain, ids[i], blob, desc.media_type)
             tracker.set_layer(i, LayerState.DONE)
@@ -443,8 +447,15 @@ class ImagePuller:
             except BaseException:
                 ingest.abort()
                 raise
-            stats.layers_downloaded += 1
             return path
+
+
+def _record_pull(ref: Reference, stats: PullStats, outcome: str) -> None:
+    registry = ref.domain
+    node_metrics.PULL_BYTES.labels(registry).inc(stats.bytes)
+    node_metrics.PULL_LAYERS.labels(registry, "downloaded").inc(stats.layers_downloaded)
+    node_metrics.PULL_LAYERS.labels(registry, "present").inc(stats.layers_present)
+    node_metrics.PULL_DURATION.labels(registry, outcome).observe(time.monotonic() - stats.started)
 
 
 def _forget(registry: dict[str, Any], key: str, value: object) -> None:

@@ -79,6 +79,15 @@ def _empty_trash(trash: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+def pin_matches(pattern: str, name: str) -> bool:
+    """CRI-O's pinned_images rules: `*word*` anywhere, `prefix*` at the start, else the whole name."""
+    if len(pattern) > 1 and pattern.startswith("*") and pattern.endswith("*"):
+        return pattern[1:-1] in name
+    if pattern.endswith("*"):
+        return name.startswith(pattern[:-1])
+    return name == pattern
+
+
 class Images:
     def __init__(
         self,
@@ -132,7 +141,17 @@ class Images:
 
     def pinned(self, record: ImageRecord) -> bool:
         # The pause image must survive the kubelet's image GC.
-        return bool(self.sandbox_image) and self.sandbox_image in record.repo_tags
+        if self.sandbox_image and self.sandbox_image in record.repo_tags:
+            return True
+        return self.pinned_by(record) is not None
+
+    def pinned_by(self, record: ImageRecord) -> str | None:
+        """The `[image] pinned_images` pattern one of the image's names matches."""
+        names = [*record.repo_tags, *record.repo_digests]
+        for pattern in self.config.pinned_images:
+            if any(pin_matches(pattern, name) for name in names):
+                return pattern
+        return None
 
     # --- changes ------------------------------------------------------------------------------
 
@@ -153,6 +172,12 @@ class Images:
         if record.id in self.in_volumes():
             raise FailedPrecondition(
                 f"image {spec!r} is mounted as an image volume by a container: remove that container first"
+            )
+        pattern = self.pinned_by(record)
+        if pattern is not None and not self.config.remove_pinned:
+            raise FailedPrecondition(
+                f"image {spec!r} is pinned by [image] pinned_images ({pattern!r}); "
+                "set [image] remove_pinned = true to allow removing it"
             )
         used_images, _ = self.in_use()
         # Its names go now; its content stays while a container runs it.

@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from crib import node_metrics
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     kind TEXT NOT NULL,
@@ -85,11 +87,12 @@ class StateStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._depth = 0
-            self._db.execute("COMMIT")
+            with node_metrics.timed(node_metrics.STORE_WRITE_DURATION):
+                self._db.execute("COMMIT")
 
     def put(self, kind: str, id: str, record: dict[str, Any]) -> None:
         data = json.dumps(record, separators=(",", ":"), sort_keys=True)
-        with self._lock:
+        with self._lock, node_metrics.timed(node_metrics.STORE_WRITE_DURATION):
             self._db.execute(
                 "INSERT INTO records (kind, id, data) VALUES (?, ?, ?) "
                 "ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data",
@@ -104,7 +107,7 @@ class StateStore:
         return json.loads(row[0]) if row else None
 
     def delete(self, kind: str, id: str) -> bool:
-        with self._lock:
+        with self._lock, node_metrics.timed(node_metrics.STORE_WRITE_DURATION):
             cur = self._db.execute("DELETE FROM records WHERE kind = ? AND id = ?", (kind, id))
         return cur.rowcount > 0
 

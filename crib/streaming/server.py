@@ -20,6 +20,7 @@ from typing import Any
 
 import h11
 
+from crib import node_metrics
 from crib.container.exec_stream import ExecProcess
 from crib.log_setup import get_logger
 from crib.streaming import remotecommand, tunnel, wschannel, wschannel_upgrade
@@ -266,11 +267,19 @@ class StreamingServer:
         upgrade = headers.get("upgrade", "").lower()
         buffered = conn.trailing_data[0]
         if upgrade == "websocket":
-            await self._websocket(kind, pending.request, reader, writer, request, buffered)
+            serve, protocol = self._websocket, "websocket"
         elif upgrade.startswith("spdy/3.1"):
-            await self._spdy(kind, pending.request, reader, writer, request, buffered)
+            serve, protocol = self._spdy, "spdy"
         else:
             await self._respond(writer, 400, "this endpoint needs an Upgrade to SPDY/3.1 or websocket\n")
+            return
+        node_metrics.STREAMING_SESSIONS.labels(kind, protocol).inc()
+        active = node_metrics.STREAMING_ACTIVE.labels(kind)
+        active.inc()
+        try:
+            await serve(kind, pending.request, reader, writer, request, buffered)
+        finally:
+            active.dec()
 
     # --- SPDY -------------------------------------------------------------------------------
 
