@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import re
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -37,6 +38,14 @@ from crib.image_service.manifest import ACCEPT, MAX_MANIFEST_BYTES
 CONNECT_TIMEOUT_S = 15.0
 USER_AGENT = "crib"
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
+# TLS alerts a server sends when it does not take the client certificate (or wants one).
+_CLIENT_CERT_REFUSED = re.compile(
+    r"ALERT_(BAD_CERTIFICATE|CERTIFICATE_REQUIRED|UNKNOWN_CA|CERTIFICATE_UNKNOWN|"
+    r"UNSUPPORTED_CERTIFICATE|CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED)"
+)
+# What a broken connection raises: httpx's errors, and the ssl module's own when a TLS alert
+# arrives while reading (httpcore passes those through).
+CONNECTION_ERRORS = (httpx.HTTPError, ssl.SSLError)
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,22 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 
 def basic_authorization(creds: Credentials) -> str:
     return "Basic " + base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+
+
+def unreachable(host: str, exc: BaseException) -> str:
+    """Why `host` could not be reached, told plainly for the TLS failures a node's config can fix."""
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return (
+            f"registry {host}'s TLS certificate is not trusted ({text}): its CA belongs in the "
+            "node's CA store or in the `ca` of the registry's hosts.toml"
+        )
+    if _CLIENT_CERT_REFUSED.search(text):
+        return (
+            f"registry {host} refused the TLS client certificate, or wants one ({text}): "
+            "see `client` in the registry's hosts.toml"
+        )
+    return f"cannot reach registry {host}: {text}"
 
 
 def _status_error(response: httpx.Response, what: str, host: str) -> CribError:
@@ -150,7 +175,7 @@ class RegistrySession:
                 r = await self.http.get(f"{realm}?{urlencode(query)}", auth=auth, timeout=self.timeout)
         except httpx.TimeoutException:
             raise DeadlineExceeded(f"{what}: token service {realm} did not answer in time") from None
-        except httpx.HTTPError as exc:
+        except CONNECTION_ERRORS as exc:
             raise Unavailable(f"{what}: cannot reach token service {realm}: {exc}") from None
         if r.status_code in (401, 403):
             raise Unauthenticated(
@@ -181,8 +206,8 @@ class RegistrySession:
                 response = await self.http.send(request, stream=True, follow_redirects=True)
             except httpx.TimeoutException:
                 raise DeadlineExceeded(f"{what}: registry {self.host} did not answer in time") from None
-            except httpx.HTTPError as exc:
-                raise Unavailable(f"{what}: cannot reach registry {self.host}: {exc}") from None
+            except CONNECTION_ERRORS as exc:
+                raise Unavailable(f"{what}: {unreachable(self.host, exc)}") from None
             try:
                 if response.status_code == 401 and attempt == 0 and await self._authorize(response, what):
                     continue
@@ -205,7 +230,7 @@ class RegistrySession:
                         raise InvalidArgument(f"{what}: manifest larger than {MAX_MANIFEST_BYTES} bytes")
             except httpx.TimeoutException:
                 raise DeadlineExceeded(f"{what}: registry {self.host} stalled sending the manifest") from None
-            except httpx.HTTPError as exc:
+            except CONNECTION_ERRORS as exc:
                 raise Unavailable(f"{what}: reading the manifest from {self.host} failed: {exc}") from None
             return (
                 bytes(body),
@@ -226,7 +251,7 @@ class RegistrySession:
                     raise DeadlineExceeded(
                         f"{what}: registry {self.host} sent no data for {self.timeout.read:g}s"
                     ) from None
-                except httpx.HTTPError as exc:
+                except CONNECTION_ERRORS as exc:
                     raise Unavailable(f"{what}: download from {self.host} broke off: {exc}") from None
 
             yield chunks()
