@@ -17,7 +17,7 @@ import base64
 import re
 import ssl
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
@@ -34,9 +34,14 @@ from crib.errors import (
 )
 from crib.image_service.auth import Credentials
 from crib.image_service.manifest import ACCEPT, MAX_MANIFEST_BYTES
+from crib.log_setup import get_logger
+
+log = get_logger("crib.registry")
 
 CONNECT_TIMEOUT_S = 15.0
 USER_AGENT = "crib"
+# What a host may be used for (containerd's capabilities); crib only pulls and resolves.
+PULL_RESOLVE = frozenset({"pull", "resolve"})
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 # TLS alerts a server sends when it does not take the client certificate (or wants one).
 _CLIENT_CERT_REFUSED = re.compile(
@@ -49,6 +54,15 @@ CONNECTION_ERRORS = (httpx.HTTPError, ssl.SSLError)
 
 
 @dataclass(frozen=True)
+class TLSSettings:
+    """An endpoint's own TLS trust and identity (from a hosts dir); each file with where it is named."""
+
+    ca: tuple[tuple[str, str], ...] = ()  # (path, where)
+    client: tuple[tuple[str, str, str], ...] = ()  # (cert, key or "" when in the cert file, where)
+    skip_verify: bool = False
+
+
+@dataclass(frozen=True)
 class Endpoint:
     """Where to send a registry's requests: its own host or a mirror."""
 
@@ -58,6 +72,16 @@ class Endpoint:
     # When this endpoint fails, the next one is tried (mirrors; HTTPS to an
     # insecure registry before plain HTTP).
     fallback: bool = False
+    # The rest only a hosts.toml sets (host_dirs.py).
+    capabilities: frozenset[str] = PULL_RESOLVE
+    tls: TLSSettings | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    # "" with override_path: the url is the API root itself.
+    api_path: str = "/v2"
+    # The registry a mirror stands in for, sent as ?ns= (as containerd does) so a
+    # mirror of several registries knows which one is meant.
+    ns: str = ""
+    connect_timeout: float = CONNECT_TIMEOUT_S
 
     def __str__(self) -> str:
         return self.url
@@ -120,7 +144,7 @@ class RegistrySession:
         self.repo = repo
         self.credentials = credentials
         self.timeout = httpx.Timeout(
-            connect=CONNECT_TIMEOUT_S, read=stall_timeout, write=stall_timeout, pool=stall_timeout
+            connect=endpoint.connect_timeout, read=stall_timeout, write=stall_timeout, pool=stall_timeout
         )
         self._authorization: str | None = None
         if credentials and credentials.registry_token:
@@ -131,7 +155,8 @@ class RegistrySession:
         return urlsplit(self.endpoint.url).netloc
 
     def _url(self, kind: str, ref: str) -> str:
-        return f"{self.endpoint.url}/v2/{self.repo}/{kind}/{ref}"
+        url = f"{self.endpoint.url}{self.endpoint.api_path}/{self.repo}/{kind}/{ref}"
+        return f"{url}?{urlencode({'ns': self.endpoint.ns})}" if self.endpoint.ns else url
 
     async def _authorize(self, response: httpx.Response, what: str) -> bool:
         """Answer a 401 challenge; False when there is nothing more to try."""
@@ -196,7 +221,8 @@ class RegistrySession:
     async def _get(self, url: str, what: str, accept: str | None = None) -> AsyncIterator[httpx.Response]:
         """GET with the challenge answered once; yields the open, successful response."""
         for attempt in range(2):
-            headers = {"User-Agent": USER_AGENT}
+            headers = httpx.Headers(list(self.endpoint.headers))
+            headers.setdefault("User-Agent", USER_AGENT)
             if accept:
                 headers["Accept"] = accept
             if self._authorization:
@@ -255,3 +281,57 @@ class RegistrySession:
                     raise Unavailable(f"{what}: download from {self.host} broke off: {exc}") from None
 
             yield chunks()
+
+
+class SessionChain:
+    """The sessions a pull's content may come from, in order: the hosts that may pull.
+
+    A request that fails goes on to the next session when its endpoint may fall
+    back (a mirror, HTTPS before plain HTTP); content is checked by digest, so
+    any of them may serve it. A download that broke off midway is not moved.
+    """
+
+    def __init__(self, sessions: list[RegistrySession], resolved_by: RegistrySession) -> None:
+        assert sessions
+        self.sessions = sessions
+        # The host named in progress and errors: the one that resolved, then the last that answered.
+        self.host = resolved_by.host
+
+    def _failed(self, i: int, exc: CribError, failures: list[str]) -> CribError | None:
+        """None: try the next session; else the error the request ends with."""
+        endpoint = self.sessions[i].endpoint
+        if endpoint.fallback and i + 1 < len(self.sessions):
+            log.info("image.endpoint_failed", endpoint=endpoint.url, error=exc.message)
+            failures.append(f"{endpoint.url}: {exc.message}")
+            return None
+        if failures:
+            return type(exc)(f"{exc.message} (tried before: {'; '.join(failures)})")
+        return exc
+
+    async def manifest(self, ref: str, what: str) -> tuple[bytes, str, str]:
+        failures: list[str] = []
+        for i, session in enumerate(self.sessions):
+            try:
+                result = await session.manifest(ref, what)
+            except CribError as exc:
+                if (error := self._failed(i, exc, failures)) is None:
+                    continue
+                raise error from None
+            self.host = session.host
+            return result
+        raise AssertionError("unreachable: the last session never falls back")
+
+    @asynccontextmanager
+    async def blob(self, digest: str, what: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        failures: list[str] = []
+        for i, session in enumerate(self.sessions):
+            async with AsyncExitStack() as stack:
+                try:
+                    chunks = await stack.enter_async_context(session.blob(digest, what))
+                except CribError as exc:
+                    if (error := self._failed(i, exc, failures)) is None:
+                        continue
+                    raise error from None
+                yield chunks
+                return
+        raise AssertionError("unreachable: the last session never falls back")
