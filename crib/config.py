@@ -52,6 +52,9 @@ class ImageSection:
     mirrors: dict[str, RegistryMirror] = field(default_factory=dict)
     insecure_registries: list[str] = field(default_factory=list)
     auth_file: str = ""
+    # A containerd-style registry hosts directory (`<host>/hosts.toml`, Docker's *.crt, *.cert,
+    # *.key): a host with a folder there (or `_default`) ignores `mirrors`. Empty: not used.
+    config_path: str = ""
     max_concurrent_downloads: int = 3
     # Images the kubelet's GC must keep (ImageStatus and ListImages say pinned): CRI-O's patterns,
     # an exact name, a glob with `*` at the end, or a keyword with `*` at both ends.
@@ -309,6 +312,8 @@ def validate(config: Config) -> None:
         raise ConfigError("image.stall_timeout", "must be a positive number of seconds")
     if image.auth_file:
         _absolute("image.auth_file", image.auth_file)
+    if image.config_path:
+        _absolute("image.config_path", image.config_path)
     for host, mirror in image.mirrors.items():
         key = f"image.mirrors.{_quote(host)}"
         if not mirror.endpoints:

@@ -21,6 +21,7 @@ log_format = "console"
 sandbox_image = "registry.k8s.io/pause:3.10"
 insecure_registries = ["127.0.0.1:5000"]
 auth_file = "/etc/crib/auth.json"
+config_path = "/etc/crib/certs.d"
 max_concurrent_downloads = 5
 stall_timeout = 30
 
@@ -57,6 +58,7 @@ def test_defaults_need_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert c.root == "/var/lib/crib"
     assert c.image.max_concurrent_downloads == 3
     assert c.image.stall_timeout == 60.0
+    assert c.image.config_path == ""  # no hosts dir: [image.mirrors] alone
     assert c.runtime.default_handler == "runc"
     assert {n: h.binary for n, h in c.runtime.handlers.items()} == {"runc": "runc", "crun": "crun"}
     assert c.runtime.cgroup_driver == "cgroupfs"
@@ -70,6 +72,7 @@ def test_every_section_is_read() -> None:
     assert c.image.mirrors["docker.io"].endpoints == ["http://127.0.0.1:5000", "https://mirror.example"]
     assert c.image.mirrors["docker.io"].mirrors_only is True
     assert c.image.stall_timeout == 30.0
+    assert c.image.config_path == "/etc/crib/certs.d"
     assert c.cni.network_name == "crib"
     assert set(c.runtime.handlers) == {"crun", "kata-fc"}
     assert c.runtime.handlers["kata-fc"].binary == "kata-runtime"
@@ -107,6 +110,8 @@ def test_an_explicit_config_file_must_exist(tmp_path: Path) -> None:
             'image.mirrors."docker.io".endpoints[0]',
             "http",
         ),
+        ("[image]\nconfig_path = 'certs.d'", "image.config_path", "absolute"),
+        ("[image]\nconfig_path = ['/etc/crib/certs.d']", "image.config_path", "expected a string"),
         ("[cni]\nbin_dirs = ['relative']", "cni.bin_dirs[0]", "absolute"),
         ("[runtime]\ncgroup_driver = 'cgroupv3'", "runtime.cgroup_driver", "one of"),
         ("[runtime]\ndefault_handler = 'kata'", "runtime.default_handler", "not one of"),
@@ -155,6 +160,7 @@ def test_printed_config_reads_back_unchanged() -> None:
     original = cfg.parse(FULL)
     text = cfg.to_toml(original)
     assert '[image.mirrors."docker.io"]' in text
+    assert 'config_path = "/etc/crib/certs.d"' in text
     assert cfg.parse(text) == original
     # Printing resolves an empty `listen` to the socket path it stands for.
     defaults = cfg.apply_overrides(Config())

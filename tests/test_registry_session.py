@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ssl
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -152,3 +153,27 @@ async def test_network_failures_are_unavailable_or_deadline() -> None:
         s = RegistrySession(http, Endpoint("https://reg.example", "reg.example"), "a/b", None, 5)
         with pytest.raises(exc, match=r"reg\.example"):
             await s.manifest("x", "pull")
+
+
+async def test_tls_failures_say_which_certificate_is_wrong() -> None:
+    """A refused client certificate arrives as a TLS alert while reading, which httpcore
+    passes through as ssl.SSLError: UNAVAILABLE saying so, not INTERNAL."""
+
+    def raising(exc: Exception) -> httpx.MockTransport:
+        def handler(request: httpx.Request) -> httpx.Response:
+            raise exc
+
+        return httpx.MockTransport(handler)
+
+    alert = ssl.SSLError(1, "[SSL: SSLV3_ALERT_BAD_CERTIFICATE] sslv3 alert bad certificate")
+    untrusted = httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    cases = (
+        (alert, "pull: registry reg.example refused the TLS client certificate"),
+        (untrusted, "pull: registry reg.example's TLS certificate is not trusted"),
+    )
+    for exc, says in cases:
+        http = httpx.AsyncClient(transport=raising(exc))
+        s = RegistrySession(http, Endpoint("https://reg.example", "reg.example"), "a/b", None, 5)
+        with pytest.raises(Unavailable) as info:
+            await s.manifest("x", "pull")
+        assert info.value.message.startswith(says)

@@ -1,5 +1,9 @@
 """Pulling an image: resolve the name (mirrors first), fetch and verify, unpack, record.
 
+Where from: the registry's folder in the hosts dir (`config_path`, host_dirs.py) when it
+has one, else `[image.mirrors]`, then the registry itself. Only hosts that may resolve
+turn a tag into a digest; content comes from the hosts that may pull, in order.
+
 Concurrent pulls of one name share one pull; concurrent pulls of different
 images share blob downloads and layer unpacks. Layers download in parallel
 (`max_concurrent_downloads` per pull) and each is unpacked as soon as it is
@@ -26,9 +30,17 @@ import httpx
 
 from crib import node_metrics
 from crib.config import ImageSection
-from crib.errors import CribError, DeadlineExceeded, InvalidArgument, NotFound, Unavailable
+from crib.errors import (
+    CribError,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from crib.image_service import auth, reference
 from crib.image_service.content_store import WRITE_BATCH, ContentStore, sha256_digest
+from crib.image_service.host_dirs import HostDirs
 from crib.image_service.image_store import ImageRecord, ImageStore, LayerRef
 from crib.image_service.layer_store import LayerStore, chain_ids
 from crib.image_service.manifest import (
@@ -51,7 +63,7 @@ from crib.image_service.pull_progress import (
     follow,
 )
 from crib.image_service.reference import Reference
-from crib.image_service.registry import Endpoint, RegistrySession
+from crib.image_service.registry import Endpoint, RegistrySession, SessionChain
 from crib.log_setup import get_logger
 from crib.shared_task import SharedTasks
 
@@ -101,8 +113,10 @@ class ImagePuller:
         images: ImageStore,
         http: httpx.AsyncClient,
         collect_garbage: Callable[[], Awaitable[None]],
+        host_dirs: HostDirs | None = None,
     ) -> None:
         self.config = config
+        self.host_dirs = host_dirs
         self.content = content
         self.layers = layers
         self.images = images
@@ -120,25 +134,53 @@ class ImagePuller:
     def _insecure(self, host: str) -> bool:
         return host in self.config.insecure_registries or host.startswith(_LOOPBACK)
 
+    def _upstream(self, domain: str) -> list[Endpoint]:
+        """The registry itself."""
+        if domain == reference.DEFAULT_DOMAIN:
+            return [Endpoint(DOCKER_HUB_URL, domain)]
+        if self._insecure(domain):
+            # As docker does for insecure registries: HTTPS first, then plain HTTP.
+            return [
+                Endpoint(f"https://{domain}", domain, fallback=True),
+                Endpoint(f"http://{domain}", domain),
+            ]
+        return [Endpoint(f"https://{domain}", domain)]
+
     def endpoints(self, domain: str) -> list[Endpoint]:
-        """Mirrors in order, then the registry itself unless the config says mirrors only."""
+        """The hosts dir's, when it has a folder for the registry (it replaces `mirrors` there, as
+        containerd's config_path does); else mirrors in order, then the registry itself unless
+        the config says mirrors only."""
+        upstream = self._upstream(domain)
+        if self.host_dirs is not None:
+            configured = self.host_dirs.endpoints(domain, upstream)
+            if configured is not None:
+                return configured
         mirror = self.config.mirrors.get(domain)
         out = []
         if mirror is not None:
-            for configured in mirror.endpoints:
-                url = configured.rstrip("/").removesuffix("/v2")
+            for configured_url in mirror.endpoints:
+                url = configured_url.rstrip("/").removesuffix("/v2")
                 out.append(Endpoint(url, httpx.URL(url).netloc.decode(), mirror=True, fallback=True))
             if mirror.mirrors_only:
                 return out
-        if domain == reference.DEFAULT_DOMAIN:
-            out.append(Endpoint(DOCKER_HUB_URL, domain))
-        elif self._insecure(domain):
-            # As docker does for insecure registries: HTTPS first, then plain HTTP.
-            out.append(Endpoint(f"https://{domain}", domain, fallback=True))
-            out.append(Endpoint(f"http://{domain}", domain))
-        else:
-            out.append(Endpoint(f"https://{domain}", domain))
-        return out
+        return out + upstream
+
+    def _sessions(self, ref: Reference, credentials: auth.Credentials | None) -> list[RegistrySession]:
+        """A session per endpoint, on the HTTP client its TLS settings need. A broken hosts.toml
+        or certificate file fails the pull here, before any host is asked (as containerd does)."""
+        try:
+            return [
+                RegistrySession(
+                    self.host_dirs.client(e.tls) if e.tls and self.host_dirs else self.http,
+                    e,
+                    ref.path,
+                    self._credentials(e, ref.domain, credentials),
+                    self.config.stall_timeout,
+                )
+                for e in self.endpoints(ref.domain)
+            ]
+        except FailedPrecondition as exc:
+            raise FailedPrecondition(f"pull {ref}: {exc.message}") from None
 
     def _credentials(
         self, endpoint: Endpoint, domain: str, given: auth.Credentials | None
@@ -257,19 +299,18 @@ class ImagePuller:
 
     async def _resolve(
         self, ref: Reference, credentials: auth.Credentials | None
-    ) -> tuple[RegistrySession, bytes, str, str]:
-        """The first endpoint that has the manifest: (session, body, media type, digest)."""
+    ) -> tuple[SessionChain, bytes, str, str]:
+        """The first endpoint that has the manifest: (where content comes from, body, media type, digest)."""
         what = f"pull {ref}"
         failures: list[str] = []
+        failed: list[RegistrySession] = []
         last: CribError | None = None
-        for endpoint in self.endpoints(ref.domain):
-            session = RegistrySession(
-                self.http,
-                endpoint,
-                ref.path,
-                self._credentials(endpoint, ref.domain, credentials),
-                self.config.stall_timeout,
-            )
+        sessions = self._sessions(ref, credentials)
+        # Only a host trusted to resolve turns a tag into a digest; what is asked by digest
+        # is verified, so any host that may pull can answer it.
+        need = "pull" if ref.digest else "resolve"
+        for session in [s for s in sessions if need in s.endpoint.capabilities]:
+            endpoint = session.endpoint
             try:
                 body, content_type, header_digest = await session.manifest(
                     ref.digest or ref.tag or "latest", what
@@ -278,6 +319,7 @@ class ImagePuller:
                 failures.append(f"{endpoint.url}: {exc.message}")
                 last = exc
                 if endpoint.fallback:
+                    failed.append(session)
                     log.info(
                         "image.endpoint_failed", image=str(ref), endpoint=endpoint.url, error=exc.message
                     )
@@ -293,8 +335,16 @@ class ImagePuller:
                     f"{what}: {endpoint.host} sent a manifest that does not match its digest"
                 )
             media_type, _ = media_type_of(body, content_type, f"{what}: manifest")
-            return session, body, media_type, digest
-        assert last is not None
+            # The hosts that may pull, in order; those that just failed to resolve are left out.
+            pulls = [
+                s for s in sessions if "pull" in s.endpoint.capabilities and (s is session or s not in failed)
+            ]
+            if not pulls:
+                raise FailedPrecondition(f"{what}: no host in the hosts.toml of {ref.domain} may 'pull'")
+            return SessionChain(pulls, session), body, media_type, digest
+        if last is None:
+            # Only a hosts.toml's capabilities leave no host to ask.
+            raise FailedPrecondition(f"{what}: no host in the hosts.toml of {ref.domain} may {need!r}")
         raise type(last)(f"{what}: every endpoint failed ({'; '.join(failures)})")
 
     async def _fetch(
@@ -387,7 +437,7 @@ class ImagePuller:
 
     async def _download(
         self,
-        session: RegistrySession,
+        session: SessionChain,
         desc: Descriptor,
         what: str,
         semaphore: asyncio.Semaphore,
@@ -419,7 +469,7 @@ class ImagePuller:
 
     async def _fetch_blob(
         self,
-        session: RegistrySession,
+        session: SessionChain,
         desc: Descriptor,
         what: str,
         semaphore: asyncio.Semaphore,

@@ -25,6 +25,7 @@ from crib.config import ImageSection
 from crib.errors import FailedPrecondition
 from crib.image_service import auth, reference
 from crib.image_service.content_store import ContentStore
+from crib.image_service.host_dirs import HostDirs
 from crib.image_service.image_pull import ImagePuller
 from crib.image_service.image_store import ImageRecord, ImageStore
 from crib.image_service.layer_store import LayerStore
@@ -35,6 +36,10 @@ from crib.store.state_store import StateStore
 log = get_logger("crib.images")
 
 HTTP_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30.0)
+
+
+def http_client(verify: ssl.SSLContext) -> httpx.AsyncClient:
+    return httpx.AsyncClient(limits=HTTP_LIMITS, headers={"User-Agent": "crib"}, verify=verify)
 
 
 @dataclass(frozen=True)
@@ -110,11 +115,11 @@ class Images:
         self.container_dir = root / "containers"
         self.container_dir.mkdir(parents=True, exist_ok=True)
         # The node's own CA store (/etc/ssl/certs), as containerd uses, not certifi's.
-        self.http = httpx.AsyncClient(
-            limits=HTTP_LIMITS, headers={"User-Agent": "crib"}, verify=ssl.create_default_context()
-        )
+        self.http = http_client(ssl.create_default_context())
+        # Endpoints with TLS settings of their own (config_path) get a client each, with the same limits.
+        self.host_dirs = HostDirs(config.config_path, http_client) if config.config_path else None
         self.puller = ImagePuller(
-            config, self.content, self.layers, self.images, self.http, self.collect_garbage
+            config, self.content, self.layers, self.images, self.http, self.collect_garbage, self.host_dirs
         )
         # (image IDs, chain IDs) that pods and containers use: GC and removal keep them.
         self.in_use = in_use
@@ -127,6 +132,8 @@ class Images:
 
     async def close(self) -> None:
         await self.http.aclose()
+        if self.host_dirs is not None:
+            await self.host_dirs.aclose()
 
     # --- queries ------------------------------------------------------------------------------
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import base64
 import re
+import ssl
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
@@ -33,10 +34,32 @@ from crib.errors import (
 )
 from crib.image_service.auth import Credentials
 from crib.image_service.manifest import ACCEPT, MAX_MANIFEST_BYTES
+from crib.log_setup import get_logger
+
+log = get_logger("crib.registry")
 
 CONNECT_TIMEOUT_S = 15.0
 USER_AGENT = "crib"
+# What a host may be used for (containerd's capabilities); crib only pulls and resolves.
+PULL_RESOLVE = frozenset({"pull", "resolve"})
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
+# TLS alerts a server sends when it does not take the client certificate (or wants one).
+_CLIENT_CERT_REFUSED = re.compile(
+    r"ALERT_(BAD_CERTIFICATE|CERTIFICATE_REQUIRED|UNKNOWN_CA|CERTIFICATE_UNKNOWN|"
+    r"UNSUPPORTED_CERTIFICATE|CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED)"
+)
+# What a broken connection raises: httpx's errors, and the ssl module's own when a TLS alert
+# arrives while reading (httpcore passes those through).
+CONNECTION_ERRORS = (httpx.HTTPError, ssl.SSLError)
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    """An endpoint's own TLS trust and identity (from a hosts dir); each file with where it is named."""
+
+    ca: tuple[tuple[str, str], ...] = ()  # (path, where)
+    client: tuple[tuple[str, str, str], ...] = ()  # (cert, key or "" when in the cert file, where)
+    skip_verify: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,6 +72,16 @@ class Endpoint:
     # When this endpoint fails, the next one is tried (mirrors; HTTPS to an
     # insecure registry before plain HTTP).
     fallback: bool = False
+    # The rest only a hosts.toml sets (host_dirs.py).
+    capabilities: frozenset[str] = PULL_RESOLVE
+    tls: TLSSettings | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    # "" with override_path: the url is the API root itself.
+    api_path: str = "/v2"
+    # The registry a mirror stands in for, sent as ?ns= (as containerd does) so a
+    # mirror of several registries knows which one is meant.
+    ns: str = ""
+    connect_timeout: float = CONNECT_TIMEOUT_S
 
     def __str__(self) -> str:
         return self.url
@@ -66,6 +99,22 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 
 def basic_authorization(creds: Credentials) -> str:
     return "Basic " + base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+
+
+def unreachable(host: str, exc: BaseException) -> str:
+    """Why `host` could not be reached, told plainly for the TLS failures a node's config can fix."""
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return (
+            f"registry {host}'s TLS certificate is not trusted ({text}): its CA belongs in the "
+            "node's CA store or in the `ca` of the registry's hosts.toml"
+        )
+    if _CLIENT_CERT_REFUSED.search(text):
+        return (
+            f"registry {host} refused the TLS client certificate, or wants one ({text}): "
+            "see `client` in the registry's hosts.toml"
+        )
+    return f"cannot reach registry {host}: {text}"
 
 
 def _status_error(response: httpx.Response, what: str, host: str) -> CribError:
@@ -95,7 +144,7 @@ class RegistrySession:
         self.repo = repo
         self.credentials = credentials
         self.timeout = httpx.Timeout(
-            connect=CONNECT_TIMEOUT_S, read=stall_timeout, write=stall_timeout, pool=stall_timeout
+            connect=endpoint.connect_timeout, read=stall_timeout, write=stall_timeout, pool=stall_timeout
         )
         self._authorization: str | None = None
         if credentials and credentials.registry_token:
@@ -106,7 +155,8 @@ class RegistrySession:
         return urlsplit(self.endpoint.url).netloc
 
     def _url(self, kind: str, ref: str) -> str:
-        return f"{self.endpoint.url}/v2/{self.repo}/{kind}/{ref}"
+        url = f"{self.endpoint.url}{self.endpoint.api_path}/{self.repo}/{kind}/{ref}"
+        return f"{url}?{urlencode({'ns': self.endpoint.ns})}" if self.endpoint.ns else url
 
     async def _authorize(self, response: httpx.Response, what: str) -> bool:
         """Answer a 401 challenge; False when there is nothing more to try."""
@@ -150,7 +200,7 @@ class RegistrySession:
                 r = await self.http.get(f"{realm}?{urlencode(query)}", auth=auth, timeout=self.timeout)
         except httpx.TimeoutException:
             raise DeadlineExceeded(f"{what}: token service {realm} did not answer in time") from None
-        except httpx.HTTPError as exc:
+        except CONNECTION_ERRORS as exc:
             raise Unavailable(f"{what}: cannot reach token service {realm}: {exc}") from None
         if r.status_code in (401, 403):
             raise Unauthenticated(
@@ -171,7 +221,8 @@ class RegistrySession:
     async def _get(self, url: str, what: str, accept: str | None = None) -> AsyncIterator[httpx.Response]:
         """GET with the challenge answered once; yields the open, successful response."""
         for attempt in range(2):
-            headers = {"User-Agent": USER_AGENT}
+            headers = httpx.Headers(list(self.endpoint.headers))
+            headers.setdefault("User-Agent", USER_AGENT)
             if accept:
                 headers["Accept"] = accept
             if self._authorization:
@@ -181,8 +232,8 @@ class RegistrySession:
                 response = await self.http.send(request, stream=True, follow_redirects=True)
             except httpx.TimeoutException:
                 raise DeadlineExceeded(f"{what}: registry {self.host} did not answer in time") from None
-            except httpx.HTTPError as exc:
-                raise Unavailable(f"{what}: cannot reach registry {self.host}: {exc}") from None
+            except CONNECTION_ERRORS as exc:
+                raise Unavailable(f"{what}: {unreachable(self.host, exc)}") from None
             try:
                 if response.status_code == 401 and attempt == 0 and await self._authorize(response, what):
                     continue
@@ -205,7 +256,7 @@ class RegistrySession:
                         raise InvalidArgument(f"{what}: manifest larger than {MAX_MANIFEST_BYTES} bytes")
             except httpx.TimeoutException:
                 raise DeadlineExceeded(f"{what}: registry {self.host} stalled sending the manifest") from None
-            except httpx.HTTPError as exc:
+            except CONNECTION_ERRORS as exc:
                 raise Unavailable(f"{what}: reading the manifest from {self.host} failed: {exc}") from None
             return (
                 bytes(body),
@@ -226,7 +277,61 @@ class RegistrySession:
                     raise DeadlineExceeded(
                         f"{what}: registry {self.host} sent no data for {self.timeout.read:g}s"
                     ) from None
-                except httpx.HTTPError as exc:
+                except CONNECTION_ERRORS as exc:
                     raise Unavailable(f"{what}: download from {self.host} broke off: {exc}") from None
 
             yield chunks()
+
+
+class SessionChain:
+    """The sessions a pull's content may come from, in order: the hosts that may pull.
+
+    A request that fails goes on to the next session when its endpoint may fall
+    back (a mirror, HTTPS before plain HTTP); content is checked by digest, so
+    any of them may serve it. A download that broke off midway is not moved.
+    """
+
+    def __init__(self, sessions: list[RegistrySession], resolved_by: RegistrySession) -> None:
+        assert sessions
+        self.sessions = sessions
+        # The host named in progress and errors: the one that resolved, then the last that answered.
+        self.host = resolved_by.host
+
+    def _failed(self, i: int, exc: CribError, failures: list[str]) -> CribError | None:
+        """None: try the next session; else the error the request ends with."""
+        endpoint = self.sessions[i].endpoint
+        if endpoint.fallback and i + 1 < len(self.sessions):
+            log.info("image.endpoint_failed", endpoint=endpoint.url, error=exc.message)
+            failures.append(f"{endpoint.url}: {exc.message}")
+            return None
+        if failures:
+            return type(exc)(f"{exc.message} (tried before: {'; '.join(failures)})")
+        return exc
+
+    async def manifest(self, ref: str, what: str) -> tuple[bytes, str, str]:
+        failures: list[str] = []
+        for i, session in enumerate(self.sessions):
+            try:
+                result = await session.manifest(ref, what)
+            except CribError as exc:
+                if (error := self._failed(i, exc, failures)) is None:
+                    continue
+                raise error from None
+            self.host = session.host
+            return result
+        raise AssertionError("unreachable: the last session never falls back")
+
+    @asynccontextmanager
+    async def blob(self, digest: str, what: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        failures: list[str] = []
+        for i, session in enumerate(self.sessions):
+            async with AsyncExitStack() as stack:
+                try:
+                    chunks = await stack.enter_async_context(session.blob(digest, what))
+                except CribError as exc:
+                    if (error := self._failed(i, exc, failures)) is None:
+                        continue
+                    raise error from None
+                yield chunks
+                return
+        raise AssertionError("unreachable: the last session never falls back")

@@ -1,8 +1,10 @@
 """A real OCI registry for the tests: Debian's docker-registry on 127.0.0.1.
 
 Storage lives in a temp dir; with `users`, the registry requires htpasswd
-basic auth. Each start picks a free port; if another process wins the race for
-it, the start is retried on a new one.
+basic auth; with `tls`, it serves HTTPS with a certificate of its own test CA
+(`ca_file`), and with `client_cas` too, it requires a client certificate one of
+them signed (mutual TLS). Each start picks a free port; if another process
+wins the race for it, the start is retried on a new one.
 """
 
 from __future__ import annotations
@@ -94,12 +96,45 @@ def make_tls(d: Path) -> tuple[Path, Path, Path]:
     return ca, cert, key
 
 
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def make_ca(d: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed CA: (certificate, key)."""
+    cert, key = d / f"{name}.pem", d / f"{name}.key"
+    _openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+        "-days", "2", "-subj", f"/CN={name}",
+    )  # fmt: skip
+    return cert, key
+
+
+def make_client_cert(d: Path, name: str, ca: tuple[Path, Path]) -> tuple[Path, Path]:
+    """A client certificate `ca` signed: (certificate, key), named as Docker's drop-ins are."""
+    cert, key, csr, ext = d / f"{name}.cert", d / f"{name}.key", d / f"{name}.csr", d / f"{name}.cnf"
+    ext.write_text("basicConstraints = CA:FALSE\nextendedKeyUsage = clientAuth\n")
+    _openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}"
+    )
+    _openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]), "-CAcreateserial",
+        "-out", str(cert), "-days", "2", "-extfile", str(ext),
+    )  # fmt: skip
+    return cert, key
+
+
 class Registry:
     def __init__(
-        self, users: dict[str, str] | None = None, tls: bool = False, workdir: Path | None = None
+        self,
+        users: dict[str, str] | None = None,
+        tls: bool = False,
+        workdir: Path | None = None,
+        client_cas: list[Path] | None = None,
     ) -> None:
         self.users = users or {}
         self.tls = tls
+        self.client_cas = client_cas or []
         self.ca_file: Path | None = None
         if workdir is not None:
             workdir.mkdir(parents=True, exist_ok=True)
@@ -132,6 +167,8 @@ class Registry:
             if self.ca_file is None:
                 self.ca_file, self._cert, self._key = make_tls(self.dir)
             tls = f"  tls:\n    certificate: {self._cert}\n    key: {self._key}\n"
+            if self.client_cas:
+                tls += "    clientcas:\n" + "".join(f"      - {ca}\n" for ca in self.client_cas)
         config = self.dir / "config.yml"
         config.write_text(
             "version: 0.1\n"

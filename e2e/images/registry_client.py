@@ -33,10 +33,19 @@ class FetchedManifest:
 
 class RegistryClient:
     def __init__(
-        self, base_url: str, auth: tuple[str, str] | None = None, ca_file: str | None = None
+        self,
+        base_url: str,
+        auth: tuple[str, str] | None = None,
+        ca_file: str | None = None,
+        cert: tuple[str, str] | None = None,
     ) -> None:
+        """`cert`: a (certificate, key) pair for a registry that wants a client certificate."""
         self.base_url = base_url.rstrip("/")
-        verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
+        verify: ssl.SSLContext | bool = True
+        if ca_file or cert:
+            verify = ssl.create_default_context(cafile=ca_file)
+            if cert:
+                verify.load_cert_chain(*cert)
         self.http = httpx.Client(base_url=self.base_url, auth=auth, timeout=TIMEOUT, verify=verify)
 
     def close(self) -> None:
