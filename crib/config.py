@@ -55,6 +55,9 @@ class ImageSection:
     max_concurrent_downloads: int = 3
     # Seconds without a single byte from the registry before a pull is cancelled.
     stall_timeout: float = 60.0
+    # A containers-policy.json(5) file checked at every PullImage (CRI-O's signature_policy);
+    # empty: no signature policy, every image is accepted.
+    signature_policy: str = ""
 
 
 @dataclass
@@ -297,6 +300,8 @@ def validate(config: Config) -> None:
         raise ConfigError("image.stall_timeout", "must be a positive number of seconds")
     if image.auth_file:
         _absolute("image.auth_file", image.auth_file)
+    if image.signature_policy:
+        _absolute("image.signature_policy", image.signature_policy)
     for host, mirror in image.mirrors.items():
         key = f"image.mirrors.{_quote(host)}"
         if not mirror.endpoints:
