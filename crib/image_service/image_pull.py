@@ -26,7 +26,7 @@ import httpx
 
 from crib.config import ImageSection
 from crib.errors import CribError, DeadlineExceeded, InvalidArgument, NotFound, Unavailable
-from crib.image_service import auth, reference
+from crib.image_service import auth, reference, signature_policy
 from crib.image_service.content_store import WRITE_BATCH, ContentStore, sha256_digest
 from crib.image_service.image_store import ImageRecord, ImageStore, LayerRef
 from crib.image_service.layer_store import LayerStore, chain_ids
@@ -100,6 +100,7 @@ class ImagePuller:
         images: ImageStore,
         http: httpx.AsyncClient,
         collect_garbage: Callable[[], Awaitable[None]],
+        policy: signature_policy.PolicyFile | None = None,
     ) -> None:
         self.config = config
         self.content = content
@@ -113,6 +114,8 @@ class ImagePuller:
         # Progress of the pulls and blob downloads above, by the same keys.
         self._trackers: dict[str, PullTracker] = {}
         self._blob_progress: dict[str, BlobProgress] = {}
+        # `[image] signature_policy`, checked at every pull; None: no policy.
+        self.policy = policy
 
     # --- where to pull from -------------------------------------------------------------------
 
@@ -304,6 +307,8 @@ class ImagePuller:
     ) -> ImageRecord:
         what = f"pull {ref}"
         session, body, media_type, top_digest = await self._resolve(ref, credentials)
+        # Before anything is written or fetched: a refused image leaves nothing behind.
+        await self._check_policy(ref, session, top_digest, what)
         tracker.set_resolved(str(ref.with_digest(top_digest)), session.host)
         extra_blobs: list[str] = []
         if media_type in INDEX_TYPES:
@@ -380,6 +385,24 @@ class ImagePuller:
             config=config,
         )
         return self.images.add(record)
+
+    async def _check_policy(
+        self, ref: Reference, session: RegistrySession, top_digest: str, what: str
+    ) -> None:
+        """The signature policy's verdict on the manifest the name resolved to (an index's digest
+        for a multi-platform image: what cosign signs), signatures read from the same endpoint."""
+        if self.policy is None:
+            return
+        policy = self.policy.load()
+        rule = await signature_policy.check(
+            policy,
+            self.policy.path,
+            ref,
+            top_digest,
+            lambda: signature_policy.fetch_signatures(session, top_digest, what),
+            what,
+        )
+        log.debug("image.policy_accepted", image=str(ref), digest=top_digest, rule=rule.where)
 
     async def _download(
         self,
