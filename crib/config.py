@@ -63,6 +63,9 @@ class ImageSection:
     remove_pinned: bool = False
     # Seconds without a single byte from the registry before a pull is cancelled.
     stall_timeout: float = 60.0
+    # A containers-policy.json(5) file checked at every PullImage (CRI-O's signature_policy);
+    # empty: no signature policy, every image is accepted.
+    signature_policy: str = ""
 
 
 @dataclass
@@ -314,6 +317,8 @@ def validate(config: Config) -> None:
         _absolute("image.auth_file", image.auth_file)
     if image.config_path:
         _absolute("image.config_path", image.config_path)
+    if image.signature_policy:
+        _absolute("image.signature_policy", image.signature_policy)
     for host, mirror in image.mirrors.items():
         key = f"image.mirrors.{_quote(host)}"
         if not mirror.endpoints:

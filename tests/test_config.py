@@ -24,6 +24,7 @@ auth_file = "/etc/crib/auth.json"
 config_path = "/etc/crib/certs.d"
 max_concurrent_downloads = 5
 stall_timeout = 30
+signature_policy = "/etc/crib/policy.json"
 
 [image.mirrors."docker.io"]
 endpoints = ["http://127.0.0.1:5000", "https://mirror.example"]
@@ -59,6 +60,7 @@ def test_defaults_need_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert c.image.max_concurrent_downloads == 3
     assert c.image.stall_timeout == 60.0
     assert c.image.config_path == ""  # no hosts dir: [image.mirrors] alone
+    assert c.image.signature_policy == ""
     assert c.runtime.default_handler == "runc"
     assert {n: h.binary for n, h in c.runtime.handlers.items()} == {"runc": "runc", "crun": "crun"}
     assert c.runtime.cgroup_driver == "cgroupfs"
@@ -73,6 +75,7 @@ def test_every_section_is_read() -> None:
     assert c.image.mirrors["docker.io"].mirrors_only is True
     assert c.image.stall_timeout == 30.0
     assert c.image.config_path == "/etc/crib/certs.d"
+    assert c.image.signature_policy == "/etc/crib/policy.json"
     assert c.cni.network_name == "crib"
     assert set(c.runtime.handlers) == {"crun", "kata-fc"}
     assert c.runtime.handlers["kata-fc"].binary == "kata-runtime"
@@ -93,6 +96,8 @@ def test_an_explicit_config_file_must_exist(tmp_path: Path) -> None:
         ("[image]\nmax_concurrent_downloads = true", "image.max_concurrent_downloads", "expected an integer"),
         ("[image]\nmax_concurrent_downloads = 0", "image.max_concurrent_downloads", "at least 1"),
         ("[image]\nstall_timeout = -1", "image.stall_timeout", "positive"),
+        ("[image]\nsignature_policy = 'policy.json'", "image.signature_policy", "absolute"),
+        ("[image]\nsignature_policy = true", "image.signature_policy", "expected a string"),
         ("[image]\ninsecure_registries = 'a'", "image.insecure_registries", "expected a list"),
         ("[image]\ninsecure_registries = [1]", "image.insecure_registries[0]", "expected a string"),
         (

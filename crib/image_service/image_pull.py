@@ -38,7 +38,7 @@ from crib.errors import (
     NotFound,
     Unavailable,
 )
-from crib.image_service import auth, reference
+from crib.image_service import auth, reference, signature_policy
 from crib.image_service.content_store import WRITE_BATCH, ContentStore, sha256_digest
 from crib.image_service.host_dirs import HostDirs
 from crib.image_service.image_store import ImageRecord, ImageStore, LayerRef
@@ -114,6 +114,7 @@ class ImagePuller:
         http: httpx.AsyncClient,
         collect_garbage: Callable[[], Awaitable[None]],
         host_dirs: HostDirs | None = None,
+        policy: signature_policy.PolicyFile | None = None,
     ) -> None:
         self.config = config
         self.host_dirs = host_dirs
@@ -128,6 +129,8 @@ class ImagePuller:
         # Progress of the pulls and blob downloads above, by the same keys.
         self._trackers: dict[str, PullTracker] = {}
         self._blob_progress: dict[str, BlobProgress] = {}
+        # `[image] signature_policy`, checked at every pull; None: no policy.
+        self.policy = policy
 
     # --- where to pull from -------------------------------------------------------------------
 
@@ -357,6 +360,8 @@ class ImagePuller:
     ) -> ImageRecord:
         what = f"pull {ref}"
         session, body, media_type, top_digest = await self._resolve(ref, credentials)
+        # Before anything is written or fetched: a refused image leaves nothing behind.
+        await self._check_policy(ref, session, top_digest, what)
         tracker.set_resolved(str(ref.with_digest(top_digest)), session.host)
         extra_blobs: list[str] = []
         if media_type in INDEX_TYPES:
@@ -434,6 +439,24 @@ class ImagePuller:
             config=config,
         )
         return self.images.add(record)
+
+    async def _check_policy(
+        self, ref: Reference, session: RegistrySession, top_digest: str, what: str
+    ) -> None:
+        """The signature policy's verdict on the manifest the name resolved to (an index's digest
+        for a multi-platform image: what cosign signs), signatures read from the same endpoint."""
+        if self.policy is None:
+            return
+        policy = self.policy.load()
+        rule = await signature_policy.check(
+            policy,
+            self.policy.path,
+            ref,
+            top_digest,
+            lambda: signature_policy.fetch_signatures(session, top_digest, what),
+            what,
+        )
+        log.debug("image.policy_accepted", image=str(ref), digest=top_digest, rule=rule.where)
 
     async def _download(
         self,

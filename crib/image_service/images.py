@@ -30,6 +30,7 @@ from crib.image_service.image_pull import ImagePuller
 from crib.image_service.image_store import ImageRecord, ImageStore
 from crib.image_service.layer_store import LayerStore
 from crib.image_service.pull_progress import PullSnapshot
+from crib.image_service.signature_policy import PolicyFile
 from crib.log_setup import get_logger
 from crib.store.state_store import StateStore
 
@@ -118,8 +119,23 @@ class Images:
         self.http = http_client(ssl.create_default_context())
         # Endpoints with TLS settings of their own (config_path) get a client each, with the same limits.
         self.host_dirs = HostDirs(config.config_path, http_client) if config.config_path else None
+        policy = PolicyFile(Path(config.signature_policy)) if config.signature_policy else None
+        if policy is not None:
+            # Read now to say at start-up what is wrong with it; cribd serves on either way (the
+            # file may be fixed without a restart) and pulls fail until it is.
+            try:
+                policy.load()
+            except FailedPrecondition as exc:
+                log.warning("image.signature_policy_unusable", error=exc.message)
         self.puller = ImagePuller(
-            config, self.content, self.layers, self.images, self.http, self.collect_garbage, self.host_dirs
+            config,
+            self.content,
+            self.layers,
+            self.images,
+            self.http,
+            self.collect_garbage,
+            self.host_dirs,
+            policy,
         )
         # (image IDs, chain IDs) that pods and containers use: GC and removal keep them.
         self.in_use = in_use
