@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+import weakref
+from typing import Any, TextIO
 
 import structlog
 
@@ -18,6 +19,11 @@ def _leading_keys(_logger: object, _name: str, event: dict) -> dict:
     return head
 
 
+# Every logger handed out, so a new level reaches the ones that cached their first binding.
+_loggers: weakref.WeakSet[Any] = weakref.WeakSet()
+_current: dict[str, Any] = {}
+
+
 def configure(
     level: str = "info", fmt: str = "json", stream: TextIO | None = None, cache: bool = True
 ) -> None:
@@ -26,6 +32,7 @@ def configure(
     The filtering bound logger drops below-level events before any processor
     runs, so the per-RPC debug events of PLEG polling cost almost nothing.
     """
+    _current.update(fmt=fmt, stream=stream, cache=cache)
     renderer: structlog.typing.Processor
     if fmt == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=False)
@@ -46,6 +53,16 @@ def configure(
     )
 
 
+def set_level(level: str) -> None:
+    """A new level for every logger (a SIGHUP reload): reconfigure, then drop the bound
+    loggers the proxies cached, so each builds its next one with the new filter."""
+    configure(level, _current.get("fmt", "json"), _current.get("stream"), _current.get("cache", True))
+    for proxy in list(_loggers):
+        proxy.__dict__.pop("bind", None)
+
+
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
     # A lazy proxy: modules may create loggers at import, before configure().
-    return structlog.get_logger(component=name)
+    proxy = structlog.get_logger(component=name)
+    _loggers.add(proxy)
+    return proxy

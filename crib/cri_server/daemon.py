@@ -18,6 +18,7 @@ import ssl
 import stat
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from crib.cni.pod_cidr import PodCIDRs
 from crib.config import Config, ConfigError
 from crib.container.cdi import CDIRegistry
 from crib.container.containers import Containers
+from crib.cri_server.config_reload import ConfigReloader
 from crib.cri_server.container import ContainerService
 from crib.cri_server.crib_service import CribService
 from crib.cri_server.events import EventService, container_event
@@ -188,7 +190,8 @@ def _start_metrics(address: str) -> node_metrics.MetricsServer | None:
     return metrics_server
 
 
-async def serve(config: Config) -> int:
+async def serve(config: Config, load: Callable[[], Config] | None = None) -> int:
+    """Run cribd; `load` reads the configuration again (SIGHUP), default: the one given."""
     prepare_dirs(config)
     sock = config.socket_path
     lock = SocketLock(sock)
@@ -278,13 +281,14 @@ async def serve(config: Config) -> int:
         )
         # RuntimeService is served by one object per CRI concept.
         container_service = ContainerService(containers)
+        metrics_service = MetricsService(sandboxes, containers, config.stats.included_pod_metrics)
         runtime_service = [
             RuntimeStatusService(config, handlers, driver, pod_cidrs),
             SandboxService(sandboxes, containers, container_service),
             container_service,
             EventService(containers),
             StreamingService(containers, sandboxes, streaming),
-            MetricsService(sandboxes, containers, config.stats.included_pod_metrics),
+            metrics_service,
         ]
         server.add_generic_rpc_handlers(
             (
@@ -307,6 +311,14 @@ async def serve(config: Config) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda s=sig: (log.info("cribd.signal", signal=s.name), stop.set()))
+
+        def set_families(families: list[str]) -> None:
+            metrics_service.families = families
+
+        reloader = ConfigReloader(config, load or (lambda: config), images, set_families)
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: (log.info("cribd.signal", signal="SIGHUP"), reloader.reload())
+        )
         log.info(
             "cribd.started",
             version=__version__,
@@ -355,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     configure_logging(config.log_level, config.log_format)
     try:
-        return asyncio.run(serve(config))
+        return asyncio.run(serve(config, lambda: load_config(args)))
     except StartupError as exc:
         log.error("cribd.start_failed", error=str(exc))
         print(f"cribd: {exc}", file=sys.stderr)

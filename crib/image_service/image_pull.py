@@ -359,9 +359,12 @@ class ImagePuller:
         tracker: PullTracker,
     ) -> ImageRecord:
         what = f"pull {ref}"
+        # What this pull goes by, taken before its first wait: a reload (SIGHUP) meanwhile
+        # changes the next pulls, not this one (its endpoints are chosen in _resolve, at once).
+        policy_file, downloads = self.policy, self.config.max_concurrent_downloads
         session, body, media_type, top_digest = await self._resolve(ref, credentials)
         # Before anything is written or fetched: a refused image leaves nothing behind.
-        await self._check_policy(ref, session, top_digest, what)
+        await self._check_policy(policy_file, ref, session, top_digest, what)
         tracker.set_resolved(str(ref.with_digest(top_digest)), session.host)
         extra_blobs: list[str] = []
         if media_type in INDEX_TYPES:
@@ -389,7 +392,7 @@ class ImagePuller:
         lease([manifest_digest, manifest.config.digest])
         await asyncio.to_thread(self.content.write_bytes, manifest_digest, body)
 
-        semaphore = asyncio.Semaphore(self.config.max_concurrent_downloads)
+        semaphore = asyncio.Semaphore(downloads)
         await self._download(
             session, manifest.config, f"{what}: config {manifest.config.digest}", semaphore, stats
         )
@@ -441,16 +444,21 @@ class ImagePuller:
         return self.images.add(record)
 
     async def _check_policy(
-        self, ref: Reference, session: RegistrySession, top_digest: str, what: str
+        self,
+        policy_file: signature_policy.PolicyFile | None,
+        ref: Reference,
+        session: RegistrySession,
+        top_digest: str,
+        what: str,
     ) -> None:
         """The signature policy's verdict on the manifest the name resolved to (an index's digest
         for a multi-platform image: what cosign signs), signatures read from the same endpoint."""
-        if self.policy is None:
+        if policy_file is None:
             return
-        policy = self.policy.load()
+        policy = policy_file.load()
         rule = await signature_policy.check(
             policy,
-            self.policy.path,
+            policy_file.path,
             ref,
             top_digest,
             lambda: signature_policy.fetch_signatures(session, top_digest, what),

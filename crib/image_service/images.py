@@ -85,6 +85,19 @@ def _empty_trash(trash: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+def _policy_file(path: str) -> PolicyFile | None:
+    if not path:
+        return None
+    policy = PolicyFile(Path(path))
+    # Read now to say at once what is wrong with it; cribd serves on either way (the file
+    # may be fixed without a restart) and pulls fail until it is.
+    try:
+        policy.load()
+    except FailedPrecondition as exc:
+        log.warning("image.signature_policy_unusable", error=exc.message)
+    return policy
+
+
 def pin_matches(pattern: str, name: str) -> bool:
     """CRI-O's pinned_images rules: `*word*` anywhere, `prefix*` at the start, else the whole name."""
     if len(pattern) > 1 and pattern.startswith("*") and pattern.endswith("*"):
@@ -119,14 +132,9 @@ class Images:
         self.http = http_client(ssl.create_default_context())
         # Endpoints with TLS settings of their own (config_path) get a client each, with the same limits.
         self.host_dirs = HostDirs(config.config_path, http_client) if config.config_path else None
-        policy = PolicyFile(Path(config.signature_policy)) if config.signature_policy else None
-        if policy is not None:
-            # Read now to say at start-up what is wrong with it; cribd serves on either way (the
-            # file may be fixed without a restart) and pulls fail until it is.
-            try:
-                policy.load()
-            except FailedPrecondition as exc:
-                log.warning("image.signature_policy_unusable", error=exc.message)
+        # Host dirs a reload replaced: in-flight pulls may still use their clients until cribd stops.
+        self._retired: list[HostDirs] = []
+        policy = _policy_file(config.signature_policy)
         self.puller = ImagePuller(
             config,
             self.content,
@@ -146,10 +154,24 @@ class Images:
         sandbox = reference.parse(config.sandbox_image) if config.sandbox_image else None
         self.sandbox_image = str(sandbox) if sandbox else ""
 
+    def reconfigure(self, config: ImageSection) -> None:
+        """A reloaded [image] section: the next pulls use it, those in flight keep what they began with."""
+        if config.config_path != self.config.config_path:
+            if self.host_dirs is not None:
+                self._retired.append(self.host_dirs)
+            self.host_dirs = HostDirs(config.config_path, http_client) if config.config_path else None
+            self.puller.host_dirs = self.host_dirs
+        if config.signature_policy != self.config.signature_policy:
+            self.puller.policy = _policy_file(config.signature_policy)
+        self.config = self.puller.config = config
+        sandbox = reference.parse(config.sandbox_image) if config.sandbox_image else None
+        self.sandbox_image = str(sandbox) if sandbox else ""
+
     async def close(self) -> None:
         await self.http.aclose()
-        if self.host_dirs is not None:
-            await self.host_dirs.aclose()
+        for host_dirs in (self.host_dirs, *self._retired):
+            if host_dirs is not None:
+                await host_dirs.aclose()
 
     # --- queries ------------------------------------------------------------------------------
 
