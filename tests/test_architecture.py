@@ -24,6 +24,7 @@ LAYERS = {
         "store",
         "config",
         "errors",
+        "failpoints",
         "log_setup",
         "node_metrics",
         "shared_task",

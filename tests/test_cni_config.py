@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from crib.cni.config import NetworkNotReady, load_network
+from crib.cni.config import NetworkConfigList, NetworkNotReady, load_network
+from crib.cni.network import Attachment, CNICache
 
 
 @pytest.fixture
@@ -103,3 +104,16 @@ def test_the_shipped_default_network_is_usable() -> None:
     assert net.name == "crib"
     assert [p["type"] for p in net.plugins] == ["bridge", "portmap"]
     assert net.plugins[0]["capabilities"] == {"ipRanges": True}
+
+
+def test_the_cni_cache_lists_its_entries_for_the_orphan_sweep(tmp_path: Path) -> None:
+    cache = CNICache(tmp_path / "results")
+    raw = {"cniVersion": "1.0.0", "name": "net", "plugins": [{"type": "bridge"}]}
+    net = NetworkConfigList("net", "1.0.0", tmp_path / "net.conflist", raw["plugins"], raw)
+    att = Attachment(container_id="pod1", netns="/run/netns/pod1", args={"K8S_POD_NAME": "p"})
+    cache.save(net, att, {"ips": []})
+    (tmp_path / "results" / "half-written.tmp").write_text("{")
+    (tmp_path / "results" / "garbage").write_text("not json")
+    [entry] = cache.entries()
+    assert (entry.network, entry.attachment, entry.config) == ("net", att, raw)
+    assert not (tmp_path / "results" / "half-written.tmp").exists()

@@ -160,6 +160,39 @@ class CNICache:
         with contextlib.suppress(FileNotFoundError):
             self._path(network, att).unlink()
 
+    def entries(self) -> list[CachedAttachment]:
+        """Every cached ADD, for the sweep at start-up of pods no record knows."""
+        out = []
+        for path in sorted(self.dir.iterdir()):
+            if path.suffix == ".tmp":
+                path.unlink(missing_ok=True)
+                continue
+            try:
+                record = json.loads(path.read_text())
+                out.append(
+                    CachedAttachment(
+                        record["networkName"],
+                        Attachment(
+                            container_id=record["containerId"],
+                            netns=record.get("netns", ""),
+                            ifname=record.get("ifName", "eth0"),
+                            args=record.get("cniArgs") or {},
+                            capability_args=record.get("capabilityArgs") or {},
+                        ),
+                        record["config"],
+                    )
+                )
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return out
+
+
+@dataclass(frozen=True)
+class CachedAttachment:
+    network: str
+    attachment: Attachment
+    config: dict[str, Any]
+
 
 async def add(
     net: NetworkConfigList, att: Attachment, bin_dirs: list[str], cache: CNICache
@@ -232,6 +265,13 @@ async def _delete(
     if errors:
         raise PluginError(f"CNI DEL for {att.container_id}: {'; '.join(errors)}")
     cache.delete(net.name, att)
+
+
+async def delete_cached(entry: CachedAttachment, bin_dirs: list[str], cache: CNICache) -> None:
+    """DEL an attachment from its cached config alone (its pod's record is gone)."""
+    raw = entry.config
+    net = NetworkConfigList(raw["name"], raw.get("cniVersion", ""), Path(""), raw["plugins"], raw)
+    await delete(net, entry.attachment, bin_dirs, cache)
 
 
 async def check(net: NetworkConfigList, att: Attachment, bin_dirs: list[str], cache: CNICache) -> None:

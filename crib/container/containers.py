@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from crib import failpoints
 from crib.container import cdi, checkpoint, container_spec, exec_sync, image_volumes
 from crib.container.events import EventBus
 from crib.errors import (
@@ -279,6 +280,7 @@ class Containers:
             async with self._lock(container_id):
                 lowers = [self.images.layers.path(c) for c in reversed(container.chain_ids)]
                 rootfs = await asyncio.to_thread(self.env.prepare_rootfs, container_id, lowers)
+                await failpoints.hit("container.rootfs")
                 mounted = await asyncio.to_thread(
                     image_volumes.mount_all,
                     self.images,
@@ -305,6 +307,7 @@ class Containers:
                 container.uid, container.gid = built.user.uid, built.user.gid
                 container.groups = list(built.user.additional_gids)
                 await asyncio.to_thread(self.env.write_spec, container_id, built.spec)
+                await failpoints.hit("container.spec")
                 if log_path:
                     await asyncio.to_thread(os.makedirs, os.path.dirname(log_path), 0o755, True)
                 # The runtime creates it (under conmon) at StartContainer, as
@@ -376,6 +379,7 @@ class Containers:
             runtime = self.env.runtime(container.handler)
             try:
                 await self._create_under_conmon(container, sandbox, runtime)
+                await failpoints.hit("container.conmon")
                 container.started_at = time.time_ns()
                 await runtime.start(container.id)
             except CribError as exc:
@@ -429,6 +433,7 @@ class Containers:
             return
         if container.conmon_pid == 0:
             return  # created, never started: nothing runs
+        await failpoints.hit("container.stop")
         runtime = self.env.runtime(container.handler)
         if container.state == RUNNING and timeout > 0:
             with contextlib.suppress(NotFound):
@@ -446,6 +451,7 @@ class Containers:
             return  # idempotent
         async with self._lock(container.id):
             await self._stop(container, 0)
+            await failpoints.hit("container.remove")
             runtime = self.env.runtime(container.handler)
             await runtime.delete(container.id, force=True)
             await asyncio.to_thread(self.env.cleanup, container.id)

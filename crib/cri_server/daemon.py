@@ -256,6 +256,11 @@ async def serve(config: Config, load: Callable[[], Config] | None = None) -> int
         await sandboxes.recover()
         await containers.recover()
         await sandboxes.remove_incomplete(containers)
+        # What a crash left with no record at all: no pod or container will ever claim it.
+        known = {s.id for s in sandboxes.list()} | {c.id for c in containers.list()}
+        await sandboxes.remove_orphans(known)
+        if orphans := await asyncio.to_thread(env.remove_orphans, known):
+            log.warning("container.orphans_removed", containers=orphans)
         streaming = StreamingServer(
             config.streaming.address,
             config.streaming.port,

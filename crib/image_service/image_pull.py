@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from crib import node_metrics
+from crib import failpoints, node_metrics
 from crib.config import ImageSection
 from crib.errors import (
     CribError,
@@ -441,6 +441,7 @@ class ImagePuller:
             size=manifest.config.size + sum(d.size for d in manifest.layers),
             config=config,
         )
+        await failpoints.hit("image.commit")
         return self.images.add(record)
 
     async def _check_policy(
@@ -514,6 +515,7 @@ class ImagePuller:
                 async with session.blob(desc.digest, what) as chunks:
                     batch = bytearray()
                     async for chunk in chunks:
+                        await failpoints.hit("image.layer")
                         batch += chunk
                         stats.bytes += len(chunk)
                         progress.add(len(chunk))

@@ -109,6 +109,18 @@ class RuntimeEnv:
         with contextlib.suppress(FileNotFoundError):
             (self.exit_dir / container_id).unlink()
 
+    def remove_orphans(self, known: set[str]) -> list[str]:
+        """Container dirs no record knows (a crash during CreateContainer, before its record);
+        unmounted and removed. Blocking."""
+        found = set()
+        for parent in (self.state / "containers", self.root / "containers", self.exit_dir):
+            if parent.is_dir():
+                found |= {p.name for p in parent.iterdir()}
+        orphans = sorted(found - known)
+        for container_id in orphans:
+            self.cleanup(container_id)
+        return orphans
+
     def exit_code(self, container_id: str) -> int | None:
         try:
             return int((self.exit_dir / container_id).read_text().strip())

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
+from crib import failpoints
 from crib.cni import network as cni
 from crib.cni.config import NetworkConfigList, NetworkNotReady, load_network
 from crib.config import Config
@@ -31,7 +32,7 @@ from crib.log_setup import get_logger
 from crib.proto.cri import api_pb2
 from crib.runtime import lsm
 from crib.runtime.cgroup_stats import CgroupStats, cgroup_dirs, network_stats, process_count, read_stats
-from crib.runtime.rootfs import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount, unmount
+from crib.runtime.rootfs import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount, unmount, unmount_all_under
 from crib.runtime.runtime_env import RuntimeEnv, wait_for_exit
 from crib.sandbox import netns, pause_image, pause_spec, pod_files
 from crib.sandbox.pause_spec import PauseContext
@@ -371,6 +372,7 @@ class Sandboxes:
         directory = self.sandbox_dir(sandbox.id)
         directory.mkdir(parents=True)
         undo.append(lambda: shutil.rmtree(directory, ignore_errors=True))
+        await failpoints.hit("sandbox.dir")
         # Recorded from the start: a crash midway leaves a record that
         # start-up finds and cleans up, never an untracked netns or process.
         self.index.add(sandbox.id, sandbox)
@@ -394,6 +396,7 @@ class Sandboxes:
             await asyncio.to_thread(netns.create, ns)
             undo.append(lambda: netns.remove(ns))
             sandbox.netns = str(ns)
+            await failpoints.hit("sandbox.netns")
 
         async def attach() -> None:
             if net is None:
@@ -402,6 +405,7 @@ class Sandboxes:
             result = await cni.add(net, att, self.config.cni.bin_dirs, self.cni_cache)
             undo.append(lambda: cni.delete(net, att, self.config.cni.bin_dirs, self.cni_cache))
             sandbox.ips = cni.result_ips(result)
+            await failpoints.hit("sandbox.cni_add")
 
         async def start_pause() -> None:
             await self._start_pause(sandbox, runtime, image, hostname, undo)
@@ -410,6 +414,7 @@ class Sandboxes:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+        await failpoints.hit("sandbox.state_write")
         sandbox.state = READY
         self._persist(sandbox)
 
@@ -434,6 +439,7 @@ class Sandboxes:
         lowers = [self.images.layers.path(c) for c in reversed(sandbox.chain_ids)]
         undo.append(lambda: asyncio.to_thread(env.cleanup, sandbox.id))
         await asyncio.to_thread(env.prepare_rootfs, sandbox.id, lowers)
+        await failpoints.hit("sandbox.pause_rootfs")
         spec = pause_spec.build(
             PauseContext(
                 sandbox_id=sandbox.id,
@@ -458,6 +464,7 @@ class Sandboxes:
         )
         sandbox.conmon_pid = 0
         self._watch(sandbox)
+        await failpoints.hit("sandbox.pause_run")
 
     def _watch(self, sandbox: Sandbox) -> None:
         def on_exit() -> None:
@@ -513,15 +520,18 @@ class Sandboxes:
                 # The conf file went away; the cached config still says what to undo.
                 raw = cached["config"]
                 net = NetworkConfigList(raw["name"], raw.get("cniVersion", ""), Path(""), raw["plugins"], raw)
-            if net is not None and (cached is not None or sandbox.ips):
+            # DEL even with no cached result: a crash may have come between a plugin's ADD and
+            # the cache write, and DEL of what was never added is a no-op for CNI plugins.
+            if net is not None:
                 try:
+                    await failpoints.hit("sandbox.cni_del")
                     await cni.delete(net, att, self.config.cni.bin_dirs, self.cni_cache)
                 except CribError as exc:
                     raise Unavailable(
                         f"pod sandbox {sandbox.id}: releasing its network failed: {exc.message}"
                     ) from None
-        if sandbox.netns:
-            await asyncio.to_thread(netns.remove, Path(sandbox.netns))
+        # The record may predate the netns (a crash right after it was made): its path is fixed.
+        await asyncio.to_thread(netns.remove, Path(sandbox.netns or self.netns_path(sandbox.id)))
         sandbox.network_released = True
         # Released addresses may go to the next pod: a stopped pod reports none.
         sandbox.ips = []
@@ -536,6 +546,7 @@ class Sandboxes:
         await self.stop(sandbox.id, containers)
         async with self._lock(sandbox.id):
             await containers.remove_all_in_pod(sandbox.id)
+            await failpoints.hit("sandbox.remove")
             runtime = self.env.runtime(sandbox.handler)
             await runtime.delete(sandbox.id, force=True)
             await asyncio.to_thread(self.env.cleanup, sandbox.id)
@@ -612,6 +623,24 @@ class Sandboxes:
             with contextlib.suppress(CribError, OSError):
                 await self.remove(sandbox_id, containers)
         self._incomplete.clear()
+
+    async def remove_orphans(self, known: set[str]) -> list[str]:
+        """Sandbox dirs and CNI results of pods no record knows: a crash before the first record
+        write, or between a plugin's ADD and the pod's. Their networks are released, dirs removed."""
+        orphans = []
+        for entry in self.cni_cache.entries():
+            if entry.attachment.container_id not in known:
+                with contextlib.suppress(CribError, OSError, KeyError, ValueError):
+                    await cni.delete_cached(entry, self.config.cni.bin_dirs, self.cni_cache)
+                orphans.append(entry.attachment.container_id)
+        for directory in list(self.dir.iterdir()):
+            if directory.name not in known:
+                await asyncio.to_thread(unmount_all_under, directory)
+                await asyncio.to_thread(shutil.rmtree, directory, True)
+                orphans.append(directory.name)
+        if orphans:
+            log.warning("sandbox.orphans_removed", pods=sorted(set(orphans)))
+        return orphans
 
     def to_status(self, sandbox: Sandbox) -> dict[str, Any]:
         """Verbose info for PodSandboxStatus."""
