@@ -16,6 +16,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULT_CONFIG_PATH = Path("/etc/crib/crib.toml")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -124,6 +125,16 @@ class MetricsSection:
 
 
 @dataclass
+class TracingSection:
+    # The OTLP/HTTP traces URL of a collector, e.g. "http://127.0.0.1:4318/v1/traces"; empty: off.
+    endpoint: str = ""
+    # The share of new traces recorded (0..1); a call that continues the kubelet's trace
+    # follows the kubelet's decision instead.
+    sampling_ratio: float = 1.0
+    service_name: str = "cribd"
+
+
+@dataclass
 class Config:
     # Empty: `<state>/crib.sock`.
     listen: str = ""
@@ -137,6 +148,7 @@ class Config:
     streaming: StreamingSection = field(default_factory=StreamingSection)
     stats: StatsSection = field(default_factory=StatsSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    tracing: TracingSection = field(default_factory=TracingSection)
 
     @property
     def socket_path(self) -> Path:
@@ -386,6 +398,18 @@ def validate(config: Config) -> None:
         host, sep, port = address.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ConfigError("metrics.address", f"must be host:port, got {address!r}")
+
+    tracing = config.tracing
+    if tracing.endpoint:
+        url = urlsplit(tracing.endpoint)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise ConfigError(
+                "tracing.endpoint", f"must be an http:// or https:// URL, got {tracing.endpoint!r}"
+            )
+    if not 0.0 <= tracing.sampling_ratio <= 1.0:
+        raise ConfigError("tracing.sampling_ratio", f"must be 0..1, got {tracing.sampling_ratio}")
+    if not tracing.service_name:
+        raise ConfigError("tracing.service_name", "must not be empty")
 
 
 # --- printing ---------------------------------------------------------------------------------

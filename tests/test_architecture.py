@@ -28,6 +28,7 @@ LAYERS = {
         "log_setup",
         "node_metrics",
         "shared_task",
+        "tracing",
         "__init__",
     },
     "contract": {"proto"},

@@ -49,6 +49,11 @@ binary = "kata-runtime"
 [streaming]
 address = "127.0.0.1"
 port = 10010
+
+[tracing]
+endpoint = "http://127.0.0.1:4318/v1/traces"
+sampling_ratio = 0.25
+service_name = "cribd-node1"
 """
 
 
@@ -65,6 +70,7 @@ def test_defaults_need_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert {n: h.binary for n, h in c.runtime.handlers.items()} == {"runc": "runc", "crun": "crun"}
     assert c.runtime.cgroup_driver == "cgroupfs"
     assert (c.streaming.address, c.streaming.port) == ("127.0.0.1", 0)
+    assert (c.tracing.endpoint, c.tracing.sampling_ratio, c.tracing.service_name) == ("", 1.0, "cribd")
 
 
 def test_every_section_is_read() -> None:
@@ -80,6 +86,8 @@ def test_every_section_is_read() -> None:
     assert set(c.runtime.handlers) == {"crun", "kata-fc"}
     assert c.runtime.handlers["kata-fc"].binary == "kata-runtime"
     assert c.streaming.port == 10010
+    assert c.tracing.endpoint == "http://127.0.0.1:4318/v1/traces"
+    assert (c.tracing.sampling_ratio, c.tracing.service_name) == (0.25, "cribd-node1")
 
 
 def test_an_explicit_config_file_must_exist(tmp_path: Path) -> None:
@@ -128,6 +136,14 @@ def test_an_explicit_config_file_must_exist(tmp_path: Path) -> None:
         ("[streaming]\nidle_timeout = 0", "streaming.idle_timeout", "positive"),
         ("[streaming]\ncreation_timeout = -1", "streaming.creation_timeout", "positive"),
         ("[streaming]\ntls_cert = '/c.pem'", "streaming.tls_cert", "go together"),
+        ("[tracing]\nendpoint = '127.0.0.1:4318'", "tracing.endpoint", "http:// or https:// URL"),
+        ("[tracing]\nendpoint = 'grpc://collector:4317'", "tracing.endpoint", "http:// or https:// URL"),
+        ("[tracing]\nendpoint = 'http://'", "tracing.endpoint", "http:// or https:// URL"),
+        ("[tracing]\nsampling_ratio = 1.5", "tracing.sampling_ratio", "0..1"),
+        ("[tracing]\nsampling_ratio = -0.1", "tracing.sampling_ratio", "0..1"),
+        ("[tracing]\nsampling_ratio = '1'", "tracing.sampling_ratio", "expected a number"),
+        ("[tracing]\nservice_name = ''", "tracing.service_name", "empty"),
+        ("[tracing]\nendpont = 'http://x'", "tracing.endpont", "unknown key"),
         ("log_level = 'verbose'", "log_level", "one of"),
         ("root = 'var/lib/crib'", "root", "absolute"),
         ("image = 3", "image", "expected a table"),
@@ -166,6 +182,7 @@ def test_printed_config_reads_back_unchanged() -> None:
     text = cfg.to_toml(original)
     assert '[image.mirrors."docker.io"]' in text
     assert 'config_path = "/etc/crib/certs.d"' in text
+    assert '[tracing]\nendpoint = "http://127.0.0.1:4318/v1/traces"\nsampling_ratio = 0.25' in text
     assert cfg.parse(text) == original
     # Printing resolves an empty `listen` to the socket path it stands for.
     defaults = cfg.apply_overrides(Config())

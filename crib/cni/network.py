@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crib import node_metrics
+from crib import node_metrics, tracing
 from crib.cni.config import NetworkConfigList, find_plugin
 from crib.errors import DeadlineExceeded, Internal, Unavailable
 from crib.log_setup import get_logger
@@ -194,10 +194,17 @@ class CachedAttachment:
     config: dict[str, Any]
 
 
+def _span_attributes(net: NetworkConfigList, att: Attachment) -> dict[str, str]:
+    return {"crib.pod_sandbox_id": att.container_id, "cni.network": net.name, "cni.netns": att.netns}
+
+
 async def add(
     net: NetworkConfigList, att: Attachment, bin_dirs: list[str], cache: CNICache
 ) -> dict[str, Any]:
-    with node_metrics.timed(node_metrics.CNI_DURATION, node_metrics.CNI_ERRORS, operation="add"):
+    with (
+        tracing.span("cni.add", **_span_attributes(net, att)),
+        node_metrics.timed(node_metrics.CNI_DURATION, node_metrics.CNI_ERRORS, operation="add"),
+    ):
         return await _add(net, att, bin_dirs, cache)
 
 
@@ -231,7 +238,10 @@ async def delete(
     prev_result: dict[str, Any] | None = None,
 ) -> None:
     """DEL in reverse order with the cached result; tolerant of what is already gone."""
-    with node_metrics.timed(node_metrics.CNI_DURATION, node_metrics.CNI_ERRORS, operation="del"):
+    with (
+        tracing.span("cni.del", **_span_attributes(net, att)),
+        node_metrics.timed(node_metrics.CNI_DURATION, node_metrics.CNI_ERRORS, operation="del"),
+    ):
         await _delete(net, att, bin_dirs, cache, prev_result)
 
 

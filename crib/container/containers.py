@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from crib import failpoints
+from crib import failpoints, tracing
 from crib.container import cdi, checkpoint, container_spec, exec_sync, image_volumes
 from crib.container.events import EventBus
 from crib.errors import (
@@ -519,7 +519,9 @@ class Containers:
         runtime = self.env.runtime(container.handler)
         work_dir = self.env.state / "exec"
         work_dir.mkdir(exist_ok=True)
-        return await exec_sync.exec_sync(runtime, container.id, process, timeout, work_dir)
+        attributes = {"crib.runtime_handler": runtime.handler, "crib.container_id": container.id}
+        with tracing.span(f"{runtime.handler} exec", **attributes):
+            return await exec_sync.exec_sync(runtime, container.id, process, timeout, work_dir)
 
     async def exec_process(self, container: Container, cmd: list[str]) -> dict[str, Any]:
         """The OCI process of an exec: the container's own (user, env, cwd, caps), running `cmd`."""

@@ -3,7 +3,7 @@
 Reloaded: the [image] section (mirrors, insecure registries, auth file, registry host
 dirs, signature policy, pinned images, sandbox image; pulls in flight finish with the
 settings they began with), the log level, and [stats] (the metric families). The rest
-(socket, dirs, runtime handlers, CNI, streaming, the metrics address, the log format)
+(socket, dirs, runtime handlers, CNI, streaming, the metrics address, tracing, the log format)
 is fixed for the daemon's life: a change there is logged as needing a restart and not
 applied. A file that does not load keeps the running configuration, and says why.
 """

@@ -24,7 +24,7 @@ from typing import Any
 
 import grpc
 
-from crib import __version__, node_metrics
+from crib import __version__, node_metrics, tracing
 from crib import config as config_mod
 from crib.cni.pod_cidr import PodCIDRs
 from crib.config import Config, ConfigError
@@ -205,6 +205,8 @@ async def serve(config: Config, load: Callable[[], Config] | None = None) -> int
     bound = False
     try:
         prepare_socket_path(sock)
+        # Before recovery, whose runtime calls are traced too.
+        tracing.setup(config.tracing)
         store = StateStore(Path(config.root) / "state.db")
 
         # The graph, bottom up: images, the runtime environment, pods, containers. Images ask
@@ -253,14 +255,16 @@ async def serve(config: Config, load: Callable[[], Config] | None = None) -> int
             apparmor=apparmor,
             cdi_registry=CDIRegistry([Path(d) for d in config.runtime.cdi_spec_dirs]),
         )
-        await sandboxes.recover()
-        await containers.recover()
-        await sandboxes.remove_incomplete(containers)
-        # What a crash left with no record at all: no pod or container will ever claim it.
-        known = {s.id for s in sandboxes.list()} | {c.id for c in containers.list()}
-        await sandboxes.remove_orphans(known)
-        if orphans := await asyncio.to_thread(env.remove_orphans, known):
-            log.warning("container.orphans_removed", containers=orphans)
+        # One trace for the runtime calls of recovery, rather than one trace per call.
+        with tracing.span("cribd.recover"):
+            await sandboxes.recover()
+            await containers.recover()
+            await sandboxes.remove_incomplete(containers)
+            # What a crash left with no record at all: no pod or container will ever claim it.
+            known = {s.id for s in sandboxes.list()} | {c.id for c in containers.list()}
+            await sandboxes.remove_orphans(known)
+            if orphans := await asyncio.to_thread(env.remove_orphans, known):
+                log.warning("container.orphans_removed", containers=orphans)
         streaming = StreamingServer(
             config.streaming.address,
             config.streaming.port,
@@ -357,6 +361,8 @@ async def serve(config: Config, load: Callable[[], Config] | None = None) -> int
         if bound:
             with contextlib.suppress(FileNotFoundError):
                 sock.unlink()
+        # Last, once no call is in flight: the spans queued for the collector go out (bounded).
+        tracing.shutdown()
         lock.release()
 
 

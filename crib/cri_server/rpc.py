@@ -1,10 +1,10 @@
 """Registering the CRI services: every RPC of the proto, each wrapped once.
 
 The wrapper is the single place where a call is timed, logged (one event per
-RPC with its latency, gRPC code and the pod/container/image it concerns) and
-where domain errors become gRPC statuses. An RPC a servicer does not define
-answers exactly UNIMPLEMENTED naming the RPC: the kubelet falls back only on
-that code.
+RPC with its latency, gRPC code and the pod/container/image it concerns), traced
+(one server span, continuing the caller's trace) and where domain errors become
+gRPC statuses. An RPC a servicer does not define answers exactly UNIMPLEMENTED
+naming the RPC: the kubelet falls back only on that code.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from types import ModuleType
 from typing import Any
 
@@ -20,7 +20,7 @@ import grpc
 from google.protobuf.descriptor import Descriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
-from crib import node_metrics
+from crib import node_metrics, tracing
 from crib.errors import CribError, Unimplemented
 from crib.log_setup import get_logger
 from crib.proto.cri import api_pb2
@@ -122,44 +122,83 @@ StreamHandler = Callable[[Message, grpc.aio.ServicerContext], AsyncIterator[Mess
 ClientStreamHandler = Callable[[AsyncIterator[Message], grpc.aio.ServicerContext], Awaitable[Message]]
 
 
+# The log's subject keys as span attributes.
+_SPAN_ATTRIBUTES = {
+    "pod": "crib.pod_sandbox_id",
+    "container": "crib.container_id",
+    "image": "crib.image",
+    "name": "crib.name",
+}
+
+
+def _server_span(
+    service: str, method: str, subjects: dict[str, str], context: grpc.aio.ServicerContext | None
+) -> AbstractContextManager[tracing.Span]:
+    if not tracing.enabled():
+        return tracing.NOOP
+    attributes = {_SPAN_ATTRIBUTES[k]: v for k, v in subjects.items()}
+    attributes.update({"rpc.system": "grpc", "rpc.service": service, "rpc.method": method})
+    # The kubelet's otelgrpc interceptor sends its span as `traceparent` in the metadata.
+    metadata = getattr(context, "invocation_metadata", None)
+    return tracing.server_span(f"{service}/{method}" if service else method, metadata, attributes)
+
+
+def _end_span(span: tracing.Span, code: str, error: str | None) -> None:
+    if span.is_recording():
+        span.set_attribute("rpc.grpc.status_code", grpc.StatusCode[code].value[0])
+        if error is not None:
+            tracing.set_error(span, error)
+
+
 @asynccontextmanager
 async def _outcome(
-    method: str, request: Message | None, subjects_of: Subjects, context: grpc.aio.ServicerContext
+    method: str,
+    request: Message | None,
+    subjects_of: Subjects,
+    context: grpc.aio.ServicerContext,
+    service: str = "",
 ) -> AsyncIterator[None]:
-    """Time the call, log its outcome once, and turn exceptions into statuses."""
+    """Time and trace the call, log its outcome once, and turn exceptions into statuses."""
     started = time.perf_counter()
     subjects = subjects_of(request)
-    try:
-        yield
-    except (asyncio.CancelledError, GeneratorExit):
-        # GeneratorExit: a streaming handler closed at a yield, which is where it
-        # waits while a message goes out, when its client went away then.
-        _log_outcome(method, started, "CANCELLED", subjects, "cancelled by the client or its deadline")
-        raise
-    except grpc.aio.AbortError:
-        code = context.code()
-        _log_outcome(method, started, code.name if code else "UNKNOWN", subjects, context.details() or "")
-        raise
-    except Exception as exc:
-        code_name, message = _status_for(exc, method)
-        _log_outcome(method, started, code_name, subjects, message)
-        await context.abort(grpc.StatusCode[code_name], message)
-    else:
-        _log_outcome(method, started, "OK", subjects, None)
+    with _server_span(service, method, subjects, context) as span:
+        try:
+            yield
+        except (asyncio.CancelledError, GeneratorExit):
+            # GeneratorExit: a streaming handler closed at a yield, which is where it
+            # waits while a message goes out, when its client went away then.
+            error = "cancelled by the client or its deadline"
+            _log_outcome(method, started, "CANCELLED", subjects, error)
+            _end_span(span, "CANCELLED", error)
+            raise
+        except grpc.aio.AbortError:
+            code = context.code()
+            code_name = code.name if code else "UNKNOWN"
+            _log_outcome(method, started, code_name, subjects, context.details() or "")
+            _end_span(span, code_name, context.details() or code_name)
+            raise
+        except Exception as exc:
+            code_name, message = _status_for(exc, method)
+            _log_outcome(method, started, code_name, subjects, message)
+            _end_span(span, code_name, message)
+            await context.abort(grpc.StatusCode[code_name], message)
+        else:
+            _log_outcome(method, started, "OK", subjects, None)
+            _end_span(span, "OK", None)
 
 
-def _wrap_unary(method: str, fn: UnaryHandler, subjects_of: Subjects) -> UnaryHandler:
+def _wrap_unary(method: str, fn: UnaryHandler, subjects_of: Subjects, service: str = "") -> UnaryHandler:
     async def call(request: Message, context: grpc.aio.ServicerContext) -> Message:
-        async with _outcome(method, request, subjects_of, context):
+        async with _outcome(method, request, subjects_of, context, service):
             return await fn(request, context)
         raise AssertionError("unreachable: _outcome re-raises or aborts")
 
     return call
 
 
-def _wrap_stream(method: str, fn: StreamHandler, subjects_of: Subjects) -> StreamHandler:
+def _wrap_stream(method: str, fn: StreamHandler, subjects_of: Subjects, service: str = "") -> StreamHandler:
     async def call(request: Message, context: grpc.aio.ServicerContext) -> AsyncIterator[Message]:
-        async with _outcome(method, request, subjects_of, context):
+        async with _outcome(method, request, subjects_of, context, service):
             async for item in fn(request, context):
                 yield item
 
@@ -186,9 +225,9 @@ def service_descriptor(name: str, module: ModuleType = api_pb2) -> ServiceDescri
     return module.DESCRIPTOR.services_by_name[name]
 
 
-def _wrap_client_stream(method: str, fn: ClientStreamHandler) -> ClientStreamHandler:
+def _wrap_client_stream(method: str, fn: ClientStreamHandler, service: str = "") -> ClientStreamHandler:
     async def call(requests: AsyncIterator[Message], context: grpc.aio.ServicerContext) -> Message:
-        async with _outcome(method, None, lambda _: {}, context):
+        async with _outcome(method, None, lambda _: {}, context, service):
             return await fn(requests, context)
         raise AssertionError("unreachable: _outcome re-raises or aborts")
 
@@ -223,7 +262,7 @@ def generic_handler(
             if m.server_streaming or fn is None:
                 raise TypeError(f"{service_name}.{m.name}: only implemented client-streaming RPCs are served")
             handlers[m.name] = grpc.stream_unary_rpc_method_handler(
-                _wrap_client_stream(m.name, fn),
+                _wrap_client_stream(m.name, fn, service.full_name),
                 request_deserializer=request_cls.FromString,
                 response_serializer=_serializer(response_cls),
             )
@@ -232,13 +271,13 @@ def generic_handler(
         subjects = _subjects_for(m.input_type)
         if m.server_streaming:
             handlers[m.name] = grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(m.name, fn, subjects),
+                _wrap_stream(m.name, fn, subjects, service.full_name),
                 request_deserializer=request_cls.FromString,
                 response_serializer=_serializer(response_cls),
             )
         else:
             handlers[m.name] = grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(m.name, fn, subjects),
+                _wrap_unary(m.name, fn, subjects, service.full_name),
                 request_deserializer=request_cls.FromString,
                 response_serializer=_serializer(response_cls),
             )

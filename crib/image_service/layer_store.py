@@ -15,7 +15,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from crib import node_metrics
+from crib import node_metrics, tracing
 from crib.image_service.unpack import unpack_layer
 from crib.log_setup import get_logger
 from crib.store.state_store import StateStore
@@ -95,7 +95,10 @@ class LayerStore:
 
     async def _unpack(self, chain_id: str, diff_id: str, blob: Path, media_type: str) -> LayerRecord:
         dest = self.path(chain_id)
-        with node_metrics.timed(node_metrics.UNPACK_DURATION):
+        with (
+            tracing.span("layer.unpack", **{"crib.chain_id": chain_id, "crib.media_type": media_type}),
+            node_metrics.timed(node_metrics.UNPACK_DURATION),
+        ):
             result = await asyncio.to_thread(unpack_layer, blob, media_type, dest, diff_id)
         record = LayerRecord(chain_id, result.diff_id, result.size, result.inodes)
         self.store.put(_KIND, chain_id, asdict(record))

@@ -17,12 +17,13 @@ import base64
 import re
 import ssl
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
 import httpx
 
+from crib import tracing
 from crib.errors import (
     CribError,
     DeadlineExceeded,
@@ -245,8 +246,25 @@ class RegistrySession:
                 await response.aclose()
         raise Unauthenticated(f"{what}: registry {self.host} requires valid credentials (HTTP 401)")
 
+    def _span(self, name: str, **attributes: str) -> AbstractContextManager[tracing.Span]:
+        return tracing.span(
+            name,
+            **{
+                "crib.registry": self.host,
+                # Which of the registry's endpoints: a mirror, or HTTPS before HTTP.
+                "crib.endpoint": self.endpoint.url,
+                "crib.repository": self.repo,
+                "http.request.method": "GET",
+            },
+            **attributes,
+        )
+
     async def manifest(self, ref: str, what: str) -> tuple[bytes, str, str]:
         """(body, Content-Type, Docker-Content-Digest) of a manifest or index."""
+        with self._span("registry.manifest", **{"crib.reference": ref}):
+            return await self._manifest(ref, what)
+
+    async def _manifest(self, ref: str, what: str) -> tuple[bytes, str, str]:
         async with self._get(self._url("manifests", ref), what, ACCEPT) as response:
             body = bytearray()
             try:
@@ -267,20 +285,22 @@ class RegistrySession:
     @asynccontextmanager
     async def blob(self, digest: str, what: str) -> AsyncIterator[AsyncIterator[bytes]]:
         """The blob's bytes as they arrive (undecoded: a gzip layer stays gzip)."""
-        async with self._get(self._url("blobs", digest), what) as response:
+        # The span lasts until the caller has read the blob: the download is the request's time.
+        with self._span("registry.blob", **{"crib.digest": digest}):
+            async with self._get(self._url("blobs", digest), what) as response:
 
-            async def chunks() -> AsyncIterator[bytes]:
-                try:
-                    async for chunk in response.aiter_raw():
-                        yield chunk
-                except httpx.TimeoutException:
-                    raise DeadlineExceeded(
-                        f"{what}: registry {self.host} sent no data for {self.timeout.read:g}s"
-                    ) from None
-                except CONNECTION_ERRORS as exc:
-                    raise Unavailable(f"{what}: download from {self.host} broke off: {exc}") from None
+                async def chunks() -> AsyncIterator[bytes]:
+                    try:
+                        async for chunk in response.aiter_raw():
+                            yield chunk
+                    except httpx.TimeoutException:
+                        raise DeadlineExceeded(
+                            f"{what}: registry {self.host} sent no data for {self.timeout.read:g}s"
+                        ) from None
+                    except CONNECTION_ERRORS as exc:
+                        raise Unavailable(f"{what}: download from {self.host} broke off: {exc}") from None
 
-            yield chunks()
+                yield chunks()
 
 
 class SessionChain:

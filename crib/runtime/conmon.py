@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from crib import tracing
 from crib.errors import DeadlineExceeded, Internal
 from crib.log_setup import get_logger
 from crib.runtime.oci_runtime import OCIRuntime
@@ -185,16 +186,19 @@ async def create(
             args.append("--leave-stdin-open")
     if systemd_cgroup:
         args.append("-s")
-    data, stderr = await asyncio.to_thread(_spawn, args, CREATE_TIMEOUT_S, str(paths.dir))
-    try:
-        message = json.loads(data.splitlines()[0]) if data.strip() else {}
-    except ValueError:
-        message = {}
-    pid = message.get("data", -1) if isinstance(message, dict) else -1
-    if not isinstance(pid, int) or pid <= 0:
-        reason = message.get("message") if isinstance(message, dict) else None
-        why = runtime_reason(reason or stderr) or "no reason given"
-        raise Internal(f"{runtime.handler} could not create container {container_id}: {why}")
+    # Spans conmon's `<runtime> create` too: conmon returns once the runtime created the container.
+    attributes = {"crib.container_id": container_id, "crib.runtime_handler": runtime.handler}
+    with tracing.span("conmon.create", **attributes):
+        data, stderr = await asyncio.to_thread(_spawn, args, CREATE_TIMEOUT_S, str(paths.dir))
+        try:
+            message = json.loads(data.splitlines()[0]) if data.strip() else {}
+        except ValueError:
+            message = {}
+        pid = message.get("data", -1) if isinstance(message, dict) else -1
+        if not isinstance(pid, int) or pid <= 0:
+            reason = message.get("message") if isinstance(message, dict) else None
+            why = runtime_reason(reason or stderr) or "no reason given"
+            raise Internal(f"{runtime.handler} could not create container {container_id}: {why}")
     try:
         conmon_pid = int(paths.conmon_pidfile.read_text().strip())
     except (OSError, ValueError):

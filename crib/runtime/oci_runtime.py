@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crib import tracing
 from crib.errors import DeadlineExceeded, Internal, NotFound
 
 CALL_TIMEOUT_S = 60.0
@@ -33,6 +34,12 @@ class OCIRuntime:
         return [f"--root={self.root}"]
 
     async def run(self, *args: str, timeout: float = CALL_TIMEOUT_S, stdin: bytes | None = None) -> bytes:
+        # args: the command first (state, start, kill, delete, update…), the container ID among the rest.
+        attributes = {"crib.runtime_handler": self.handler, "process.command_args": args}
+        with tracing.span(f"{self.handler} {args[0]}", **attributes):
+            return await self._run(args, timeout, stdin)
+
+    async def _run(self, args: tuple[str, ...], timeout: float, stdin: bytes | None) -> bytes:
         proc = await asyncio.create_subprocess_exec(
             self.binary,
             *self.global_args(),
@@ -62,6 +69,12 @@ class OCIRuntime:
         The container inherits runc's stdio, so that is /dev/null, and runc's
         own errors go to `log_file` (JSON lines) to be read on failure.
         """
+        with tracing.span(
+            f"{self.handler} run", **{"crib.runtime_handler": self.handler, "crib.container_id": container_id}
+        ):
+            return await self._run_detached(container_id, bundle, pid_file, log_file)
+
+    async def _run_detached(self, container_id: str, bundle: Path, pid_file: Path, log_file: Path) -> int:
         proc = await asyncio.create_subprocess_exec(
             self.binary,
             *self.global_args(),
