@@ -42,6 +42,7 @@ class Cribd:
         self.log_path = self.dir / "cribd.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._ready = threading.Event()
+        self._started = False
         self._reader: threading.Thread | None = None
         self._channel: grpc.Channel | None = None
         self.write_config(config_text)
@@ -65,11 +66,13 @@ class Cribd:
                 log.write(line)
                 log.flush()
                 if b'"cribd.started"' in line:
+                    self._started = True
                     self._ready.set()
         self._ready.set()  # EOF: the process ended; start() checks which.
 
     def start(self, *args: str, wait: bool = True, env: dict[str, str] | None = None) -> Cribd:
         self._ready.clear()
+        self._started = False
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), **(env or {}))
         self.proc = subprocess.Popen(
             self.command(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=self.dir
@@ -84,8 +87,15 @@ class Cribd:
         if not self._ready.wait(START_TIMEOUT_S):
             raise CribdFailed(f"cribd did not start within {START_TIMEOUT_S}s:\n{self.log_tail()}")
         assert self.proc is not None
-        if self.proc.poll() is not None:
+        if not self._started:
+            # Its output ended without cribd.started: it is exiting (the pipe closes a moment
+            # before the process can be reaped, so poll() alone could still say running).
             self._reader.join(5)  # type: ignore[union-attr]
+            try:
+                self.proc.wait(START_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
             raise CribdFailed(f"cribd exited with {self.proc.returncode}:\n{self.log_tail()}")
 
     def run(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
