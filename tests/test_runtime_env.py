@@ -52,3 +52,26 @@ def test_a_sigkilled_container_whose_cgroup_counted_an_oom_kill_was_oom_killed(
     assert not env.oom_killed(CID, 137)
     _cgroup_counted(monkeypatch, None)
     assert not env.oom_killed(CID, 137)
+
+
+def test_discard_sets_a_containers_files_aside_and_empty_trash_deletes_them(env: RuntimeEnv) -> None:
+    layer = env.layer_dir(CID) / "upper"
+    layer.mkdir(parents=True)
+    (layer / "written").write_text("by the container")
+    (env.exit_dir / CID).write_text("0")
+    env.discard(CID)
+    # Gone from where anyone looks, at once.
+    assert not (env.state / "containers" / CID).exists() and not env.layer_dir(CID).exists()
+    assert not (env.exit_dir / CID).exists()
+    kept = [p for d in env.trash_dirs for p in d.iterdir()]
+    assert len(kept) == 2 and all(p.name.startswith(CID) for p in kept)
+    env.discard(CID)  # again: nothing to do
+    env.empty_trash()
+    assert [p for d in env.trash_dirs for p in d.iterdir()] == []
+
+
+def test_a_restart_finishes_what_a_removal_left_in_the_trash(env: RuntimeEnv, tmp_path: Path) -> None:
+    env.layer_dir(CID).mkdir(parents=True)
+    env.discard(CID)
+    again = RuntimeEnv(tmp_path / "root", tmp_path / "state", "conmon", "cgroupfs", {}, "runc")
+    assert [p for d in again.trash_dirs for p in d.iterdir()] == []

@@ -15,7 +15,7 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,9 @@ class Container:
     # Images mounted as image volumes, and their layers: in use while the container exists.
     volume_image_ids: list[str] = field(default_factory=list)
     volume_chain_ids: list[str] = field(default_factory=list)
+    # The runtime's state and the rootfs mount are gone (done when it ends, as containerd's
+    # shim does); its files go at RemoveContainer.
+    torn_down: bool = False
     _config: api_pb2.ContainerConfig | None = field(default=None, repr=False, compare=False)
     _exited: asyncio.Event | None = field(default=None, repr=False, compare=False)
     # (state, serialized list item): list replies reuse it while the state holds.
@@ -183,6 +186,8 @@ class Containers:
         # Builds the CRI event for a container: the CRI server's, which owns the proto views.
         self.make_event = make_event
         self._locks: dict[str, asyncio.Lock] = {}
+        # Tear-downs of ended containers and trash emptying run after the call that caused them.
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- queries ------------------------------------------------------------------------------
 
@@ -365,6 +370,30 @@ class Containers:
         self._persist(container)
         log.info("container.exited", container=container.id, exit_code=code, reason=container.reason)
         self._publish(container, api_pb2.CONTAINER_STOPPED_EVENT)
+        self._later(self._tear_down(container))
+
+    def _later(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _tear_down(self, container: Container) -> None:
+        """An ended container's runtime state, cgroup and rootfs mount go now, so that
+        RemoveContainer has only its files to set aside. Best effort: remove() redoes it."""
+        async with self._lock(container.id):
+            await self._tear_down_locked(container)
+
+    async def _tear_down_locked(self, container: Container) -> None:
+        if container.torn_down or self.find(container.id) is not container or not container.exited.is_set():
+            return
+        try:
+            await self.env.runtime(container.handler).delete(container.id, force=True)
+            await asyncio.to_thread(self.env.unmount, container.id)
+        except (CribError, OSError) as exc:
+            log.warning("container.teardown_failed", container=container.id, error=str(exc))
+            return
+        container.torn_down = True
+        self._persist(container)
 
     # --- start / stop / remove ------------------------------------------------------------------
 
@@ -427,6 +456,9 @@ class Containers:
             return  # idempotent
         async with self._lock(container.id):
             await self._stop(container, timeout)
+            # Here rather than after the reply: StopContainer has time to spare, and the
+            # kubelet's RemoveContainer that follows then has only files to set aside.
+            await self._tear_down_locked(container)
 
     async def _stop(self, container: Container, timeout: float) -> None:
         if container.exited.is_set() or container.state not in (RUNNING, CREATED, UNKNOWN):
@@ -452,15 +484,17 @@ class Containers:
         async with self._lock(container.id):
             await self._stop(container, 0)
             await failpoints.hit("container.remove")
-            runtime = self.env.runtime(container.handler)
-            await runtime.delete(container.id, force=True)
-            await asyncio.to_thread(self.env.cleanup, container.id)
+            await self._tear_down_locked(container)
+            if not container.torn_down:
+                await self.env.runtime(container.handler).delete(container.id, force=True)
+            await asyncio.to_thread(self.env.discard, container.id)
             self.store.delete(_KIND, container.id)
             self.index.drop(container.id)
             self.index.release_all(container.id)
         self._locks.pop(container.id, None)
         log.info("container.removed", container=container.id)
         self._publish(container, api_pb2.CONTAINER_DELETED_EVENT)
+        self.env.empty_trash_soon()
         await self.images.collect_garbage()
 
     async def stop_all_in_pod(self, sandbox_id: str, timeout: float) -> None:
@@ -593,6 +627,8 @@ class Containers:
                 self.index.reserve(_reservation(container.config, sandbox.config.metadata), container_id)
             if container.state == EXITED:
                 container.exited.set()
+                if not container.torn_down:
+                    self._later(self._tear_down(container))
                 continue
             if container.state == CREATED and container.conmon_pid == 0:
                 continue  # never started: nothing to find

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import shutil
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +37,13 @@ class RuntimeEnv:
     handlers: dict[str, HandlerInfo]
     default_handler: str
     watcher: conmon.ExitWatcher = field(default_factory=conmon.ExitWatcher)
+    _emptying: asyncio.Task[None] | None = field(default=None, repr=False)
+    _again: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         self.exit_dir.mkdir(parents=True, exist_ok=True)
+        # What removals of a previous run left to delete: it goes now (start-up, blocking).
+        self.empty_trash()
 
     @property
     def exit_dir(self) -> Path:
@@ -100,6 +105,50 @@ class RuntimeEnv:
             return json.loads((self.bundle(container_id) / "config.json").read_text())
         except (OSError, ValueError):
             return None
+
+    @property
+    def trash_dirs(self) -> tuple[Path, Path]:
+        """Where removed containers' dirs wait to be deleted (on their own file systems, for rename)."""
+        return self.state / "containers.trash", self.root / "containers.trash"
+
+    def unmount(self, container_id: str) -> None:
+        """The container's rootfs and image volume mounts; its files stay. Blocking."""
+        rootfs.unmount_all_under(self.state / "containers" / container_id)
+
+    def discard(self, container_id: str) -> None:
+        """Remove the container from disk as far as anyone can see, at once: mounts undone,
+        dirs renamed into the trash (empty_trash deletes them; a restart finishes the job)."""
+        self.unmount(container_id)
+        tag = uuid.uuid4().hex[:8]
+        for source, trash in zip((self.state / "containers" / container_id, self.layer_dir(container_id)),
+                                 self.trash_dirs, strict=True):  # fmt: skip
+            trash.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(source, trash / f"{container_id}-{tag}")
+        with contextlib.suppress(FileNotFoundError):
+            (self.exit_dir / container_id).unlink()
+
+    def empty_trash(self) -> None:
+        """Delete what discard() set aside. Blocking; a concurrent second call is harmless."""
+        for trash in self.trash_dirs:
+            if trash.is_dir():
+                for entry in list(trash.iterdir()):
+                    rootfs.unmount_all_under(entry)
+                    shutil.rmtree(entry, ignore_errors=True)
+
+    def empty_trash_soon(self) -> None:
+        """empty_trash in a thread, after the call that filled it has answered; one at a time."""
+        if self._emptying is not None and not self._emptying.done():
+            self._again = True
+            return
+
+        async def run() -> None:
+            self._again = True
+            while self._again:
+                self._again = False
+                await asyncio.to_thread(self.empty_trash)
+
+        self._emptying = asyncio.get_running_loop().create_task(run())
 
     def cleanup(self, container_id: str) -> None:
         """Unmount and remove everything of the container on disk. Idempotent."""
