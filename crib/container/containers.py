@@ -40,7 +40,7 @@ from crib.runtime import conmon, lsm
 from crib.runtime.cgroup_stats import CgroupStats, cgroup_dirs, read_stats, usage_of_tree
 from crib.runtime.runtime_env import RuntimeEnv, conmon_alive, wait_for_exit
 from crib.sandbox import pod_files
-from crib.sandbox.sandboxes import READY, Sandbox, Sandboxes, refuse_user_namespace
+from crib.sandbox.sandboxes import READY, Sandbox, Sandboxes, pause_alive, refuse_user_namespace
 from crib.store.index import Index
 from crib.store.state_store import StateStore
 
@@ -423,6 +423,12 @@ class Containers:
                 container.exited.set()
                 self._persist(container)
                 self._publish(container, api_pb2.CONTAINER_STOPPED_EVENT)
+                if sandbox.state != READY or not pause_alive(sandbox.pid, sandbox.id):
+                    # StopPodSandbox won the race: its pause (whose namespaces the container
+                    # joins) went while the runtime created it. The pod's state, not crib's.
+                    raise FailedPrecondition(
+                        f"the pod sandbox of container {container.id} stopped while it started: {exc.message}"
+                    ) from None
                 raise
             # It may have run and ended already; its exit was then recorded.
             if not container.exited.is_set():
