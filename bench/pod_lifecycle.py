@@ -5,9 +5,9 @@ the same kind of bridge network (each its own bridge and subnet), and the same
 in-process Python gRPC client; calls are interleaved crib / containerd.
 
 Figures (median and p95 of at least 5 samples; the runtimes take turns going first):
-RunPodSandbox, StopPodSandbox, CreateContainer,
-StartContainer, runp+create+start of a busybox pod, 10 pods started in
-parallel until all run, ExecSync `true`, ListContainers and ListPodSandbox
+RunPodSandbox, CreateContainer, StartContainer, and the kubelet's teardown order
+StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox; runp+create+start of
+a busybox pod, 10 pods started in parallel until all run, ExecSync `true`, ListContainers and ListPodSandbox
 with 50 pods, and memory: the daemon alone idle, and the daemon with its
 per-pod helper processes (conmon / containerd-shim) at 50 pods, as PSS.
 
@@ -269,17 +269,26 @@ def main() -> int:
                 t3 = time.perf_counter()
                 c.rt.ExecSync(api_pb2.ExecSyncRequest(container_id=cid, cmd=["true"], timeout=10), timeout=30)
                 t4 = time.perf_counter()
-                c.stopp(pod)
+                # The kubelet's order of teardown: the container, then the pod.
+                c.rt.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=10), timeout=60)
                 t5 = time.perf_counter()
+                c.rt.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid), timeout=60)
+                t6 = time.perf_counter()
+                c.stopp(pod)
+                t7 = time.perf_counter()
+                c.rmp(pod)
+                t8 = time.perf_counter()
                 for figure, ms in (
                     ("RunPodSandbox", t1 - t0),
                     ("CreateContainer", t2 - t1),
                     ("StartContainer", t3 - t2),
                     ("ExecSync true", t4 - t3),
-                    ("StopPodSandbox", t5 - t4),
+                    ("StopContainer", t5 - t4),
+                    ("RemoveContainer", t6 - t5),
+                    ("StopPodSandbox", t7 - t6),
+                    ("RemovePodSandbox", t8 - t7),
                 ):
                     add(name, figure, ms * 1000)
-                c.rmp(pod)
             for name in report.in_turn(names, run + 1):
                 c = clients[name]
                 cfg = c.pod_config()
