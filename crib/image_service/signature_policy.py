@@ -27,16 +27,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING, Any, Protocol
 
 from crib.errors import FailedPrecondition, InvalidArgument, NotFound
 from crib.image_service import reference
 from crib.image_service.reference import Reference
 from crib.log_setup import get_logger
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 log = get_logger("crib.policy")
 
@@ -448,6 +447,10 @@ class UntrustedSignature:
 
 
 def load_public_key(pem: bytes) -> ec.EllipticCurvePublicKey:
+    # cryptography costs cribd ~9 MB of memory: loaded only by a node that verifies signatures.
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
     try:
         key = serialization.load_pem_public_key(pem)
     except ValueError as exc:
@@ -522,6 +525,10 @@ def verify_signature(
         raw = base64.b64decode(sig.signature, validate=True)
     except binascii.Error:
         raise Rejected("the signature is not valid base64") from None
+    from cryptography.exceptions import InvalidSignature  # noqa: PLC0415 (see load_public_key)
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
     for key in keys:
         try:
             key.verify(raw, sig.payload, ec.ECDSA(hashes.SHA256()))
