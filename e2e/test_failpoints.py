@@ -20,6 +20,7 @@ from e2e.harness.cribd import Cribd
 from e2e.harness.machine import machine_state
 from e2e.harness.network import PodNetwork
 from e2e.harness.registry import Registry
+from e2e.harness.wait import wait_until
 from e2e.images import builder
 from e2e.images.registry_client import RegistryClient
 from e2e.pods import (
@@ -107,7 +108,12 @@ def test_container_and_teardown_steps_fail_cleanly(
     status = container_status(daemon, cid).status
     assert (status.state, status.reason) == (api_pb2.CONTAINER_EXITED, "StartError")
     assert "failpoint container.conmon" in status.message
-    assert machine_state(daemon, pod_network)["processes"] == with_pod["processes"]
+    # conmon follows its killed container out a moment after the call answers.
+    wait_until(
+        lambda: machine_state(daemon, pod_network)["processes"] == with_pod["processes"],
+        10,
+        "the failed container's conmon to exit",
+    )
 
     # RemoveContainer fails once, then goes whole.
     remove = api_pb2.RemoveContainerRequest(container_id=cid)

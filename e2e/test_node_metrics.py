@@ -21,18 +21,12 @@ from e2e.harness.clients import CALL_TIMEOUT_S, client_env, cribctl_argv
 from e2e.harness.cribd import Cribd
 from e2e.harness.network import PodNetwork
 from e2e.harness.registry import Registry
+from e2e.harness.scrape import metrics_url
 from e2e.harness.wait import wait_until
 from e2e.images import builder
 from e2e.pods import container_config, pod_config, push_and_pull, remove_pod, run_container, run_pod
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def _metrics_url(daemon: Cribd) -> str:
-    for line in daemon.log_path.read_text().splitlines():
-        if '"metrics.serving"' in line:
-            return json.loads(line)["url"]
-    raise AssertionError("cribd logged no metrics.serving")
 
 
 def _scrape(url: str) -> Samples:
@@ -58,7 +52,7 @@ def metrics_cribd(cribd_factory: Callable[..., Cribd], pod_network: PodNetwork) 
 
 def test_a_pod_lifecycle_moves_the_counters(metrics_cribd: Cribd, registry: Registry) -> None:
     daemon = metrics_cribd
-    url = _metrics_url(daemon)
+    url = metrics_url(daemon)
     before = _scrape(url)
     assert _value(before, "process_resident_memory_bytes") > 0
 
@@ -125,7 +119,7 @@ def moved_after(url: str, since: Samples, name: str, **labels: str) -> float:
 def test_a_taken_metrics_port_leaves_the_cri_serving(
     metrics_cribd: Cribd, cribd_factory: Callable[..., Cribd]
 ) -> None:
-    taken = re.sub(r"/metrics$", "", _metrics_url(metrics_cribd)).removeprefix("http://")
+    taken = re.sub(r"/metrics$", "", metrics_url(metrics_cribd)).removeprefix("http://")
     second = cribd_factory(f'[metrics]\naddress = "{taken}"\n').start()
     assert second.runtime.Version(api_pb2.VersionRequest(), timeout=10).runtime_name == "crib"
     failures = [

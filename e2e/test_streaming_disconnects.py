@@ -9,12 +9,10 @@ session open. `CRIB_DISCONNECTS=1000` runs the long version.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import pytest
 from e2e.harness.clients import client_env, cribctl_argv
 from e2e.harness.cribd import Cribd
 from e2e.harness.network import PodNetwork
+from e2e.harness.scrape import metrics_url, total
 from e2e.harness.wait import wait_until
 from e2e.pods import (
     container_config,
@@ -43,35 +42,8 @@ def _fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def _active_sessions(url: str) -> float:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("crib_streaming_sessions_active{")
-    )
-
-
 def _ps(daemon: Cribd, cid: str) -> str:
     return exec_sync(daemon, cid, ["ps", "-o", "args"]).stdout.decode()
-
-
-def _sessions_begun(url: str) -> float:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("crib_streaming_sessions_total{")
-    )
-
-
-def _metrics_url(daemon: Cribd) -> str:
-    for line in daemon.log_path.read_text().splitlines():
-        if '"metrics.serving"' in line:
-            return json.loads(line)["url"]
-    raise AssertionError("no metrics.serving in cribd's log")
 
 
 @pytest.fixture
@@ -88,7 +60,7 @@ def test_clients_that_vanish_leave_nothing(streaming_cribd: Cribd, tmp_path: Pat
     pod_id = run_pod(daemon, pod_config("vanishing"))
     try:
         cid = run_container(daemon, pod_id, container_config("target", ["sleep", "3600"]))
-        url = _metrics_url(daemon)
+        url = metrics_url(daemon)
         exec_sync(daemon, cid, ["true"])  # warm: the exec path's lazy set-up is not a leak
         baseline = _fds(daemon.proc.pid)
         rng = random.Random(4242)
@@ -113,12 +85,12 @@ def test_clients_that_vanish_leave_nothing(streaming_cribd: Cribd, tmp_path: Pat
             client.kill()
             client.wait(30)
         # Enough of them died inside a session for the test to mean something.
-        begun = _sessions_begun(url)
+        begun = total(url, "crib_streaming_sessions_total")
         print(f"{SESSIONS} clients killed, {begun:g} of them inside a streaming session")
         assert begun >= SESSIONS / 4
         # What the vanished clients started is ended, and what cribd held is given back.
         wait_until(lambda: f"sleep {MARKER}" not in _ps(daemon, cid), 30, "the exec'd commands to end")
-        wait_until(lambda: _active_sessions(url) == 0, 30, "no streaming session open")
+        wait_until(lambda: total(url, "crib_streaming_sessions_active") == 0, 30, "no streaming session open")
         wait_until(lambda: _fds(daemon.proc.pid) <= baseline, 30, f"cribd's fds back to {baseline}")
         # The container is untouched and still takes sessions.
         assert exec_sync(daemon, cid, ["echo", "still here"]).stdout == b"still here\n"
