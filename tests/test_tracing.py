@@ -18,24 +18,19 @@ from crib.config import TracingSection
 from crib.cri_server.rpc import generic_handler
 from crib.proto.cri import api_pb2, api_pb2_grpc
 from crib.runtime.oci_runtime import OCIRuntime
+from tests.test_rpc import FakeRuntime as RpcFakeRuntime
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
 
 
-class FakeRuntime:
+class FakeRuntime(RpcFakeRuntime):
+    """test_rpc's fake (Version answers, PodSandboxStatus is NOT_FOUND, ContainerStatus a bug),
+    with calls that go through the domain's spans."""
+
     def __init__(self, tmp_path: Path) -> None:
         # /bin/true takes any arguments: a "runtime" whose every call succeeds.
         self.oci = OCIRuntime("runc", "/bin/true", tmp_path / "runc")
-
-    async def Version(self, request, context):
-        return api_pb2.VersionResponse(runtime_name="fake")
-
-    async def PodSandboxStatus(self, request, context):
-        raise errors.NotFound(f"pod sandbox {request.pod_sandbox_id!r} not found")
-
-    async def ContainerStatus(self, request, context):
-        raise ValueError("a bug")
 
     async def StartContainer(self, request, context):
         with tracing.span("domain.step", **{"crib.container_id": request.container_id}):

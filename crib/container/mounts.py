@@ -19,6 +19,7 @@ from crib.container import securejoin
 from crib.errors import FailedPrecondition, InvalidArgument
 from crib.proto.cri import api_pb2
 from crib.runtime import oci_spec
+from crib.runtime.rootfs import unescape_mountinfo
 
 PROPAGATION = {
     api_pb2.PROPAGATION_PRIVATE: "rprivate",
@@ -35,20 +36,6 @@ class MountPoint:
     slave: bool
 
 
-def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo.
-    out, i = [], 0
-    while i < len(field):
-        digits = field[i + 1 : i + 4]
-        if field[i] == "\\" and len(digits) == 3 and all(c in "01234567" for c in digits):
-            out.append(chr(int(digits, 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
 def mount_points(text: str) -> list[MountPoint]:
     """The mount points of a mountinfo document, with their propagation."""
     out = []
@@ -59,7 +46,7 @@ def mount_points(text: str) -> list[MountPoint]:
         optional = fields[6 : fields.index("-", 6)]
         out.append(
             MountPoint(
-                path=_unescape(fields[4]),
+                path=unescape_mountinfo(fields[4]),
                 shared=any(o.startswith("shared:") for o in optional),
                 slave=any(o.startswith("master:") for o in optional),
             )

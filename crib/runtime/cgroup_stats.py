@@ -21,12 +21,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import re
 import stat
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from crib.runtime.rootfs import unescape_mountinfo
 
 MOUNTINFO = Path("/proc/self/mountinfo")
 PROC = Path("/proc")
@@ -58,8 +59,6 @@ _V1_UNLIMITED = 1 << 62
 
 PSI_RESOURCES = ("cpu", "memory", "io")
 
-_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
-
 
 # --- mounts ------------------------------------------------------------------------------------------
 
@@ -76,11 +75,6 @@ class _CgroupMounts:
         return "v2"
 
 
-def _unescape(s: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo.
-    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), s)
-
-
 def _parse_mountinfo(text: str) -> _CgroupMounts:
     v1: dict[str, Path] = {}
     v1_root: dict[str, bool] = {}
@@ -94,7 +88,11 @@ def _parse_mountinfo(text: str) -> _CgroupMounts:
             continue
         if len(fields) < sep + 3:
             continue
-        root, mount_point, fstype = _unescape(fields[3]), Path(_unescape(fields[4])), fields[sep + 1]
+        root, mount_point, fstype = (
+            unescape_mountinfo(fields[3]),
+            Path(unescape_mountinfo(fields[4])),
+            fields[sep + 1],
+        )
         if fstype == "cgroup2":
             if unified is None:
                 unified = mount_point

@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -27,6 +28,7 @@ MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
 MS_REMOUNT = 32
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 # The kernel copies at most one page of mount data.
 MAX_OPTIONS = 4000
 
@@ -89,11 +91,16 @@ def mount_readonly_layers(lowers: list[Path], target: Path) -> None:
     mount("overlay", str(target), "overlay", MS_RDONLY, options)
 
 
+def unescape_mountinfo(field: str) -> str:
+    """A path field of /proc/self/mountinfo: space, tab, newline and backslash come as \\ooo."""
+    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
+
+
 def unmount_all_under(path: Path) -> None:
     """Unmount everything at or below `path`, deepest first."""
     prefix = str(path).rstrip("/") + "/"
     with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
+        points = [unescape_mountinfo(line.split()[4]) for line in f]
     for point in sorted((p for p in points if p == str(path) or p.startswith(prefix)), key=len, reverse=True):
         with contextlib.suppress(OSError):
             unmount(point)
