@@ -142,6 +142,19 @@ def start_daemons(registry: Registry, daemons: list[Daemon]) -> None:
         print("containerd is not installed (apt-get install containerd): crib alone\n")
 
 
+def stop_daemons(daemons: list[Daemon], wait_s: float = 15) -> None:
+    """Stop what start_daemons started: the daemons, their dirs (mounts first), the bridges."""
+    for d in daemons:
+        d.proc.terminate()
+        try:
+            d.proc.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            d.proc.kill()
+        clean_tree(d.dir)
+    for bridge in ("cribbench0", "ctrdbench0"):
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True, timeout=30)
+
+
 class Client:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
@@ -349,15 +362,7 @@ def main() -> int:
         for c in clients.values():
             c.remove_all()
     finally:
-        for d in daemons:
-            d.proc.terminate()
-            try:
-                d.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                d.proc.kill()
-            clean_tree(d.dir)
-        for bridge in ("cribbench0", "ctrdbench0"):
-            subprocess.run(["ip", "link", "del", bridge], capture_output=True, timeout=30)
+        stop_daemons(daemons)
         registry.stop()
     return 0
 

@@ -12,7 +12,10 @@ import pytest
 
 from crib.runtime import cgroup_stats as cs
 from crib.runtime.cgroup_stats import (
+    _READ_SIZE,
     CgroupDirs,
+    _flat_keyed,
+    _read,
     cgroup_dirs,
     cgroup_mode,
     expand_slice,
@@ -545,3 +548,24 @@ def test_real_v1_cgroup() -> None:
                 except OSError:
                     time.sleep(0.05)
     assert read_stats(dirs) is None
+
+
+def test_flat_keyed_files_pair_up_and_odd_lines_are_skipped() -> None:
+    assert _flat_keyed("cache 4096\nrss 8192\ntotal_rss 8192\n") == {
+        "cache": 4096,
+        "rss": 8192,
+        "total_rss": 8192,
+    }
+    assert _flat_keyed("oom_kill_disable 0\noom_kill 3") == {"oom_kill_disable": 0, "oom_kill": 3}
+    # Lines that are not "key integer" are left out, the others kept, as line by line.
+    assert _flat_keyed("a 1\nb x\nc 3\n") == {"a": 1, "c": 3}
+    assert _flat_keyed("a 1 2\nb\nc 3\n") == {"c": 3}
+    assert _flat_keyed("a 1\n\nc 3\n") == {"a": 1, "c": 3}
+    assert _flat_keyed("") == _flat_keyed(None) == {}
+
+
+def test_a_file_longer_than_one_read_is_read_whole(tmp_path: Path) -> None:
+    procs = "".join(f"{pid}\n" for pid in range(100000, 100000 + 2 * _READ_SIZE // 7))
+    (tmp_path / "cgroup.procs").write_text(procs)
+    assert _read(tmp_path / "cgroup.procs") == procs
+    assert _read(str(tmp_path / "missing")) is None

@@ -75,3 +75,17 @@ def test_a_restart_finishes_what_a_removal_left_in_the_trash(env: RuntimeEnv, tm
     env.discard(CID)
     again = RuntimeEnv(tmp_path / "root", tmp_path / "state", "conmon", "cgroupfs", {}, "runc")
     assert [p for d in again.trash_dirs for p in d.iterdir()] == []
+
+
+def test_a_containers_cgroup_dirs_come_from_its_spec_once_and_go_with_it(
+    env: RuntimeEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = _cgroup_counted(monkeypatch, 0)
+    assert env.cgroup_dirs(CID) == "/crib-test/" + CID  # the fake cgroup_dirs returns the path
+    # The spec is not read again (stats calls ask for every container on every poll).
+    env.bundle(CID).joinpath("config.json").unlink()
+    assert env.cgroup_dirs(CID) == "/crib-test/" + CID
+    assert asked == ["/crib-test/" + CID]
+    env.discard(CID)
+    assert env.cgroup_dirs(CID) is None  # no spec any more: nothing cached for the ID
+    assert env.cgroup_dirs("d" * 64) is None

@@ -37,7 +37,7 @@ from crib.image_service.images import Images
 from crib.log_setup import get_logger
 from crib.proto.cri import api_pb2
 from crib.runtime import conmon, lsm
-from crib.runtime.cgroup_stats import CgroupStats, cgroup_dirs, read_stats, usage_of_tree
+from crib.runtime.cgroup_stats import CgroupStats, read_stats, usage_of_tree
 from crib.runtime.runtime_env import RuntimeEnv, conmon_alive, wait_for_exit
 from crib.sandbox import pod_files
 from crib.sandbox.sandboxes import READY, Sandbox, Sandboxes, pause_alive, refuse_user_namespace
@@ -572,18 +572,13 @@ class Containers:
         process["args"] = list(cmd)
         return process
 
-    async def stats(self, container: Container) -> tuple[CgroupStats | None, tuple[int, int]]:
-        spec_path = self.env.bundle(container.id) / "config.json"
-
-        def collect() -> tuple[CgroupStats | None, tuple[int, int]]:
-            stats = None
-            spec = self.env.read_spec(container.id) if spec_path.exists() else None
-            if spec is not None and container.state == RUNNING:
-                stats = read_stats(cgroup_dirs(spec["linux"]["cgroupsPath"], self.env.systemd))
-            usage = usage_of_tree(self.env.layer_dir(container.id) / "upper")
-            return stats, usage
-
-        return await asyncio.to_thread(collect)
+    def stats_now(self, container: Container) -> tuple[CgroupStats | None, tuple[int, int]]:
+        """The cgroup's usage (while the container runs) and the writable layer's size. Blocking."""
+        stats = None
+        if container.state == RUNNING:
+            dirs = self.env.cgroup_dirs(container.id)
+            stats = read_stats(dirs, oom_kills=False) if dirs is not None else None
+        return stats, usage_of_tree(self.env.layer_dir(container.id) / "upper")
 
     async def checkpoint(self, container_id: str, location: str, timeout: float) -> None:
         container = self.get(container_id)

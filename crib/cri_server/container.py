@@ -257,13 +257,19 @@ class ContainerService:
         stderr = result.stderr[: EXEC_SYNC_BUDGET - len(stdout)]
         return api_pb2.ExecSyncResponse(stdout=stdout, stderr=stderr, exit_code=result.exit_code)
 
-    async def container_stats(self, container: Container) -> api_pb2.ContainerStats:
-        cg, layer = await self.containers.stats(container)
+    def sample(self, container: Container) -> tuple[api_pb2.ContainerStats, CgroupStats | None]:
+        """The container's ContainerStats, and the cgroup stats it was made from. Blocking."""
+        cg, layer = self.containers.stats_now(container)
         layer_dir = str(self.containers.env.layer_dir(container.id) / "upper")
         rate = None
         if cg is not None and cg.cpu_usage_ns is not None:
             rate = self.cpu_rates.nano_cores(container.id, cg.timestamp_ns, cg.cpu_usage_ns)
-        return stats_message(container, cg, layer, layer_dir, rate)
+        return stats_message(container, cg, layer, layer_dir, rate), cg
+
+    def stats_of(self, containers: list[Container]) -> list[api_pb2.ContainerStats]:
+        """Blocking: a list call's containers one after another in one worker thread (a thread
+        per container only adds switches: the files are small and the GIL is one)."""
+        return [self.sample(c)[0] for c in containers]
 
     async def ContainerStats(
         self, request: api_pb2.ContainerStatsRequest, context: grpc.aio.ServicerContext
@@ -271,7 +277,8 @@ class ContainerService:
         if not request.container_id:
             raise InvalidArgument("ContainerStats: container_id is empty")
         container = self.containers.get(request.container_id)
-        return api_pb2.ContainerStatsResponse(stats=await self.container_stats(container))
+        stats = await asyncio.to_thread(self.stats_of, [container])
+        return api_pb2.ContainerStatsResponse(stats=stats[0])
 
     def _stats_targets(self, f: api_pb2.ContainerStatsFilter) -> list[Container]:
         return [
@@ -286,7 +293,7 @@ class ContainerService:
         self, request: api_pb2.ListContainerStatsRequest, context: grpc.aio.ServicerContext
     ) -> api_pb2.ListContainerStatsResponse:
         targets = self._stats_targets(request.filter)
-        stats = await asyncio.gather(*(self.container_stats(c) for c in targets))
+        stats = await asyncio.to_thread(self.stats_of, targets)
         self.cpu_rates.keep_only(c.id for c in self.containers.list())
         return api_pb2.ListContainerStatsResponse(stats=stats)
 
@@ -294,7 +301,7 @@ class ContainerService:
         self, request: api_pb2.StreamContainerStatsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[api_pb2.StreamContainerStatsResponse]:
         for chunk in wire.chunks(self._stats_targets(request.filter)):
-            stats = await asyncio.gather(*(self.container_stats(c) for c in chunk))
+            stats = await asyncio.to_thread(self.stats_of, chunk)
             yield api_pb2.StreamContainerStatsResponse(container_stats=stats)
 
     async def CheckpointContainer(

@@ -217,13 +217,18 @@ class SandboxService:
         await self.sandboxes.update_resources(request.pod_sandbox_id, request.resources)
         return api_pb2.UpdatePodSandboxResourcesResponse()
 
-    async def _pod_stats(self, sandbox: Sandbox) -> api_pb2.PodSandboxStats:
-        members = self.containers.in_pod(sandbox.id)
-        container_stats = [await self.container_service.container_stats(c) for c in members]
-        pod_cgroup, parts, network, processes = await self.sandboxes.stats(sandbox, [c.id for c in members])
+    def _pod_stats(self, sandbox: Sandbox) -> api_pb2.PodSandboxStats:
+        """Blocking: each of the pod's cgroups is read once, its containers' for their own
+        stats and for the pod's sum alike."""
+        samples = [self.container_service.sample(c) for c in self.containers.in_pod(sandbox.id)]
+        members = [(s[0].attributes.id, s[1]) for s in samples]
+        pod_cgroup, parts, network, processes = self.sandboxes.stats_now(sandbox, members)
         return pod_stats_message(
-            sandbox, pod_cgroup, parts, network, processes, container_stats, self.cpu_rates
+            sandbox, pod_cgroup, parts, network, processes, [s[0] for s in samples], self.cpu_rates
         )
+
+    def _pods_stats(self, sandboxes: list[Sandbox]) -> list[api_pb2.PodSandboxStats]:
+        return [self._pod_stats(s) for s in sandboxes]
 
     async def PodSandboxStats(
         self, request: api_pb2.PodSandboxStatsRequest, context: grpc.aio.ServicerContext
@@ -231,7 +236,8 @@ class SandboxService:
         if not request.pod_sandbox_id:
             raise InvalidArgument("PodSandboxStats: pod_sandbox_id is empty")
         sandbox = self.sandboxes.get(request.pod_sandbox_id)
-        return api_pb2.PodSandboxStatsResponse(stats=await self._pod_stats(sandbox))
+        stats = await asyncio.to_thread(self._pods_stats, [sandbox])
+        return api_pb2.PodSandboxStatsResponse(stats=stats[0])
 
     def _pod_stats_targets(self, f: api_pb2.PodSandboxStatsFilter) -> list[Sandbox]:
         return [
@@ -245,7 +251,7 @@ class SandboxService:
         self, request: api_pb2.ListPodSandboxStatsRequest, context: grpc.aio.ServicerContext
     ) -> api_pb2.ListPodSandboxStatsResponse:
         targets = self._pod_stats_targets(request.filter)
-        stats = await asyncio.gather(*(self._pod_stats(s) for s in targets))
+        stats = await asyncio.to_thread(self._pods_stats, targets)
         self.cpu_rates.keep_only(s.id for s in self.sandboxes.list())
         return api_pb2.ListPodSandboxStatsResponse(stats=stats)
 
@@ -253,5 +259,5 @@ class SandboxService:
         self, request: api_pb2.StreamPodSandboxStatsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[api_pb2.StreamPodSandboxStatsResponse]:
         for chunk in wire.chunks(self._pod_stats_targets(request.filter)):
-            stats = await asyncio.gather(*(self._pod_stats(s) for s in chunk))
+            stats = await asyncio.to_thread(self._pods_stats, chunk)
             yield api_pb2.StreamPodSandboxStatsResponse(pod_sandbox_stats=stats)

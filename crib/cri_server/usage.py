@@ -7,6 +7,7 @@ usage_nano_cores, available_bytes, the page faults and PSI included.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 
 from crib.proto.cri import api_pb2
@@ -22,8 +23,14 @@ class CpuRates:
 
     def __init__(self) -> None:
         self._last: dict[str, tuple[int, int, int]] = {}  # id -> (timestamp ns, usage ns, rate)
+        # Stats calls sample in worker threads, two at once when the kubelet overlaps them.
+        self._lock = threading.Lock()
 
     def nano_cores(self, key: str, timestamp_ns: int, usage_ns: int) -> int:
+        with self._lock:
+            return self._nano_cores(key, timestamp_ns, usage_ns)
+
+    def _nano_cores(self, key: str, timestamp_ns: int, usage_ns: int) -> int:
         last = self._last.get(key)
         if last is not None and timestamp_ns <= last[0]:
             return last[2]
@@ -37,8 +44,9 @@ class CpuRates:
     def keep_only(self, keys: Iterable[str]) -> None:
         """Forget the samples of containers or pods that are gone."""
         live = set(keys)
-        for key in [k for k in self._last if k not in live]:
-            del self._last[key]
+        with self._lock:
+            for key in [k for k in self._last if k not in live]:
+                del self._last[key]
 
 
 def psi_message(pressure: Pressure | None) -> api_pb2.PsiStats | None:

@@ -59,6 +59,8 @@ _V1_UNLIMITED = 1 << 62
 
 PSI_RESOURCES = ("cpu", "memory", "io")
 
+_READ_SIZE = 64 * 1024
+
 
 # --- mounts ------------------------------------------------------------------------------------------
 
@@ -177,6 +179,18 @@ def relative_cgroup_path(cgroups_path: str, systemd: bool) -> str:
 
 def cgroup_dirs(cgroups_path: str, systemd: bool, mountinfo: str | None = None) -> CgroupDirs:
     """The directories of the cgroup runc made from `linux.cgroupsPath` (whether they exist or not)."""
+    if mountinfo is None:
+        return _host_cgroup_dirs(cgroups_path, systemd)
+    return _cgroup_dirs(cgroups_path, systemd, mountinfo)
+
+
+@functools.lru_cache(maxsize=8192)
+def _host_cgroup_dirs(cgroups_path: str, systemd: bool) -> CgroupDirs:
+    # Every pod's stats ask for its cgroup on every poll; the host's mounts do not change.
+    return _cgroup_dirs(cgroups_path, systemd, None)
+
+
+def _cgroup_dirs(cgroups_path: str, systemd: bool, mountinfo: str | None) -> CgroupDirs:
     mounts = _mounts(mountinfo)
     rel = relative_cgroup_path(cgroups_path, systemd).lstrip("/")
     controllers = {name: mount / rel for name, mount in mounts.v1.items()}
@@ -203,16 +217,29 @@ class CgroupStats:
     psi: Mapping[str, Mapping[str, Mapping[str, float | int]]] | None = field(default=None, hash=False)
 
 
-def _read(path: Path | None) -> str | None:
+def _read(path: Path | str | None) -> str | None:
     if path is None:
         return None
+    # os.open/os.read: a stats call reads thousands of these small files, and the
+    # file-object layers of open() cost more than the kernel's work for each.
     try:
-        with open(path, "rb") as f:
-            return f.read().decode("ascii", "replace")
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         # Gone (ENOENT, ENODEV once the cgroup is removed), not supported (EOPNOTSUPP for PSI
         # switched off) or not readable: the field is unknown.
         return None
+    try:
+        data = os.read(fd, _READ_SIZE)
+        if len(data) == _READ_SIZE:
+            chunks = [data]
+            while chunk := os.read(fd, _READ_SIZE):
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        return data.decode("ascii", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _int(text: str | None) -> int | None:
@@ -226,8 +253,18 @@ def _int(text: str | None) -> int | None:
 
 def _flat_keyed(text: str | None) -> dict[str, int]:
     """Flat keyed files of "key value" lines: memory.stat, cpu.stat, memory.events, memory.oom_control."""
+    if not text:
+        return {}
+    words = text.split()
+    # The kernel writes two words a line: pair them up at once (memory.stat has ~40 lines
+    # and is read for every container of every stats call); anything else goes line by line.
+    if len(words) == 2 * text.count("\n") + (0 if text.endswith("\n") else 2):
+        try:
+            return {k: int(v) for k, v in zip(words[::2], words[1::2], strict=True)}
+        except ValueError:
+            pass
     out: dict[str, int] = {}
-    for line in (text or "").splitlines():
+    for line in text.splitlines():
         parts = line.split()
         if len(parts) == 2:
             with contextlib.suppress(ValueError):
@@ -255,9 +292,13 @@ def parse_pressure(text: str | None) -> dict[str, dict[str, float | int]] | None
 def _psi(directory: Path | None) -> dict[str, dict[str, dict[str, float | int]]] | None:
     if directory is None:
         return None
+    base = os.fspath(directory)
     out = {}
     for resource in PSI_RESOURCES:
-        pressure = parse_pressure(_read(directory / f"{resource}.pressure"))
+        pressure = parse_pressure(_read(f"{base}/{resource}.pressure"))
+        if pressure is None and not out:
+            # No cpu.pressure: the cgroup is gone or PSI is off; the others cannot be there.
+            return None
         if pressure is not None:
             out[resource] = pressure
     return out or None
@@ -269,27 +310,31 @@ def _working_set(usage: int | None, inactive_file: int | None) -> int | None:
     return max(usage - (inactive_file or 0), 0)
 
 
-def _is_dir(path: Path | None) -> bool:
-    return path is not None and os.path.isdir(path)
+def _in(directory: Path | None, name: str) -> str | None:
+    return None if directory is None else _read(f"{os.fspath(directory)}/{name}")
 
 
-def _v1_stats(dirs: CgroupDirs) -> CgroupStats | None:
+def _v1_stats(dirs: CgroupDirs, oom_kills: bool) -> CgroupStats | None:
     cpuacct, memory, pids = dirs.controller("cpuacct"), dirs.controller("memory"), dirs.controller("pids")
-    if not any(_is_dir(d) for d in (cpuacct, memory, pids, dirs.controller("cpu"))):
-        return None
     now = time.time_ns()
-    usage = _int(_read(memory / "memory.usage_in_bytes")) if memory else None
-    mstat = _flat_keyed(_read(memory / "memory.stat")) if memory else {}
+    # No directory checks first: a file that cannot be read is an unknown field, and a
+    # cgroup whose every file is unreadable is gone.
+    usage = _int(_in(memory, "memory.usage_in_bytes"))
+    cpu_usage = _int(_in(cpuacct, "cpuacct.usage"))
+    tasks = _int(_in(pids, "pids.current"))
+    if usage is None and cpu_usage is None and tasks is None:
+        return None
+    mstat = _flat_keyed(_in(memory, "memory.stat"))
 
     def total(key: str) -> int | None:
         # total_* include descendants; a leaf container has none, but the pod's cgroup has.
         return mstat.get(f"total_{key}", mstat.get(key))
 
-    limit = _int(_read(memory / "memory.limit_in_bytes")) if memory else None
-    oom = _flat_keyed(_read(memory / "memory.oom_control")) if memory else {}
+    limit = _int(_in(memory, "memory.limit_in_bytes"))
+    oom = _flat_keyed(_in(memory, "memory.oom_control")) if oom_kills else {}
     return CgroupStats(
         timestamp_ns=now,
-        cpu_usage_ns=_int(_read(cpuacct / "cpuacct.usage")) if cpuacct else None,
+        cpu_usage_ns=cpu_usage,
         memory_usage_bytes=usage,
         memory_working_set_bytes=_working_set(usage, total("inactive_file")),
         memory_rss_bytes=total("rss"),
@@ -297,19 +342,19 @@ def _v1_stats(dirs: CgroupDirs) -> CgroupStats | None:
         memory_major_page_faults=total("pgmajfault"),
         memory_limit_bytes=None if limit is None or limit >= _V1_UNLIMITED else limit,
         oom_kills=oom.get("oom_kill"),
-        pids=_int(_read(pids / "pids.current")) if pids else None,
-        psi=_psi(dirs.unified) if _is_dir(dirs.unified) else None,
+        pids=tasks,
+        psi=_psi(dirs.unified),
     )
 
 
-def _v2_stats(directory: Path) -> CgroupStats | None:
+def _v2_stats(directory: Path, oom_kills: bool) -> CgroupStats | None:
     if not directory.is_dir():
         return None
     now = time.time_ns()
     cpu = _flat_keyed(_read(directory / "cpu.stat"))
     usage = _int(_read(directory / "memory.current"))
     mstat = _flat_keyed(_read(directory / "memory.stat"))
-    events = _flat_keyed(_read(directory / "memory.events"))
+    events = _flat_keyed(_read(directory / "memory.events")) if oom_kills else {}
     usage_usec = cpu.get("usage_usec")
     return CgroupStats(
         timestamp_ns=now,
@@ -326,11 +371,14 @@ def _v2_stats(directory: Path) -> CgroupStats | None:
     )
 
 
-def read_stats(dirs: CgroupDirs) -> CgroupStats | None:
-    """The cgroup's usage now; None when the cgroup is gone, None fields for files that are missing."""
+def read_stats(dirs: CgroupDirs, oom_kills: bool = True) -> CgroupStats | None:
+    """The cgroup's usage now; None when the cgroup is gone, None fields for files that are missing.
+
+    oom_kills=False leaves the OOM kill count out (None): the CRI's stats carry none, and a
+    stats call saves a file per cgroup."""
     if dirs.mode == "v2":
-        return _v2_stats(dirs.unified) if dirs.unified is not None else None
-    return _v1_stats(dirs)
+        return _v2_stats(dirs.unified, oom_kills) if dirs.unified is not None else None
+    return _v1_stats(dirs, oom_kills)
 
 
 def cgroup_pids(dirs: CgroupDirs) -> list[int] | None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from crib.errors import FailedPrecondition, InvalidArgument
 from crib.runtime import conmon, rootfs
-from crib.runtime.cgroup_stats import cgroup_dirs, read_stats
+from crib.runtime.cgroup_stats import CgroupDirs, cgroup_dirs, read_stats
 from crib.runtime.oci_runtime import OCIRuntime
 from crib.runtime.runtime_handler import HandlerInfo
 
@@ -39,6 +39,8 @@ class RuntimeEnv:
     watcher: conmon.ExitWatcher = field(default_factory=conmon.ExitWatcher)
     _emptying: asyncio.Task[None] | None = field(default=None, repr=False)
     _again: bool = field(default=False, repr=False)
+    # container ID -> its cgroup's dirs: fixed at create, and every stats call needs them.
+    _cgroups: dict[str, CgroupDirs] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.exit_dir.mkdir(parents=True, exist_ok=True)
@@ -106,6 +108,19 @@ class RuntimeEnv:
         except (OSError, ValueError):
             return None
 
+    def cgroup_dirs(self, container_id: str) -> CgroupDirs | None:
+        """The container's cgroup dirs from its spec's cgroupsPath; None without a spec. Blocking
+        the first time (the spec is read once: a stats call per container per poll would
+        otherwise parse every config.json)."""
+        dirs = self._cgroups.get(container_id)
+        if dirs is None:
+            spec = self.read_spec(container_id)
+            path = ((spec or {}).get("linux") or {}).get("cgroupsPath")
+            if not path:
+                return None
+            dirs = self._cgroups[container_id] = cgroup_dirs(path, self.systemd)
+        return dirs
+
     @property
     def trash_dirs(self) -> tuple[Path, Path]:
         """Where removed containers' dirs wait to be deleted (on their own file systems, for rename)."""
@@ -119,6 +134,7 @@ class RuntimeEnv:
         """Remove the container from disk as far as anyone can see, at once: mounts undone,
         dirs renamed into the trash (empty_trash deletes them; a restart finishes the job)."""
         self.unmount(container_id)
+        self._cgroups.pop(container_id, None)
         tag = uuid.uuid4().hex[:8]
         for source, trash in zip((self.state / "containers" / container_id, self.layer_dir(container_id)),
                                  self.trash_dirs, strict=True):  # fmt: skip
@@ -152,6 +168,7 @@ class RuntimeEnv:
 
     def cleanup(self, container_id: str) -> None:
         """Unmount and remove everything of the container on disk. Idempotent."""
+        self._cgroups.pop(container_id, None)
         rootfs.unmount_all_under(self.state / "containers" / container_id)
         shutil.rmtree(self.state / "containers" / container_id, ignore_errors=True)
         shutil.rmtree(self.layer_dir(container_id), ignore_errors=True)
@@ -185,11 +202,8 @@ class RuntimeEnv:
             return True
         if exit_code != 128 + 9:
             return False
-        spec = self.read_spec(container_id)
-        path = ((spec or {}).get("linux") or {}).get("cgroupsPath")
-        if not path:
-            return False
-        stats = read_stats(cgroup_dirs(path, self.systemd))
+        dirs = self.cgroup_dirs(container_id)
+        stats = read_stats(dirs) if dirs is not None else None
         return bool(stats and stats.oom_kills)
 
 

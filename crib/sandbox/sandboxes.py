@@ -570,31 +570,31 @@ class Sandboxes:
             return
         await asyncio.to_thread(_write_pod_cgroup, parent, res)
 
-    async def stats(
-        self, sandbox: Sandbox, container_ids: list[str]
+    def stats_now(
+        self, sandbox: Sandbox, members: list[tuple[str, CgroupStats | None]]
     ) -> tuple[
         CgroupStats | None, list[CgroupStats | None], dict[str, tuple[int, int, int, int]], int | None
     ]:
-        """(pod cgroup stats, per-container and pause stats, network counters, process count)."""
+        """(pod cgroup stats, per-container and pause stats, network counters, process count),
+        given the pod's containers as (ID, the cgroup stats just read for them). Blocking.
 
-        def collect() -> tuple[
-            CgroupStats | None, list[CgroupStats | None], dict[str, tuple[int, int, int, int]], int | None
-        ]:
-            parent = sandbox.config.linux.cgroup_parent
-            pod = read_stats(cgroup_dirs(parent, self.env.systemd)) if parent else None
-            parts = []
-            processes = 0
-            for cid in [sandbox.id, *container_ids]:
-                spec = self.env.read_spec(cid)
-                if spec is None:
-                    continue
-                dirs = cgroup_dirs(spec["linux"]["cgroupsPath"], self.env.systemd)
-                parts.append(read_stats(dirs))
-                processes += process_count(dirs) or 0
-            network = network_stats(sandbox.pid) if sandbox.netns and sandbox.state == READY else {}
-            return pod, parts, network, processes
-
-        return await asyncio.to_thread(collect)
+        The per-container parts are read only for a pod without a cgroup of its own (the sum
+        stands in for it); the kubelet always gives one, so a poll reads each cgroup once."""
+        parent = sandbox.config.linux.cgroup_parent
+        pod = read_stats(cgroup_dirs(parent, self.env.systemd), oom_kills=False) if parent else None
+        parts: list[CgroupStats | None] = []
+        processes = 0
+        for cid in [sandbox.id, *(m[0] for m in members)]:
+            dirs = self.env.cgroup_dirs(cid)
+            if dirs is None:
+                continue
+            processes += process_count(dirs) or 0
+        if pod is None:
+            pause = self.env.cgroup_dirs(sandbox.id)
+            own = read_stats(pause, oom_kills=False) if pause is not None else None
+            parts = [own, *(m[1] for m in members)]
+        network = network_stats(sandbox.pid) if sandbox.netns and sandbox.state == READY else {}
+        return pod, parts, network, processes
 
     # --- recovery -------------------------------------------------------------------------------
 

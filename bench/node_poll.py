@@ -1,0 +1,193 @@
+"""Benchmark: a node's worth of pods under the kubelet's polling, crib against containerd.
+
+Both runtimes get the same pods: a pause and one sleeping busybox container each, under a
+pod cgroup as the kubelet's cgroupfs driver makes them (`/<bench>/pod<uid>`). Then:
+
+- list latency at that many pods: ListPodSandbox, ListContainers, ListContainerStats and
+  ListPodSandboxStats, calls alternating between the runtimes;
+- the kubelet's poll, one runtime at a time while the other idles: ListPodSandbox and
+  ListContainers every second (PLEG's relist), ListContainerStats and ListPodSandboxStats
+  every 10 s (the summary API and the eviction manager with PodAndContainerStatsFromCRI),
+  measuring the daemon's CPU time, alone and with its per-pod helpers (conmon or shims);
+- with `--scales 110,500`, the four lists again after growing to each count.
+
+A call that a runtime answers with an error (containerd 1.6 refuses ListPodSandboxStats
+for pods without a sandbox controller) is counted and reported, not timed.
+
+    sudo .venv/bin/python bench/node_poll.py [--pods 100] [--poll-seconds 60] [--scales 110,500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench import report  # noqa: E402
+from bench.daemon_idle import Daemon  # noqa: E402
+from bench.pod_lifecycle import BUSYBOX, PAUSE, Client, helpers, start_daemons, stop_daemons  # noqa: E402
+from bench.report import Samples  # noqa: E402
+from crib.proto.cri import api_pb2  # noqa: E402
+from e2e.harness.registry import Registry  # noqa: E402
+
+CGROUP_ROOT = "crib-bench-poll"
+CG_V1 = Path("/sys/fs/cgroup")
+TICK = os.sysconf("SC_CLK_TCK")
+
+LISTS: dict[str, Callable[[Client], object]] = {
+    "ListPodSandbox": lambda c: c.rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=30),
+    "ListContainers": lambda c: c.rt.ListContainers(api_pb2.ListContainersRequest(), timeout=30),
+    "ListContainerStats": lambda c: c.rt.ListContainerStats(api_pb2.ListContainerStatsRequest(), timeout=60),
+    "ListPodSandboxStats": lambda c: c.rt.ListPodSandboxStats(
+        api_pb2.ListPodSandboxStatsRequest(), timeout=60
+    ),
+}
+RELIST = ("ListPodSandbox", "ListContainers")
+STATS = ("ListContainerStats", "ListPodSandboxStats")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICK
+
+
+def add_pods(c: Client, count: int, image: str) -> None:
+    for _ in range(count):
+        cfg = c.pod_config()
+        # The kubelet's cgroupfs parent: every pod has a cgroup of its own that both the
+        # pod's stats and the containers' cgroups hang under.
+        cfg.linux.cgroup_parent = f"/{CGROUP_ROOT}/{c.daemon.name}/pod{cfg.metadata.uid}"
+        c.start(c.create(c.runp(cfg), cfg, image))
+
+
+def time_call(c: Client, call: str) -> float | None:
+    t0 = time.perf_counter()
+    try:
+        LISTS[call](c)
+    except grpc.RpcError as e:
+        print(f"  {c.daemon.name} {call}: {e.code().name}: {e.details()[:120]}", flush=True)
+        return None
+    return (time.perf_counter() - t0) * 1000
+
+
+def measure_lists(clients: dict[str, Client], samples: Samples, pods: int, runs: int) -> None:
+    names = list(clients)
+    for c in clients.values():  # warm: the first stats call seeds the CPU rates
+        for call in LISTS:
+            time_call(c, call)
+    for run in range(runs):
+        for name in report.in_turn(names, run):
+            for call in LISTS:
+                ms = time_call(clients[name], call)
+                if ms is not None:
+                    report.add(samples, name, f"{call}, {pods} pods", ms)
+
+
+def poll(c: Client, seconds: float, samples: Samples, pods: int) -> None:
+    """The kubelet's cadence for `seconds`; CPU per minute of the daemon and of its helpers."""
+    daemon_pid = c.daemon.proc.pid
+    helper_pids = helpers(c.daemon)
+    start = time.monotonic()
+    cpu0, helpers0 = cpu_seconds([daemon_pid]), cpu_seconds(helper_pids)
+    tick = 0
+    errors = 0
+    while time.monotonic() - start < seconds:
+        calls = RELIST + (STATS if tick % 10 == 0 else ())
+        for call in calls:
+            if time_call(c, call) is None:
+                errors += 1
+        tick += 1
+        time.sleep(max(0.0, start + tick - time.monotonic()))
+    elapsed = time.monotonic() - start
+    per_min = 60 / elapsed
+    daemon = (cpu_seconds([daemon_pid]) - cpu0) * per_min
+    helper = (cpu_seconds(helper_pids) - helpers0) * per_min
+    report.add(samples, c.daemon.name, f"poll CPU s/min, daemon, {pods} pods", daemon)
+    report.add(samples, c.daemon.name, f"poll CPU s/min, daemon + helpers, {pods} pods", daemon + helper)
+    if errors:
+        print(f"  {c.daemon.name}: {errors} calls failed during the poll", flush=True)
+
+
+def remove_cgroups() -> None:
+    for hierarchy in [CG_V1 / "unified", *CG_V1.iterdir()]:
+        top = hierarchy / CGROUP_ROOT
+        if not top.is_dir():
+            continue
+        for d in sorted(top.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if d.is_dir():
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+        with contextlib.suppress(OSError):
+            top.rmdir()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pods", type=int, default=100)
+    p.add_argument("--poll-seconds", type=float, default=60)
+    p.add_argument("--runs", type=int, default=10, help="samples of each list per runtime")
+    p.add_argument("--scales", default="", help="more pod counts to time the lists at, e.g. 110,500")
+    p.add_argument("--crib-only", action="store_true", help="leave containerd out (profiling)")
+    args = p.parse_args()
+    scales = [int(s) for s in args.scales.split(",") if s]
+
+    registry = Registry().start()
+    daemons: list[Daemon] = []
+    try:
+        image = f"{registry.host}/{BUSYBOX}"
+        start_daemons(registry, daemons)
+        if args.crib_only:
+            for d in daemons[1:]:
+                d.stop()
+            del daemons[1:]
+        clients = {d.name: Client(d) for d in daemons}
+        for c in clients.values():
+            c.pull(image)
+            c.pull(f"{registry.host}/{PAUSE}")
+            t0 = time.monotonic()
+            add_pods(c, args.pods, image)
+            print(f"{c.daemon.name}: {args.pods} pods in {time.monotonic() - t0:.1f} s", flush=True)
+        samples: Samples = {n: {} for n in clients}
+        measure_lists(clients, samples, args.pods, args.runs)
+        for rnd, name in enumerate(report.in_turn(list(clients), 0)):
+            print(f"poll {rnd + 1}: {name} for {args.poll_seconds:.0f} s", flush=True)
+            poll(clients[name], args.poll_seconds, samples, args.pods)
+        have = args.pods
+        for scale in scales:
+            for c in clients.values():
+                t0 = time.monotonic()
+                add_pods(c, scale - have, image)
+                print(f"{c.daemon.name}: {scale} pods ({time.monotonic() - t0:.1f} s)", flush=True)
+            have = scale
+            measure_lists(clients, samples, scale, args.runs)
+        print(report.table(samples, "figure (ms unless noted)"), flush=True)
+        raw = report.save_raw(
+            "node_poll", samples, pods=args.pods, poll_seconds=args.poll_seconds, scales=scales
+        )
+        print(f"raw samples: {raw}")
+        for c in clients.values():
+            c.remove_all()
+    finally:
+        stop_daemons(daemons, wait_s=30)
+        remove_cgroups()
+        registry.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
