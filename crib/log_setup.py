@@ -32,7 +32,7 @@ def configure(
     The filtering bound logger drops below-level events before any processor
     runs, so the per-RPC debug events of PLEG polling cost almost nothing.
     """
-    _current.update(fmt=fmt, stream=stream, cache=cache)
+    _current.update(fmt=fmt, stream=stream, cache=cache, level=_LEVELS[level])
     renderer: structlog.typing.Processor
     if fmt == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=False)
@@ -59,6 +59,11 @@ def set_level(level: str) -> None:
     configure(level, _current.get("fmt", "json"), _current.get("stream"), _current.get("cache", True))
     for proxy in list(_loggers):
         proxy.__dict__.pop("bind", None)
+
+
+def enabled(level: str) -> bool:
+    """Whether events at `level` are written: callers skip building what would be dropped."""
+    return _LEVELS[level] >= _current.get("level", logging.INFO)
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:

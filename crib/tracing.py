@@ -45,7 +45,8 @@ Metadata = Iterable[tuple[str, Any]]
 Span = trace.Span
 
 # What span() and server_span() return while tracing is off: one shared, reusable null context.
-NOOP: AbstractContextManager[Span] = contextlib.nullcontext(trace.INVALID_SPAN)
+INVALID_SPAN: Span = trace.INVALID_SPAN
+NOOP: AbstractContextManager[Span] = contextlib.nullcontext(INVALID_SPAN)
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from crib import config as cfg
 from crib.cni.pod_cidr import PodCIDRs, parse_pod_cidr
-from crib.cri_server.runtime import runtime_config_response, status_response
+from crib.cri_server.runtime import RuntimeStatusService, runtime_config_response, status_response
 from crib.errors import InvalidArgument
 from crib.proto.cri import api_pb2
 from crib.runtime.runtime_handler import HandlerInfo
@@ -107,4 +107,38 @@ def test_pod_cidr_is_validated_and_kept(tmp_path: Path) -> None:
     # Kept across a restart.
     assert PodCIDRs(store)() == ["10.244.1.0/24", "fd00::/64"]
     assert parse_pod_cidr("10.1.2.3/8") == ["10.0.0.0/8"]
+    store.close()
+
+
+def _status(service: RuntimeStatusService) -> api_pb2.StatusResponse:
+    return api_pb2.StatusResponse.FromString(service._status_reply())
+
+
+def test_status_is_made_again_exactly_when_its_inputs_change(tmp_path: Path) -> None:
+    c = _config(tmp_path)
+    bins = Path(c.cni.bin_dirs[0])
+    store = StateStore(tmp_path / "s.db")
+    service = RuntimeStatusService(c, HANDLERS, "cgroupfs", PodCIDRs(store))
+    first = service._status_reply()
+    assert _conditions(_status(service))["NetworkReady"].status is False
+    assert service._status_reply() is first  # nothing changed: the reply made before
+    # A CNI installer drops its config in, then its plugin: each shows at the next call.
+    net_d = tmp_path / "net.d"
+    net_d.mkdir()
+    conflist = {"cniVersion": "1.0.0", "name": "crib", "plugins": [{"type": "bridge"}]}
+    (net_d / "10-crib.conflist").write_text(json.dumps(conflist))
+    cond = _conditions(_status(service))["NetworkReady"]
+    assert cond.status is False and "bridge" in cond.message
+    plugin = bins / "bridge"
+    plugin.write_text("#!/bin/sh\n")
+    plugin.chmod(0o755)
+    assert _conditions(_status(service))["NetworkReady"].status is True
+    # An edit in place (same name, same dir) is seen too.
+    conflist["plugins"] = [{"type": "missing-plugin"}]
+    (net_d / "10-crib.conflist").write_text(json.dumps(conflist) + " ")
+    assert _conditions(_status(service))["NetworkReady"].status is False
+    # conmon going away makes the runtime not ready.
+    Path(c.runtime.conmon).unlink()
+    cond = _conditions(_status(service))["RuntimeReady"]
+    assert (cond.status, cond.reason) == (False, "ConmonNotFound")
     store.close()

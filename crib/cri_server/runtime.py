@@ -5,11 +5,12 @@ decide whether the node is Ready), RuntimeConfig (the cgroup driver) and UpdateR
 from __future__ import annotations
 
 import json
+import os
 
 import grpc
 
 from crib import __version__
-from crib.cni.config import NetworkNotReady, load_network
+from crib.cni.config import CONFIG_EXTENSIONS, NetworkNotReady, load_network
 from crib.cni.pod_cidr import PodCIDRs
 from crib.config import Config
 from crib.proto.cri import api_pb2
@@ -30,8 +31,44 @@ def version_response() -> api_pb2.VersionResponse:
     )
 
 
+# Never changes while cribd runs: serialized once.
+_VERSION_REPLY = version_response().SerializeToString()
+
 RUNTIME_READY = "RuntimeReady"
 NETWORK_READY = "NetworkReady"
+
+
+def status_inputs(config: Config, conmon: str | None) -> tuple[object, ...]:
+    """What Status's conditions are computed from, read cheaply (a directory listing and a
+    few stats): each CNI config file's name, inode, size and mtime; the bin dirs' mtimes (a
+    plugin installed or removed changes them); the conmon binary's. The same inputs give
+    the same answer, so a kubelet's every-few-seconds Status does not parse the CNI
+    configs again."""
+    files: list[tuple[str, int, int, int]] = []
+    try:
+        with os.scandir(config.cni.conf_dir) as entries:
+            for entry in entries:
+                if entry.name.endswith(CONFIG_EXTENSIONS):
+                    try:
+                        st = entry.stat()
+                    except OSError:
+                        continue
+                    files.append((entry.name, st.st_ino, st.st_size, st.st_mtime_ns))
+    except OSError as exc:
+        files.append((f"error {exc.errno}", 0, 0, 0))
+    dirs = []
+    for d in config.cni.bin_dirs:
+        try:
+            dirs.append(os.stat(d).st_mtime_ns)
+        except OSError:
+            dirs.append(None)
+    try:
+        st = os.stat(conmon) if conmon else None
+        conmon_key = (conmon, st.st_mode, st.st_mtime_ns) if st else None
+    except OSError:
+        conmon_key = None
+    cni = config.cni
+    return (cni.conf_dir, tuple(cni.bin_dirs), cni.network_name, sorted(files), tuple(dirs), conmon_key)
 
 
 def _runtime_condition(config: Config, handlers: dict[str, HandlerInfo]) -> api_pb2.RuntimeCondition:
@@ -127,16 +164,30 @@ class RuntimeStatusService:
         self.handlers = handlers
         self.cgroup_driver = cgroup_driver
         self.pod_cidrs = pod_cidrs
+        self._conmon: str | None = None
+        self._status_key: tuple[object, ...] | None = None
+        self._status = b""
 
-    async def Version(
-        self, request: api_pb2.VersionRequest, context: grpc.aio.ServicerContext
-    ) -> api_pb2.VersionResponse:
-        return version_response()
+    async def Version(self, request: api_pb2.VersionRequest, context: grpc.aio.ServicerContext) -> bytes:
+        return _VERSION_REPLY
 
     async def Status(
         self, request: api_pb2.StatusRequest, context: grpc.aio.ServicerContext
-    ) -> api_pb2.StatusResponse:
-        return status_response(self.config, self.handlers, request.verbose, self.pod_cidrs())
+    ) -> api_pb2.StatusResponse | bytes:
+        if request.verbose:
+            return status_response(self.config, self.handlers, True, self.pod_cidrs())
+        return self._status_reply()
+
+    def _status_reply(self) -> bytes:
+        """The non-verbose reply, serialized, made again only when its inputs changed. On the
+        loop: a listing and a few stats (and, after a change, a few small CNI files parsed)."""
+        if self._conmon is None or not os.access(self._conmon, os.X_OK):
+            self._conmon = resolve_binary(self.config.runtime.conmon)
+        key = status_inputs(self.config, self._conmon)
+        if key != self._status_key:
+            reply = status_response(self.config, self.handlers, False).SerializeToString()
+            self._status_key, self._status = key, reply
+        return self._status
 
     async def RuntimeConfig(
         self, request: api_pb2.RuntimeConfigRequest, context: grpc.aio.ServicerContext
