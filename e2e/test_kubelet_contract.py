@@ -256,6 +256,12 @@ def test_security_requests_crib_cannot_apply_are_refused(bed: Bed) -> None:
     for config, named in ((userns, "userns_options"), (selinux, "selinux_options")):
         err = _refused(lambda config=config: run_pod(daemon, config))
         assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and named in (err.details() or "")
+    # Modes containerd refuses whatever the runtime: a user namespace is per pod or the node's.
+    per_container = pod_config("userns-container")
+    per_container.linux.security_context.namespace_options.userns_options.mode = api_pb2.CONTAINER
+    err = _refused(lambda: run_pod(daemon, per_container))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
+    assert "userns_options.mode CONTAINER" in (err.details() or "")
     assert list_pods(daemon) == []
     assert not list((daemon.state / "sandboxes").glob("*/netns"))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 import secrets
 import shutil
 import time
@@ -30,7 +31,7 @@ from crib.image_service.image_store import ImageRecord
 from crib.image_service.images import Images
 from crib.log_setup import get_logger
 from crib.proto.cri import api_pb2
-from crib.runtime import lsm
+from crib.runtime import lsm, userns
 from crib.runtime.cgroup_stats import CgroupStats, cgroup_dirs, network_stats, process_count, read_stats
 from crib.runtime.rootfs import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount, unmount, unmount_all_under
 from crib.runtime.runtime_env import RuntimeEnv, wait_for_exit
@@ -118,17 +119,13 @@ def validate(config: api_pb2.PodSandboxConfig) -> None:
     if config.log_directory and not config.log_directory.startswith("/"):
         raise InvalidArgument(f"RunPodSandbox: log_directory {config.log_directory!r} is not absolute")
     sc = config.linux.security_context
-    refuse_user_namespace(sc.namespace_options, "RunPodSandbox")
+    userns.parse(sc.namespace_options, "RunPodSandbox")
     lsm.check_selinux(sc.selinux_options, "RunPodSandbox")
 
 
-def refuse_user_namespace(opts: api_pb2.NamespaceOption, where: str) -> None:
-    """A pod without host users must not run as the host's root: crib cannot map it yet."""
-    if opts.HasField("userns_options") and opts.userns_options.mode != api_pb2.NODE:
-        raise FailedPrecondition(
-            f"{where}: namespace_options.userns_options asks for a user namespace (hostUsers: false); "
-            "crib does not create user namespaces yet (it needs idmapped mounts from the OCI runtime)"
-        )
+def pod_userns(config: api_pb2.PodSandboxConfig) -> userns.PodUserns | None:
+    """The pod's own user namespace (hostUsers: false), None when it uses the node's."""
+    return userns.parse(config.linux.security_context.namespace_options, "RunPodSandbox")
 
 
 _QUANTITY = {
@@ -300,6 +297,15 @@ class Sandboxes:
     def shm_path(self, sandbox_id: str) -> Path:
         return self.sandbox_dir(sandbox_id) / "shm"
 
+    def userns_path(self, sandbox_id: str) -> Path:
+        """Where a pod with its own user namespace keeps it pinned (until RemovePodSandbox)."""
+        return self.sandbox_dir(sandbox_id) / "userns"
+
+    def rootfs_userns(self, sandbox: Sandbox) -> tuple[Path, int, int] | None:
+        """What prepare_rootfs needs to idmap a rootfs of this pod (None: the node's IDs)."""
+        pod = pod_userns(sandbox.config)
+        return None if pod is None else (self.userns_path(sandbox.id), *pod.root())
+
     # --- the pause image ------------------------------------------------------------------------
 
     async def pause_image(self) -> ImageRecord:
@@ -317,6 +323,8 @@ class Sandboxes:
         validate(config)
         self.apparmor.check_pod(config.linux.security_context.apparmor)
         runtime = self.env.runtime(handler)
+        supported = self.env.handler_info(handler).user_namespaces
+        userns.require_support(pod_userns(config), supported, runtime.handler, "RunPodSandbox")
         key = reservation_key(config.metadata)
         if (holder := self.index.holder(key)) is not None:
             raise AlreadyExists(f"pod sandbox name {key!r} is reserved for {holder}; remove that pod first")
@@ -383,6 +391,11 @@ class Sandboxes:
         # Written once: it is bind-mounted (by inode) while the pause starts.
         # The kubelet mounts its own /etc/hosts into containers of non-host-network pods.
         pod_files.write(directory, "hosts", pod_files.hosts(host_network, hostname, []))
+        own_userns = pod_userns(config)
+        if own_userns is not None:
+            # Bound into every container unmapped: owned by the pod's root, they are root's inside.
+            for name in ("resolv.conf", "hostname", "hosts"):
+                os.chown(directory / name, *own_userns.root())
         if not host_ipc:
             shm = self.shm_path(sandbox.id)
             shm.mkdir()
@@ -391,9 +404,15 @@ class Sandboxes:
             )
             undo.append(lambda: unmount(str(shm)))
 
-        if not host_network:
-            ns = self.netns_path(sandbox.id)
+        ns = None if host_network else self.netns_path(sandbox.id)
+        if own_userns is not None:
+            # The netns is made inside the user namespace, as containerd does, so that it owns it.
+            pinned = self.userns_path(sandbox.id)
+            await asyncio.to_thread(userns.pin, own_userns, pinned, ns)
+            undo.append(lambda: userns.unpin(pinned))
+        elif ns is not None:
             await asyncio.to_thread(netns.create, ns)
+        if ns is not None:
             undo.append(lambda: netns.remove(ns))
             sandbox.netns = str(ns)
             await failpoints.hit("sandbox.netns")
@@ -438,7 +457,7 @@ class Sandboxes:
         env = self.env
         lowers = [self.images.layers.path(c) for c in reversed(sandbox.chain_ids)]
         undo.append(lambda: asyncio.to_thread(env.cleanup, sandbox.id))
-        await asyncio.to_thread(env.prepare_rootfs, sandbox.id, lowers)
+        await asyncio.to_thread(env.prepare_rootfs, sandbox.id, lowers, self.rootfs_userns(sandbox))
         await failpoints.hit("sandbox.pause_rootfs")
         spec = pause_spec.build(
             PauseContext(
@@ -449,6 +468,8 @@ class Sandboxes:
                 shm=self.shm_path(sandbox.id),
                 rootfs=env.rootfs(sandbox.id),
                 systemd=env.systemd,
+                userns=pod_userns(sandbox.config),
+                userns_path=self.userns_path(sandbox.id),
             ),
             image.config.get("config") or {},
             hostname,
@@ -551,6 +572,7 @@ class Sandboxes:
             await runtime.delete(sandbox.id, force=True)
             await asyncio.to_thread(self.env.discard, sandbox.id)
             self.env.empty_trash_soon()
+            await asyncio.to_thread(userns.unpin, self.userns_path(sandbox.id))
             await asyncio.to_thread(shutil.rmtree, self.sandbox_dir(sandbox.id), True)
             self.store.delete(_KIND, sandbox.id)
             self.index.drop(sandbox.id)
