@@ -3,11 +3,12 @@
 - Image volumes: an image's layers mounted read-only, a sub path inside them, the image
   held while mounted.
 - CDI devices from a spec file: the device node, its cgroup rule and the env edits.
-- Refusals the kubelet shows as events: user namespaces, SELinux labels, an AppArmor
+- Refusals the kubelet shows as events: user namespaces (runc 1.1.5 has no idmapped
+  mounts; a CONTAINER mode is INVALID_ARGUMENT anywhere), SELinux labels (no SELinux here), an AppArmor
   Localhost profile on a node without AppArmor, propagation from a private mount, an
   unknown CDI device, an image volume sub path that is missing or leaves the image.
   Each leaves nothing behind, and the pod takes the next container.
-- Status: supplemental_groups_policy advertised, user namespaces not; ContainerStatus
+- Status: supplemental_groups_policy advertised, user namespaces not (runc 1.1.5); ContainerStatus
   reports the stop signal actually used.
 """
 

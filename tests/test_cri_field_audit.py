@@ -9,8 +9,9 @@ nested messages included, is listed below in exactly one table:
   request sets it (the module named raises); the README lists each one with its reason.
 - NOT_APPLICABLE: fields with nothing to do on a Linux node running crib, with why.
 
-REFUSED_WHERE_UNSUPPORTED names HANDLED fields that a runtime handler without the
-feature refuses (user namespaces without idmapped mounts); the README lists them too.
+REFUSED_WHERE_UNSUPPORTED names HANDLED fields that are refused where the node or the
+runtime handler lacks the feature (user namespaces without idmapped mounts, SELinux labels
+without SELinux); the README lists them too.
 
 A new field in a future api.proto fails the first test until someone decides.
 """
@@ -230,6 +231,15 @@ HANDLED: dict[str, str] = {
     "IDMapping.length": "runtime/userns.py",
     "Mount.uidMappings": "container/mounts.py",
     "Mount.gidMappings": "container/mounts.py",
+    "LinuxSandboxSecurityContext.selinux_options": "sandbox/sandboxes.py",
+    "LinuxContainerSecurityContext.selinux_options": "container/containers.py",
+    "SELinuxOption.user": "runtime/selinux.py",
+    "SELinuxOption.role": "runtime/selinux.py",
+    "SELinuxOption.type": "runtime/selinux.py",
+    "SELinuxOption.level": "runtime/selinux.py",
+    # Where SELinux is off there is nothing to relabel, and the kubelet sets it on every
+    # managed volume: it is applied where SELinux is on, never refused.
+    "Mount.selinux_relabel": "container/mounts.py",
 }
 
 # Handled where the runtime handler can, refused (FAILED_PRECONDITION naming the field) where
@@ -243,25 +253,20 @@ REFUSED_WHERE_UNSUPPORTED: dict[str, tuple[str, str, str]] = {
     ),
     "Mount.uidMappings": ("container/mounts.py", "uidMappings", "the OCI runtime must idmap the mount"),
     "Mount.gidMappings": ("container/mounts.py", "gidMappings", "the OCI runtime must idmap the mount"),
-}
-
-# field → (the module that refuses it, the field it reads to do so, why)
-REFUSED: dict[str, tuple[str, str, str]] = {
     "LinuxSandboxSecurityContext.selinux_options": (
         "sandbox/sandboxes.py",
         "selinux_options",
-        "crib does not label processes or mounts; without SELinux on the node a label cannot apply",
+        "a label needs SELinux on the node; without it the pod would run unlabelled",
     ),
     "LinuxContainerSecurityContext.selinux_options": (
-        "container/container_spec.py",
+        "container/containers.py",
         "selinux_options",
-        "crib does not label processes or mounts; without SELinux on the node a label cannot apply",
+        "a label needs SELinux on the node; without it the container would run unlabelled",
     ),
-    "SELinuxOption.user": ("runtime/lsm.py", "user", "refused with selinux_options"),
-    "SELinuxOption.role": ("runtime/lsm.py", "role", "refused with selinux_options"),
-    "SELinuxOption.type": ("runtime/lsm.py", "type", "refused with selinux_options"),
-    "SELinuxOption.level": ("runtime/lsm.py", "level", "refused with selinux_options"),
 }
+
+# field → (the module that refuses it, the field it reads to do so, why); none today.
+REFUSED: dict[str, tuple[str, str, str]] = {}
 
 NOT_APPLICABLE: dict[str, str] = {
     "VersionRequest.version": "the kubelet's CRI version; crib answers for runtime.v1, as containerd does",
@@ -301,8 +306,6 @@ NOT_APPLICABLE: dict[str, str] = {
     "LinuxSandboxSecurityContext.readonly_rootfs": "the pause container's rootfs is always read-only",
     "LinuxSandboxSecurityContext.supplemental_groups_policy": "the pause process gets exactly the pod's "
     "supplemental_groups (Strict either way); each container's own security context carries the policy",
-    "Mount.selinux_relabel": "relabelling needs SELinux, and crib labels nothing (selinux_options are "
-    "refused); the kubelet sets it on every managed volume, so refusing it would refuse every pod",
 }
 
 

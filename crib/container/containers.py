@@ -266,6 +266,12 @@ class Containers:
         own_userns = check_userns(config, sandbox.config)
         supported = self.env.handler_info(sandbox.handler).user_namespaces
         userns.require_support(own_userns, supported, sandbox.handler, "CreateContainer")
+        labels = await asyncio.to_thread(
+            self.sandboxes.selinux.container_labels,
+            config.linux.security_context.selinux_options,
+            sandbox.process_label,
+            "CreateContainer",
+        )
         volumes = image_volumes.resolve(self.images, config)
         key = _reservation(config, sandbox.config.metadata)
         if (holder := self.index.holder(key)) is not None:
@@ -301,7 +307,11 @@ class Containers:
             async with self._lock(container_id):
                 lowers = [self.images.layers.path(c) for c in reversed(container.chain_ids)]
                 rootfs = await asyncio.to_thread(
-                    self.env.prepare_rootfs, container_id, lowers, self.sandboxes.rootfs_userns(sandbox)
+                    self.env.prepare_rootfs,
+                    container_id,
+                    lowers,
+                    self.sandboxes.rootfs_userns(sandbox),
+                    labels.mount if labels else "",
                 )
                 await failpoints.hit("container.rootfs")
                 mounted = await asyncio.to_thread(
@@ -321,6 +331,7 @@ class Containers:
                     target_pid,
                     self.apparmor,
                     mounted,
+                    labels,
                 )
                 devices = cdi.requested_devices([d.name for d in config.CDI_devices], config.annotations)
                 if devices:

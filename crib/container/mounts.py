@@ -18,7 +18,7 @@ from typing import Any
 from crib.container import securejoin
 from crib.errors import FailedPrecondition, InvalidArgument
 from crib.proto.cri import api_pb2
-from crib.runtime import oci_spec, userns
+from crib.runtime import oci_spec, selinux, userns
 from crib.runtime.rootfs import unescape_mountinfo
 
 PROPAGATION = {
@@ -124,12 +124,15 @@ def user_mounts(
     config: api_pb2.ContainerConfig,
     image_volumes: dict[int, Path] | None = None,
     idmapped_mounts: bool = False,
+    mount_label: str = "",
 ) -> tuple[list[dict[str, Any]], str]:
     """The CRI mounts as OCI bind mounts, and the rootfs propagation they need.
 
     `image_volumes` maps the index of each image mount in config.mounts to where
     its image is mounted read-only on the host. `idmapped_mounts`: the runtime handler
     can idmap a mount with the mappings the kubelet gives it (a pod without host users).
+    `mount_label`: the container's SELinux mount label, which a mount the kubelet marks
+    `selinux_relabel` gets on its host path ("": SELinux is off, nothing to relabel). Blocking.
     """
     out = []
     rootfs_propagation = ""
@@ -153,6 +156,8 @@ def user_mounts(
         if not os.path.lexists(source):
             # The kubelet expects missing host paths to be made as directories.
             os.makedirs(source, mode=0o755, exist_ok=True)
+        if m.selinux_relabel and mount_label:
+            selinux.relabel(source, mount_label, "CreateContainer")
         propagation = PROPAGATION.get(m.propagation, "rprivate")
         check_propagation(source, propagation)
         if propagation == "rshared":

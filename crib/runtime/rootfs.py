@@ -64,24 +64,33 @@ class Idmap:
 
 
 def mount_overlay(
-    lowers: list[Path], upper: Path, work: Path, target: Path, idmap: Idmap | None = None
+    lowers: list[Path],
+    upper: Path,
+    work: Path,
+    target: Path,
+    idmap: Idmap | None = None,
+    mount_label: str = "",
 ) -> None:
-    """Mount the layers (top first) with `upper` as the writable layer. Blocking."""
+    """Mount the layers (top first) with `upper` as the writable layer; `mount_label`: the
+    SELinux context every file of it has (context=). Blocking."""
     if not lowers:
         raise Internal("an overlay needs at least one lower layer")
     if idmap is not None:
-        _mount_idmapped_overlay(lowers, upper, work, target, idmap)
+        _mount_idmapped_overlay(lowers, upper, work, target, idmap, mount_label)
         return
     for d in (upper, work, target):
         d.mkdir(parents=True, exist_ok=True)
-    options = f"lowerdir={':'.join(map(str, lowers))},upperdir={upper},workdir={work},index=off"
+    context = f',context="{mount_label}"' if mount_label else ""
+    options = f"lowerdir={':'.join(map(str, lowers))},upperdir={upper},workdir={work},index=off{context}"
     if len(options) <= MAX_OPTIONS:
         mount("overlay", str(target), "overlay", 0, options)
         return
     base = lowers[0].parent
     if any(p.parent != base for p in lowers):
         raise Internal(f"{len(lowers)} layers do not fit in overlayfs mount options")
-    relative = f"lowerdir={':'.join(p.name for p in lowers)},upperdir={upper},workdir={work},index=off"
+    relative = (
+        f"lowerdir={':'.join(p.name for p in lowers)},upperdir={upper},workdir={work},index=off{context}"
+    )
     result = subprocess.run(
         ["mount", "-t", "overlay", "overlay", "-o", relative, str(target)],
         cwd=base,
@@ -93,7 +102,9 @@ def mount_overlay(
         raise Internal(f"mounting a {len(lowers)}-layer overlay failed: {result.stderr.strip()}")
 
 
-def _mount_idmapped_overlay(lowers: list[Path], upper: Path, work: Path, target: Path, idmap: Idmap) -> None:
+def _mount_idmapped_overlay(
+    lowers: list[Path], upper: Path, work: Path, target: Path, idmap: Idmap, mount_label: str
+) -> None:
     """The layers are bound idmapped (as containerd's overlay snapshotter does for a remapped
     rootfs), the overlay is made of those binds, and the binds are detached again: overlayfs
     holds private clones of its layers' mounts. New files land in `upper` with the host IDs
@@ -108,7 +119,7 @@ def _mount_idmapped_overlay(lowers: list[Path], upper: Path, work: Path, target:
             shifted.append(point)
         upper.mkdir(parents=True, exist_ok=True)
         os.chown(upper, idmap.root_uid, idmap.root_gid)
-        mount_overlay(shifted, upper, work, target)
+        mount_overlay(shifted, upper, work, target, mount_label=mount_label)
     finally:
         for point in shifted:
             with contextlib.suppress(OSError):

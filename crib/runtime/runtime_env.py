@@ -86,17 +86,22 @@ class RuntimeEnv:
     # --- blocking helpers (call through asyncio.to_thread) ---------------------------------------
 
     def prepare_rootfs(
-        self, container_id: str, lowers: list[Path], pod_userns: tuple[Path, int, int] | None = None
+        self,
+        container_id: str,
+        lowers: list[Path],
+        pod_userns: tuple[Path, int, int] | None = None,
+        mount_label: str = "",
     ) -> Path:
         """The overlay rootfs; with `pod_userns` (the pinned user namespace and the host uid and
-        gid of its root) its layers are idmapped into the pod's user namespace."""
+        gid of its root) its layers are idmapped into the pod's user namespace; `mount_label`:
+        its SELinux context."""
         target = self.rootfs(container_id)
         layer = self.layer_dir(container_id)
         idmap = None
         if pod_userns is not None:
             scratch = self.state / "containers" / container_id / "idmapped-layers"
             idmap = rootfs.Idmap(pod_userns[0], scratch, pod_userns[1], pod_userns[2])
-        rootfs.mount_overlay(lowers, layer / "upper", layer / "work", target, idmap)
+        rootfs.mount_overlay(lowers, layer / "upper", layer / "work", target, idmap, mount_label)
         return target
 
     def handler_info(self, handler: str) -> HandlerInfo:

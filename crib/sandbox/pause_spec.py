@@ -33,6 +33,9 @@ class PauseContext:
     # The pod's own user namespace (hostUsers: false) and the file that pins it.
     userns: userns.PodUserns | None = None
     userns_path: Path | None = None
+    # SELinux: the pod's process and mount labels ("" where SELinux is off).
+    process_label: str = ""
+    mount_label: str = ""
 
 
 def build(pod: PauseContext, img: dict[str, Any], hostname: str) -> dict[str, Any]:
@@ -103,6 +106,9 @@ def build(pod: PauseContext, img: dict[str, Any], hostname: str) -> dict[str, An
             "io.kubernetes.cri.sandbox-namespace": config.metadata.namespace,
         },
     )
+    if pod.process_label:
+        spec["process"]["selinuxLabel"] = pod.process_label
+        spec["linux"]["mountLabel"] = pod.mount_label
     if pod.userns is not None:
         userns.apply_to_spec(spec, pod.userns, str(pod.userns_path), opts.network == api_pb2.NODE)
     return spec

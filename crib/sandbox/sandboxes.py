@@ -31,7 +31,7 @@ from crib.image_service.image_store import ImageRecord
 from crib.image_service.images import Images
 from crib.log_setup import get_logger
 from crib.proto.cri import api_pb2
-from crib.runtime import lsm, userns
+from crib.runtime import lsm, selinux, userns
 from crib.runtime.cgroup_stats import CgroupStats, cgroup_dirs, network_stats, process_count, read_stats
 from crib.runtime.rootfs import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount, unmount, unmount_all_under
 from crib.runtime.runtime_env import RuntimeEnv, wait_for_exit
@@ -67,6 +67,9 @@ class Sandbox:
     chain_ids: list[str] = field(default_factory=list)
     # Set once StopPodSandbox has released the network: never again.
     network_released: bool = False
+    # SELinux: the pause's labels, which the pod's containers start from ("": SELinux off).
+    process_label: str = ""
+    mount_label: str = ""
     _config: api_pb2.PodSandboxConfig | None = field(default=None, repr=False, compare=False)
     _exited: asyncio.Event | None = field(default=None, repr=False, compare=False)
     # (state, serialized list item): list replies reuse it while the state holds.
@@ -120,7 +123,6 @@ def validate(config: api_pb2.PodSandboxConfig) -> None:
         raise InvalidArgument(f"RunPodSandbox: log_directory {config.log_directory!r} is not absolute")
     sc = config.linux.security_context
     userns.parse(sc.namespace_options, "RunPodSandbox")
-    lsm.check_selinux(sc.selinux_options, "RunPodSandbox")
 
 
 def pod_userns(config: api_pb2.PodSandboxConfig) -> userns.PodUserns | None:
@@ -249,9 +251,12 @@ class Sandboxes:
         store: StateStore,
         pod_cidrs: Callable[[], list[str]],
         apparmor: lsm.AppArmor,
+        selinux_: selinux.SELinux | None = None,
     ) -> None:
         self.config = config
         self.apparmor = apparmor
+        # Shared with the containers, which take their pod's labels.
+        self.selinux = selinux_ or selinux.SELinux.probe()
         self.env = env
         self.images = images
         self.store = store
@@ -328,6 +333,9 @@ class Sandboxes:
         key = reservation_key(config.metadata)
         if (holder := self.index.holder(key)) is not None:
             raise AlreadyExists(f"pod sandbox name {key!r} is reserved for {holder}; remove that pod first")
+        labels = await asyncio.to_thread(
+            self.selinux.pod_labels, config.linux.security_context.selinux_options, "RunPodSandbox"
+        )
         sandbox_id = secrets.token_hex(32)
         self.index.reserve(key, sandbox_id)
         sandbox = Sandbox(
@@ -336,8 +344,10 @@ class Sandboxes:
             handler=runtime.handler,
             created_at=time.time_ns(),
             state=CREATING,
+            process_label=labels.process if labels else "",
+            mount_label=labels.mount if labels else "",
         )
-        undo: list[Callable[[], Any]] = []
+        undo: list[Callable[[], Any]] = [lambda: self.selinux.release(sandbox.process_label)]
         try:
             async with self._lock(sandbox_id):
                 await self._run(sandbox, runtime, undo)
@@ -403,6 +413,12 @@ class Sandboxes:
                 mount, "shm", str(shm), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"mode=1777,{SHM_SIZE}"
             )
             undo.append(lambda: unmount(str(shm)))
+        if sandbox.mount_label:
+            # Bound into every container (containerd relabels them likewise).
+            shared = [directory / n for n in ("resolv.conf", "hostname", "hosts")]
+            shared += [] if host_ipc else [self.shm_path(sandbox.id)]
+            for path in shared:
+                await asyncio.to_thread(selinux.relabel, str(path), sandbox.mount_label, "RunPodSandbox")
 
         ns = None if host_network else self.netns_path(sandbox.id)
         if own_userns is not None:
@@ -457,7 +473,9 @@ class Sandboxes:
         env = self.env
         lowers = [self.images.layers.path(c) for c in reversed(sandbox.chain_ids)]
         undo.append(lambda: asyncio.to_thread(env.cleanup, sandbox.id))
-        await asyncio.to_thread(env.prepare_rootfs, sandbox.id, lowers, self.rootfs_userns(sandbox))
+        await asyncio.to_thread(
+            env.prepare_rootfs, sandbox.id, lowers, self.rootfs_userns(sandbox), sandbox.mount_label
+        )
         await failpoints.hit("sandbox.pause_rootfs")
         spec = pause_spec.build(
             PauseContext(
@@ -470,6 +488,8 @@ class Sandboxes:
                 systemd=env.systemd,
                 userns=pod_userns(sandbox.config),
                 userns_path=self.userns_path(sandbox.id),
+                process_label=sandbox.process_label,
+                mount_label=sandbox.mount_label,
             ),
             image.config.get("config") or {},
             hostname,
@@ -573,6 +593,7 @@ class Sandboxes:
             await asyncio.to_thread(self.env.discard, sandbox.id)
             self.env.empty_trash_soon()
             await asyncio.to_thread(userns.unpin, self.userns_path(sandbox.id))
+            self.selinux.release(sandbox.process_label)
             await asyncio.to_thread(shutil.rmtree, self.sandbox_dir(sandbox.id), True)
             self.store.delete(_KIND, sandbox.id)
             self.index.drop(sandbox.id)
@@ -624,6 +645,7 @@ class Sandboxes:
         """Rebuild the view after a restart; sandboxes a crash left half-made are torn down."""
         for sandbox_id, raw in self.store.items(_KIND):
             sandbox = Sandbox(**raw)
+            self.selinux.reserve(sandbox.process_label)
             self.index.add(sandbox_id, sandbox)
             self.index.reserve(sandbox.reservation, sandbox_id)
             alive = pause_alive(sandbox.pid, sandbox.id)
