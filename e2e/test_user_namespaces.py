@@ -52,8 +52,9 @@ exec runc "$@"
 """
 
 
-@pytest.fixture
-def daemon(cribd_factory: Callable[..., Cribd], pod_network: PodNetwork, tmp_path: Path) -> Iterator[Cribd]:
+def _daemon(
+    cribd_factory: Callable[..., Cribd], pod_network: PodNetwork, tmp_path: Path, failpoints: str = ""
+) -> Cribd:
     wrapper = tmp_path / "runc-idmap"
     wrapper.write_text(CLAIMS_IDMAP.format(python=sys.executable))
     wrapper.chmod(0o755)
@@ -64,8 +65,12 @@ def daemon(cribd_factory: Callable[..., Cribd], pod_network: PodNetwork, tmp_pat
     # searchable by the pod's root, as /run/crib (0755) is and this mkdtemp dir (0700) is not.
     daemon.dir.chmod(0o711)
     pod_network.install(daemon.cni_conf_dir)
-    daemon.start()
-    yield daemon
+    return daemon.start(env={"CRIB_FAILPOINTS": failpoints} if failpoints else None)
+
+
+@pytest.fixture
+def daemon(cribd_factory: Callable[..., Cribd], pod_network: PodNetwork, tmp_path: Path) -> Iterator[Cribd]:
+    yield _daemon(cribd_factory, pod_network, tmp_path)
 
 
 def _userns_pod(name: str, host_network: bool = False) -> api_pb2.PodSandboxConfig:
@@ -140,3 +145,19 @@ def test_a_pod_runs_in_its_own_user_namespace(
 def _without_images(state: dict[str, list[str]]) -> dict[str, list[str]]:
     # The pause image, built by the first pod, stays: it is the node's.
     return {k: v for k, v in state.items() if k not in ("blobs", "layers")}
+
+
+def test_a_failed_run_unpins_the_user_namespace(
+    cribd_factory: Callable[..., Cribd], pod_network: PodNetwork, tmp_path: Path
+) -> None:
+    # The pause has run in the pinned namespace when the failpoint fires: the undo takes it all.
+    daemon = _daemon(cribd_factory, pod_network, tmp_path, "sandbox.pause_run=error@1")
+    before = _without_images(machine_state(daemon, pod_network))
+    with pytest.raises(grpc.RpcError) as failed:
+        run_pod(daemon, _userns_pod("userns-fails"), handler="idmap")
+    assert "failpoint sandbox.pause_run" in (failed.value.details() or "")  # type: ignore[attr-defined]
+    assert list_pods(daemon) == []
+    assert _without_images(machine_state(daemon, pod_network)) == before
+    pod_id = run_pod(daemon, _userns_pod("userns-fails"), handler="idmap")
+    remove_pod(daemon, pod_id)
+    assert _without_images(machine_state(daemon, pod_network)) == before
