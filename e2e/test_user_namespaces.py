@@ -12,6 +12,7 @@ Volumes with uidMappings need runc >= 1.2 to idmap them and are not tried.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -160,4 +161,25 @@ def test_a_failed_run_unpins_the_user_namespace(
     assert _without_images(machine_state(daemon, pod_network)) == before
     pod_id = run_pod(daemon, _userns_pod("userns-fails"), handler="idmap")
     remove_pod(daemon, pod_id)
+    assert _without_images(machine_state(daemon, pod_network)) == before
+
+
+def test_the_pinned_namespace_outlives_a_cribd_restart(
+    daemon: Cribd, pod_network: PodNetwork, registry: Registry
+) -> None:
+    image, _ = push_and_pull(
+        daemon, registry.url, registry.host, "e2e/userns-busybox", builder.busybox_image()
+    )
+    before = _without_images(machine_state(daemon, pod_network))
+    pod_id = run_pod(daemon, _userns_pod("userns-restart"), handler="idmap")
+    try:
+        assert daemon.stop(signal.SIGKILL) == -signal.SIGKILL
+        daemon.start()
+        # A container made after the restart gets the idmapped rootfs from the pinned namespace.
+        cid = run_container(daemon, pod_id, _in_userns(container_config("c", ["sleep", "1000"], image=image)))
+        r = exec_sync(daemon, cid, ["sh", "-c", "head -c 100 /proc/self/uid_map; stat -c %u /etc"])
+        assert r.exit_code == 0, r.stderr
+        assert r.stdout.decode().split() == ["0", "1000000", "65536", "0"]
+    finally:
+        remove_pod(daemon, pod_id)
     assert _without_images(machine_state(daemon, pod_network)) == before
