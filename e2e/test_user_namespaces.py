@@ -5,7 +5,8 @@ with it (test_kubelet_contract). What crib itself builds is tested here under a 
 whose `features` answer claims idmapped mounts (runc 1.2's answer) and which otherwise is
 runc 1.1.5: the pinned user namespace with the kubelet's mappings, the pod's netns owned by
 it, the pause and the containers in it, the idmapped overlay rootfs (the image's root-owned
-files are root's inside and writable), the pod's files readable, and nothing left after.
+files are root's inside and writable), the pod's files readable, and nothing left after,
+also when RunPodSandbox fails midway or cribd is killed and restarted in between.
 Volumes with uidMappings need runc >= 1.2 to idmap them and are not tried.
 """
 
