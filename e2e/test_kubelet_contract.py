@@ -3,11 +3,12 @@
 - Image volumes: an image's layers mounted read-only, a sub path inside them, the image
   held while mounted.
 - CDI devices from a spec file: the device node, its cgroup rule and the env edits.
-- Refusals the kubelet shows as events: user namespaces, SELinux labels, an AppArmor
+- Refusals the kubelet shows as events: user namespaces (runc 1.1.5 has no idmapped
+  mounts; a CONTAINER mode is INVALID_ARGUMENT anywhere), SELinux labels (no SELinux here), an AppArmor
   Localhost profile on a node without AppArmor, propagation from a private mount, an
   unknown CDI device, an image volume sub path that is missing or leaves the image.
   Each leaves nothing behind, and the pod takes the next container.
-- Status: supplemental_groups_policy advertised, user namespaces not; ContainerStatus
+- Status: supplemental_groups_policy advertised, user namespaces not (runc 1.1.5); ContainerStatus
   reports the stop signal actually used.
 """
 
@@ -256,6 +257,12 @@ def test_security_requests_crib_cannot_apply_are_refused(bed: Bed) -> None:
     for config, named in ((userns, "userns_options"), (selinux, "selinux_options")):
         err = _refused(lambda config=config: run_pod(daemon, config))
         assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and named in (err.details() or "")
+    # Modes containerd refuses whatever the runtime: a user namespace is per pod or the node's.
+    per_container = pod_config("userns-container")
+    per_container.linux.security_context.namespace_options.userns_options.mode = api_pb2.CONTAINER
+    err = _refused(lambda: run_pod(daemon, per_container))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
+    assert "userns_options.mode CONTAINER" in (err.details() or "")
     assert list_pods(daemon) == []
     assert not list((daemon.state / "sandboxes").glob("*/netns"))
 

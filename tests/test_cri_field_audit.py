@@ -9,6 +9,10 @@ nested messages included, is listed below in exactly one table:
   request sets it (the module named raises); the README lists each one with its reason.
 - NOT_APPLICABLE: fields with nothing to do on a Linux node running crib, with why.
 
+REFUSED_WHERE_UNSUPPORTED names HANDLED fields that are refused where the node or the
+runtime handler lacks the feature (user namespaces without idmapped mounts, SELinux labels
+without SELinux); the README lists them too.
+
 A new field in a future api.proto fails the first test until someone decides.
 """
 
@@ -218,39 +222,51 @@ HANDLED: dict[str, str] = {
     "UpdatePodSandboxResourcesRequest.pod_sandbox_id": "cri_server/sandbox.py",
     "UpdatePodSandboxResourcesRequest.resources": "cri_server/sandbox.py",
     "UpdateRuntimeConfigRequest.runtime_config": "cri_server/runtime.py",
+    "NamespaceOption.userns_options": "runtime/userns.py",
+    "UserNamespace.mode": "runtime/userns.py",
+    "UserNamespace.uids": "runtime/userns.py",
+    "UserNamespace.gids": "runtime/userns.py",
+    "IDMapping.container_id": "runtime/userns.py",
+    "IDMapping.host_id": "runtime/userns.py",
+    "IDMapping.length": "runtime/userns.py",
+    "Mount.uidMappings": "container/mounts.py",
+    "Mount.gidMappings": "container/mounts.py",
+    "LinuxSandboxSecurityContext.selinux_options": "sandbox/sandboxes.py",
+    "LinuxContainerSecurityContext.selinux_options": "container/containers.py",
+    "SELinuxOption.user": "runtime/selinux.py",
+    "SELinuxOption.role": "runtime/selinux.py",
+    "SELinuxOption.type": "runtime/selinux.py",
+    "SELinuxOption.level": "runtime/selinux.py",
+    # Where SELinux is off there is nothing to relabel, and the kubelet sets it on every
+    # managed volume: it is applied where SELinux is on, never refused.
+    "Mount.selinux_relabel": "container/mounts.py",
 }
 
-# field → (the module that refuses it, the field it reads to do so, why)
-REFUSED: dict[str, tuple[str, str, str]] = {
+# Handled where the runtime handler can, refused (FAILED_PRECONDITION naming the field) where
+# it cannot: field → (the module that refuses it, the field it reads to do so, why).
+REFUSED_WHERE_UNSUPPORTED: dict[str, tuple[str, str, str]] = {
     "NamespaceOption.userns_options": (
-        "sandbox/sandboxes.py",
+        "runtime/userns.py",
         "userns_options",
-        "user namespaces (hostUsers: false) need idmapped mounts from the OCI runtime (runc 1.2); "
-        "crib does not build them yet and does not advertise them",
+        "a user namespace (hostUsers: false) needs idmapped mounts from the OCI runtime (runc >= 1.2) "
+        "and Linux >= 5.19; handlers without them do not advertise user_namespaces",
     ),
-    "UserNamespace.mode": ("sandbox/sandboxes.py", "mode", "refused with userns_options unless NODE"),
-    "UserNamespace.uids": ("sandbox/sandboxes.py", "userns_options", "refused with userns_options"),
-    "UserNamespace.gids": ("sandbox/sandboxes.py", "userns_options", "refused with userns_options"),
-    "IDMapping.container_id": ("container/mounts.py", "uidMappings", "id mappings need user namespaces"),
-    "IDMapping.host_id": ("container/mounts.py", "uidMappings", "id mappings need user namespaces"),
-    "IDMapping.length": ("container/mounts.py", "uidMappings", "id mappings need user namespaces"),
-    "Mount.uidMappings": ("container/mounts.py", "uidMappings", "id-mapped mounts need user namespaces"),
-    "Mount.gidMappings": ("container/mounts.py", "gidMappings", "id-mapped mounts need user namespaces"),
+    "Mount.uidMappings": ("container/mounts.py", "uidMappings", "the OCI runtime must idmap the mount"),
+    "Mount.gidMappings": ("container/mounts.py", "gidMappings", "the OCI runtime must idmap the mount"),
     "LinuxSandboxSecurityContext.selinux_options": (
         "sandbox/sandboxes.py",
         "selinux_options",
-        "crib does not label processes or mounts; without SELinux on the node a label cannot apply",
+        "a label needs SELinux on the node; without it the pod would run unlabelled",
     ),
     "LinuxContainerSecurityContext.selinux_options": (
-        "container/container_spec.py",
+        "container/containers.py",
         "selinux_options",
-        "crib does not label processes or mounts; without SELinux on the node a label cannot apply",
+        "a label needs SELinux on the node; without it the container would run unlabelled",
     ),
-    "SELinuxOption.user": ("runtime/lsm.py", "user", "refused with selinux_options"),
-    "SELinuxOption.role": ("runtime/lsm.py", "role", "refused with selinux_options"),
-    "SELinuxOption.type": ("runtime/lsm.py", "type", "refused with selinux_options"),
-    "SELinuxOption.level": ("runtime/lsm.py", "level", "refused with selinux_options"),
 }
+
+# field → (the module that refuses it, the field it reads to do so, why); none today.
+REFUSED: dict[str, tuple[str, str, str]] = {}
 
 NOT_APPLICABLE: dict[str, str] = {
     "VersionRequest.version": "the kubelet's CRI version; crib answers for runtime.v1, as containerd does",
@@ -290,8 +306,6 @@ NOT_APPLICABLE: dict[str, str] = {
     "LinuxSandboxSecurityContext.readonly_rootfs": "the pause container's rootfs is always read-only",
     "LinuxSandboxSecurityContext.supplemental_groups_policy": "the pause process gets exactly the pod's "
     "supplemental_groups (Strict either way); each container's own security context carries the policy",
-    "Mount.selinux_relabel": "relabelling needs SELinux, and crib labels nothing (selinux_options are "
-    "refused); the kubelet sets it on every managed volume, so refusing it would refuse every pod",
 }
 
 
@@ -348,6 +362,7 @@ def test_each_handled_or_refused_field_is_read_where_the_table_says() -> None:
     wrong = []
     read = [(name, module, name.split(".", 1)[1]) for name, module in HANDLED.items()]
     read += [(name, module, field) for name, (module, field, _) in REFUSED.items()]
+    read += [(name, module, field) for name, (module, field, _) in REFUSED_WHERE_UNSUPPORTED.items()]
     for name, module, field_name in read:
         if field_name not in fields_read_by(module):
             wrong.append(f"{name}: crib/{module} never reads .{field_name}")
@@ -362,5 +377,11 @@ def test_every_reason_is_given() -> None:
 def test_the_readme_lists_each_refused_field() -> None:
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## What works today", 1)[1].split("\n## ", 1)[0]
-    missing = [name for name in REFUSED if not re.search(rf"`{re.escape(name)}`", section)]
+    refused = [*REFUSED, *REFUSED_WHERE_UNSUPPORTED]
+    missing = [name for name in refused if not re.search(rf"`{re.escape(name)}`", section)]
     assert not missing, f"refused fields the README's 'What works today' does not list: {missing}"
+
+
+def test_fields_refused_where_unsupported_are_handled_elsewhere() -> None:
+    assert set(REFUSED_WHERE_UNSUPPORTED) <= set(HANDLED)
+    assert all(reason.strip() for _, _, reason in REFUSED_WHERE_UNSUPPORTED.values())

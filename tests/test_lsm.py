@@ -89,12 +89,3 @@ def test_loaded_profiles_are_read_from_the_kernel_listing(tmp_path: Path) -> Non
     flag = tmp_path / "enabled"
     flag.write_text("Y\n")
     assert lsm.apparmor_enabled(flag) and not lsm.apparmor_enabled(tmp_path / "none")
-
-
-def test_selinux_options_are_refused_with_or_without_selinux() -> None:
-    lsm.check_selinux(api_pb2.SELinuxOption(), "CreateContainer", enabled=False)  # unset: fine
-    options = api_pb2.SELinuxOption(level="s0:c1,c2")
-    with pytest.raises(FailedPrecondition, match="this node has no SELinux"):
-        lsm.check_selinux(options, "RunPodSandbox", enabled=False)
-    with pytest.raises(FailedPrecondition, match="not supported by crib yet"):
-        lsm.check_selinux(options, "RunPodSandbox", enabled=True)

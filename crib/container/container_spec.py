@@ -24,7 +24,7 @@ from crib.container.user import ExecUser, resolve_user
 from crib.errors import InvalidArgument
 from crib.image_service.image_store import ImageRecord
 from crib.proto.cri import api_pb2
-from crib.runtime import lsm, oci_spec
+from crib.runtime import lsm, oci_spec, selinux, userns
 
 HUGETLB_V1 = Path("/sys/fs/cgroup/hugetlb")
 MEMSW = Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
@@ -43,6 +43,10 @@ class PodContext:
     files_dir: Path  # resolv.conf, hosts, hostname
     shm: Path | None  # the pod's /dev/shm (None: host IPC)
     cgroup_parent: str
+    # The pod's own user namespace (hostUsers: false), which every container joins.
+    userns: userns.PodUserns | None = None
+    # The pod's runtime handler idmaps mounts (OCI mount uidMappings/gidMappings).
+    idmapped_mounts: bool = False
 
 
 @dataclass(frozen=True)
@@ -254,6 +258,7 @@ def build(
     target_pid: int = 0,
     apparmor: lsm.AppArmor | None = None,
     image_volumes: dict[int, Path] | None = None,
+    labels: selinux.Labels | None = None,
 ) -> BuiltSpec:
     """The OCI spec; blocking (it reads the image's user files and creates the working dir)."""
     img = image_config(image)
@@ -273,11 +278,11 @@ def build(
     cwd = config.working_dir or str(img.get("WorkingDir") or "") or "/"
     if not cwd.startswith("/"):
         raise InvalidArgument(f"CreateContainer: working dir {cwd!r} is not absolute")
-    securejoin.mkdir_all(rootfs, cwd)
+    securejoin.mkdir_all(rootfs, cwd, owner=pod.userns.root() if pod.userns is not None else None)
     caps, ambient = capabilities(sc)
-    lsm.check_selinux(sc.selinux_options, "CreateContainer")
     apparmor_profile = (apparmor or lsm.AppArmor.probe()).profile_for(sc)
-    mounts_user, rootfs_propagation = user_mounts(config, image_volumes)
+    mount_label = labels.mount if labels else ""
+    mounts_user, rootfs_propagation = user_mounts(config, image_volumes, pod.idmapped_mounts, mount_label)
     taken = {m["destination"] for m in mounts_user}
     ipc_host = pod.config.linux.security_context.namespace_options.ipc == api_pb2.NODE
     mounts = (
@@ -328,10 +333,16 @@ def build(
         process["capabilities"]["inheritable"] = ambient
     if apparmor_profile:
         process["apparmorProfile"] = apparmor_profile
+    if labels is not None:
+        process["selinuxLabel"] = labels.process
+        spec["linux"]["mountLabel"] = labels.mount
     linux = spec["linux"]
     if device_specs:
         linux["devices"] = device_specs
     linux["resources"]["devices"] += device_rules
     if rootfs_propagation:
         linux["rootfsPropagation"] = rootfs_propagation
+    if pod.userns is not None:
+        host_network = pod.config.linux.security_context.namespace_options.network == api_pb2.NODE
+        userns.apply_to_spec(spec, pod.userns, f"/proc/{pod.pause_pid}/ns/user", host_network)
     return BuiltSpec(spec, user, stop_signal(config, img))

@@ -36,11 +36,11 @@ from crib.image_service import reference
 from crib.image_service.images import Images
 from crib.log_setup import get_logger
 from crib.proto.cri import api_pb2
-from crib.runtime import conmon, lsm
+from crib.runtime import conmon, lsm, userns
 from crib.runtime.cgroup_stats import CgroupStats, read_stats, usage_of_tree
 from crib.runtime.runtime_env import RuntimeEnv, conmon_alive, wait_for_exit
 from crib.sandbox import pod_files
-from crib.sandbox.sandboxes import READY, Sandbox, Sandboxes, pause_alive, refuse_user_namespace
+from crib.sandbox.sandboxes import READY, Sandbox, Sandboxes, pause_alive, pod_userns
 from crib.store.index import Index
 from crib.store.state_store import StateStore
 
@@ -159,7 +159,18 @@ def validate(config: api_pb2.ContainerConfig) -> None:
     sc = config.linux.security_context
     if sc.HasField("run_as_group") and not (sc.HasField("run_as_user") or sc.run_as_username):
         raise InvalidArgument("CreateContainer: run_as_group needs run_as_user or run_as_username")
-    refuse_user_namespace(sc.namespace_options, "CreateContainer")
+    userns.parse(sc.namespace_options, "CreateContainer")
+
+
+def check_userns(config: api_pb2.ContainerConfig, pod: api_pb2.PodSandboxConfig) -> userns.PodUserns | None:
+    """The container's user namespace is its pod's: the same mode and mappings, as containerd checks."""
+    own = userns.parse(config.linux.security_context.namespace_options, "CreateContainer")
+    if own != pod_userns(pod):
+        raise InvalidArgument(
+            "CreateContainer: namespace_options.userns_options differs from the pod's "
+            "(a container runs in its pod's user namespace, with the same mappings)"
+        )
+    return own
 
 
 class Containers:
@@ -240,6 +251,8 @@ class Containers:
             files_dir=self.sandboxes.sandbox_dir(sandbox.id),
             shm=None if host_ipc else self.sandboxes.shm_path(sandbox.id),
             cgroup_parent=config.linux.cgroup_parent,
+            userns=pod_userns(config),
+            idmapped_mounts=self.env.handler_info(sandbox.handler).user_namespaces,
         )
 
     async def create(self, sandbox_id: str, config: api_pb2.ContainerConfig) -> str:
@@ -250,6 +263,15 @@ class Containers:
         image = self.images.find(config.image.image or config.image.image_ref)
         if image is None:
             raise NotFound(f"image {config.image.image or config.image.image_ref!r} not found: pull it first")
+        own_userns = check_userns(config, sandbox.config)
+        supported = self.env.handler_info(sandbox.handler).user_namespaces
+        userns.require_support(own_userns, supported, sandbox.handler, "CreateContainer")
+        labels = await asyncio.to_thread(
+            self.sandboxes.selinux.container_labels,
+            config.linux.security_context.selinux_options,
+            sandbox.process_label,
+            "CreateContainer",
+        )
         volumes = image_volumes.resolve(self.images, config)
         key = _reservation(config, sandbox.config.metadata)
         if (holder := self.index.holder(key)) is not None:
@@ -284,7 +306,13 @@ class Containers:
         try:
             async with self._lock(container_id):
                 lowers = [self.images.layers.path(c) for c in reversed(container.chain_ids)]
-                rootfs = await asyncio.to_thread(self.env.prepare_rootfs, container_id, lowers)
+                rootfs = await asyncio.to_thread(
+                    self.env.prepare_rootfs,
+                    container_id,
+                    lowers,
+                    self.sandboxes.rootfs_userns(sandbox),
+                    labels.mount if labels else "",
+                )
                 await failpoints.hit("container.rootfs")
                 mounted = await asyncio.to_thread(
                     image_volumes.mount_all,
@@ -303,6 +331,7 @@ class Containers:
                     target_pid,
                     self.apparmor,
                     mounted,
+                    labels,
                 )
                 devices = cdi.requested_devices([d.name for d in config.CDI_devices], config.annotations)
                 if devices:

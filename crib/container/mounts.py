@@ -18,7 +18,7 @@ from typing import Any
 from crib.container import securejoin
 from crib.errors import FailedPrecondition, InvalidArgument
 from crib.proto.cri import api_pb2
-from crib.runtime import oci_spec
+from crib.runtime import oci_spec, selinux, userns
 from crib.runtime.rootfs import unescape_mountinfo
 
 PROPAGATION = {
@@ -105,27 +105,46 @@ def image_volume_source(mounted: Path, sub_path: str, image: str) -> str:
     return str(resolved)
 
 
+def _idmapped(mount: dict[str, Any], m: api_pb2.Mount, idmapped_mounts: bool) -> None:
+    """The mount's uidMappings/gidMappings, for the OCI runtime to idmap it (runc >= 1.2)."""
+    if not (m.uidMappings or m.gidMappings):
+        return
+    if not idmapped_mounts:
+        raise FailedPrecondition(
+            f"CreateContainer: mount {m.container_path} has uidMappings/gidMappings, "
+            "but the pod's runtime handler cannot idmap mounts"
+        )
+    uids, gids = userns.mount_mappings(m, "CreateContainer")
+    mount["uidMappings"] = [x.oci() for x in uids]
+    mount["gidMappings"] = [x.oci() for x in gids]
+    mount["options"].append("idmap")
+
+
 def user_mounts(
-    config: api_pb2.ContainerConfig, image_volumes: dict[int, Path] | None = None
+    config: api_pb2.ContainerConfig,
+    image_volumes: dict[int, Path] | None = None,
+    idmapped_mounts: bool = False,
+    mount_label: str = "",
 ) -> tuple[list[dict[str, Any]], str]:
     """The CRI mounts as OCI bind mounts, and the rootfs propagation they need.
 
     `image_volumes` maps the index of each image mount in config.mounts to where
-    its image is mounted read-only on the host.
+    its image is mounted read-only on the host. `idmapped_mounts`: the runtime handler
+    can idmap a mount with the mappings the kubelet gives it (a pod without host users).
+    `mount_label`: the container's SELinux mount label, which a mount the kubelet marks
+    `selinux_relabel` gets on its host path ("": SELinux is off, nothing to relabel). Blocking.
     """
     out = []
     rootfs_propagation = ""
     for index, m in enumerate(config.mounts):
-        if m.uidMappings or m.gidMappings:
-            raise InvalidArgument(
-                "CreateContainer: id-mapped mounts need user namespaces, which crib does not offer"
-            )
         destination = _mount_destination(m.container_path)
         if m.HasField("image") and m.image.image:
             mounted = (image_volumes or {}).get(index)
             if mounted is None:
                 raise InvalidArgument(f"CreateContainer: image volume {destination} was not prepared")
             # Always read-only and private, whatever the request says: the layers are shared.
+            # Not idmapped (containerd idmaps the layers themselves): a pod with its own user
+            # namespace reads them as files of nobody, with their modes.
             source = image_volume_source(mounted, m.image_sub_path, m.image.image)
             out.append(oci_spec.bind_mount(source, destination, readonly=True))
             continue
@@ -137,6 +156,8 @@ def user_mounts(
         if not os.path.lexists(source):
             # The kubelet expects missing host paths to be made as directories.
             os.makedirs(source, mode=0o755, exist_ok=True)
+        if m.selinux_relabel and mount_label:
+            selinux.relabel(source, mount_label, "CreateContainer")
         propagation = PROPAGATION.get(m.propagation, "rprivate")
         check_propagation(source, propagation)
         if propagation == "rshared":
@@ -150,6 +171,7 @@ def user_mounts(
                     f"CreateContainer: recursive read-only mount {destination} must be read-only and private"
                 )
             mount["options"] = [o for o in mount["options"] if o != "ro"] + ["rro"]
+        _idmapped(mount, m, idmapped_mounts)
         out.append(mount)
     return out, rootfs_propagation
 

@@ -98,14 +98,15 @@ def _container_path(parts: list[str]) -> str:
     return "/" + "/".join(parts)
 
 
-def mkdir_all(root: Path, unsafe: str, mode: int = 0o755) -> Path:
+def mkdir_all(root: Path, unsafe: str, mode: int = 0o755, owner: tuple[int, int] | None = None) -> Path:
     """Create directory `unsafe` and its missing parents inside rootfs `root`; its host path.
 
     The path is resolved as by `secure_join`, then walked again from an fd of `root`, each
     component opened with O_PATH|O_NOFOLLOW|O_DIRECTORY and each missing one created with
     mkdirat relative to its parent's fd (mode `mode`, subject to the umask like mkdir(2)).
     A component that exists and is not a directory, or that turned into a symlink after
-    resolution, raises InvalidArgument. An existing directory is fine.
+    resolution, raises InvalidArgument. An existing directory is fine. `owner`: the host
+    uid and gid each directory made here is given (a pod's root in its user namespace).
     """
     root_s = os.fspath(root)
     parts = _resolve(root_s, unsafe)
@@ -119,6 +120,8 @@ def mkdir_all(root: Path, unsafe: str, mode: int = 0o755) -> Path:
                 # Created concurrently: the open below checks what it is.
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(name, mode, dir_fd=fd)
+                    if owner is not None:
+                        os.chown(name, *owner, dir_fd=fd, follow_symlinks=False)
                 child = _open_dir(fd, name, shown)
             os.close(fd)
             fd = child

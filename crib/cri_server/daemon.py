@@ -44,7 +44,7 @@ from crib.image_service.images import Images
 from crib.log_setup import configure as configure_logging
 from crib.log_setup import get_logger
 from crib.proto.crib.v1 import crib_pb2
-from crib.runtime import cgroup_driver, conmon, lsm, runtime_handler
+from crib.runtime import cgroup_driver, conmon, lsm, runtime_handler, selinux
 from crib.runtime.runtime_env import RuntimeEnv, conmon_alive
 from crib.sandbox.sandboxes import Sandboxes
 from crib.store.state_store import StateStore
@@ -244,7 +244,7 @@ async def serve(config: Config, load: Callable[[], Config] | None = None) -> int
         )
         pod_cidrs = PodCIDRs(store)
         apparmor = lsm.AppArmor.probe()
-        sandboxes = Sandboxes(config, env, images, store, pod_cidrs, apparmor)
+        sandboxes = Sandboxes(config, env, images, store, pod_cidrs, apparmor, selinux.SELinux.probe())
         containers = Containers(
             env,
             images,

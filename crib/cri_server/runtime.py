@@ -113,10 +113,9 @@ def _handler(name: str, info: HandlerInfo) -> api_pb2.RuntimeHandler:
         name=name,
         features=api_pb2.RuntimeHandlerFeatures(
             recursive_read_only_mounts=info.recursive_read_only_mounts,
-            # Even where the runtime could (idmapped mounts), crib does not build user
-            # namespaces yet and refuses hostUsers: false; saying yes would let the kubelet
-            # admit such pods.
-            user_namespaces=False,
+            # Only where the OCI runtime and the kernel idmap mounts: elsewhere crib refuses
+            # hostUsers: false, and saying yes would let the kubelet admit such pods.
+            user_namespaces=info.user_namespaces,
         ),
     )
 

@@ -1,11 +1,11 @@
-"""Linux security modules: AppArmor profiles and SELinux labels for containers.
+"""Linux security modules: AppArmor profiles for containers (SELinux labels: selinux.py).
 
-The kubelet sends a profile or a label only when the pod asks for one, and a
-pod that asks must not start unconfined: where the host lacks the module, or
-the named profile is not loaded, CreateContainer is refused with the field's
-name. Where AppArmor is on, crib loads its own `crib-default` profile (the
-rules of containerd's and Docker's default) and applies it for RuntimeDefault
-and when no profile is given, except to privileged containers, as containerd does.
+The kubelet sends a profile only when the pod asks for one, and a pod that asks
+must not start unconfined: where the host lacks AppArmor, or the named profile
+is not loaded, CreateContainer is refused with the field's name. Where AppArmor
+is on, crib loads its own `crib-default` profile (the rules of containerd's and
+Docker's default) and applies it for RuntimeDefault and when no profile is
+given, except to privileged containers, as containerd does.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ log = get_logger("crib.lsm")
 DEFAULT_PROFILE = "crib-default"
 APPARMOR_ENABLED = Path("/sys/module/apparmor/parameters/enabled")
 APPARMOR_PROFILES = Path("/sys/kernel/security/apparmor/profiles")
-SELINUX_ENFORCE = Path("/sys/fs/selinux/enforce")
 PARSER_TIMEOUT_S = 30.0
 
 # The rules of containerd's default profile (contrib/apparmor/template.go, shared with
@@ -78,10 +77,6 @@ def apparmor_enabled(flag: Path = APPARMOR_ENABLED) -> bool:
         return flag.read_text().strip() == "Y"
     except OSError:
         return False
-
-
-def selinux_enabled(flag: Path = SELINUX_ENFORCE) -> bool:
-    return flag.exists()
 
 
 def loaded_profiles(listing: Path = APPARMOR_PROFILES) -> set[str]:
@@ -180,18 +175,3 @@ def _requested(sc: api_pb2.LinuxContainerSecurityContext) -> tuple[str, str]:
     if legacy.startswith("localhost/") and legacy != "localhost/":
         return "localhost", legacy.removeprefix("localhost/")
     raise InvalidArgument(f"CreateContainer: apparmor_profile {legacy!r} is not a valid profile")
-
-
-def _selinux_requested(options: api_pb2.SELinuxOption) -> bool:
-    return any((options.user, options.role, options.type, options.level))
-
-
-def check_selinux(options: api_pb2.SELinuxOption, where: str, enabled: bool | None = None) -> None:
-    """Refuse SELinux labels on a host without SELinux: crib cannot apply them there."""
-    if not _selinux_requested(options):
-        return
-    if not (selinux_enabled() if enabled is None else enabled):
-        raise FailedPrecondition(f"{where}: selinux_options were given, but this node has no SELinux")
-    # crib does not label processes or mounts yet; accepting the options would run the
-    # container under the host's default label.
-    raise FailedPrecondition(f"{where}: selinux_options are not supported by crib yet")

@@ -14,10 +14,13 @@ import ctypes
 import errno
 import os
 import re
+import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from crib.errors import Internal
+from crib.runtime import userns
 
 _libc = ctypes.CDLL(None, use_errno=True)
 MNT_DETACH = 2
@@ -50,20 +53,44 @@ def unmount(target: str, detach: bool = True) -> None:
             raise OSError(err, f"umount {target}: {os.strerror(err)}")
 
 
-def mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path) -> None:
-    """Mount the layers (top first) with `upper` as the writable layer. Blocking."""
+@dataclass(frozen=True)
+class Idmap:
+    """A rootfs for a pod with its own user namespace: the layers seen through its mappings."""
+
+    userns_file: Path  # the pod's pinned user namespace
+    scratch: Path  # where the idmapped layers are mounted while the overlay is made
+    root_uid: int  # the host IDs of the pod's root, which owns the top of the upper layer
+    root_gid: int
+
+
+def mount_overlay(
+    lowers: list[Path],
+    upper: Path,
+    work: Path,
+    target: Path,
+    idmap: Idmap | None = None,
+    mount_label: str = "",
+) -> None:
+    """Mount the layers (top first) with `upper` as the writable layer; `mount_label`: the
+    SELinux context every file of it has (context=). Blocking."""
     if not lowers:
         raise Internal("an overlay needs at least one lower layer")
+    if idmap is not None:
+        _mount_idmapped_overlay(lowers, upper, work, target, idmap, mount_label)
+        return
     for d in (upper, work, target):
         d.mkdir(parents=True, exist_ok=True)
-    options = f"lowerdir={':'.join(map(str, lowers))},upperdir={upper},workdir={work},index=off"
+    context = f',context="{mount_label}"' if mount_label else ""
+    options = f"lowerdir={':'.join(map(str, lowers))},upperdir={upper},workdir={work},index=off{context}"
     if len(options) <= MAX_OPTIONS:
         mount("overlay", str(target), "overlay", 0, options)
         return
     base = lowers[0].parent
     if any(p.parent != base for p in lowers):
         raise Internal(f"{len(lowers)} layers do not fit in overlayfs mount options")
-    relative = f"lowerdir={':'.join(p.name for p in lowers)},upperdir={upper},workdir={work},index=off"
+    relative = (
+        f"lowerdir={':'.join(p.name for p in lowers)},upperdir={upper},workdir={work},index=off{context}"
+    )
     result = subprocess.run(
         ["mount", "-t", "overlay", "overlay", "-o", relative, str(target)],
         cwd=base,
@@ -73,6 +100,31 @@ def mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path) -> 
     )
     if result.returncode != 0:
         raise Internal(f"mounting a {len(lowers)}-layer overlay failed: {result.stderr.strip()}")
+
+
+def _mount_idmapped_overlay(
+    lowers: list[Path], upper: Path, work: Path, target: Path, idmap: Idmap, mount_label: str
+) -> None:
+    """The layers are bound idmapped (as containerd's overlay snapshotter does for a remapped
+    rootfs), the overlay is made of those binds, and the binds are detached again: overlayfs
+    holds private clones of its layers' mounts. New files land in `upper` with the host IDs
+    of their creators inside, so its top is handed to the pod's root."""
+    idmap.scratch.mkdir(parents=True, exist_ok=True)
+    shifted: list[Path] = []
+    try:
+        for i, lower in enumerate(lowers):
+            point = idmap.scratch / str(i)
+            point.mkdir(exist_ok=True)
+            userns.idmapped_bind(lower, point, idmap.userns_file)
+            shifted.append(point)
+        upper.mkdir(parents=True, exist_ok=True)
+        os.chown(upper, idmap.root_uid, idmap.root_gid)
+        mount_overlay(shifted, upper, work, target, mount_label=mount_label)
+    finally:
+        for point in shifted:
+            with contextlib.suppress(OSError):
+                unmount(str(point))
+        shutil.rmtree(idmap.scratch, ignore_errors=True)
 
 
 def mount_readonly_layers(lowers: list[Path], target: Path) -> None:

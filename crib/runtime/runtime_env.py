@@ -87,11 +87,29 @@ class RuntimeEnv:
 
     # --- blocking helpers (call through asyncio.to_thread) ---------------------------------------
 
-    def prepare_rootfs(self, container_id: str, lowers: list[Path]) -> Path:
+    def prepare_rootfs(
+        self,
+        container_id: str,
+        lowers: list[Path],
+        pod_userns: tuple[Path, int, int] | None = None,
+        mount_label: str = "",
+    ) -> Path:
+        """The overlay rootfs; with `pod_userns` (the pinned user namespace and the host uid and
+        gid of its root) its layers are idmapped into the pod's user namespace; `mount_label`:
+        its SELinux context."""
         target = self.rootfs(container_id)
         layer = self.layer_dir(container_id)
-        rootfs.mount_overlay(lowers, layer / "upper", layer / "work", target)
+        idmap = None
+        if pod_userns is not None:
+            scratch = self.state / "containers" / container_id / "idmapped-layers"
+            idmap = rootfs.Idmap(pod_userns[0], scratch, pod_userns[1], pod_userns[2])
+        rootfs.mount_overlay(lowers, layer / "upper", layer / "work", target, idmap, mount_label)
         return target
+
+    def handler_info(self, handler: str) -> HandlerInfo:
+        """What the runtime handler ("" is the default) can do; unknown handlers as runtime() says."""
+        self.runtime(handler)
+        return self.handlers[handler or self.default_handler]
 
     def write_spec(self, container_id: str, spec: dict[str, Any]) -> Path:
         bundle = self.bundle(container_id)

@@ -52,7 +52,9 @@ def features_from_json(data: dict) -> tuple[bool, bool]:
     rro = "rro" in mount_options and _kernel_at_least(5, 12)
     linux = data.get("linux") or {}
     idmap = ((linux.get("mountExtensions") or {}).get("idmap") or {}).get("enabled") is True
-    userns = idmap and "user" in (linux.get("namespaces") or [])
+    # crib idmaps the layers under an overlay rootfs itself: overlayfs takes idmapped layers
+    # from Linux 5.19.
+    userns = idmap and "user" in (linux.get("namespaces") or []) and _kernel_at_least(5, 19)
     return rro, userns
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from crib.proto.cri import api_pb2
-from crib.runtime import oci_spec
+from crib.runtime import oci_spec, userns
 
 # The pause process matters more than the containers it holds (as containerd's -998), and
 # needs no CPU.
@@ -30,6 +30,12 @@ class PauseContext:
     shm: Path  # the pod's /dev/shm (unused with host IPC)
     rootfs: Path
     systemd: bool
+    # The pod's own user namespace (hostUsers: false) and the file that pins it.
+    userns: userns.PodUserns | None = None
+    userns_path: Path | None = None
+    # SELinux: the pod's process and mount labels ("" where SELinux is off).
+    process_label: str = ""
+    mount_label: str = ""
 
 
 def build(pod: PauseContext, img: dict[str, Any], hostname: str) -> dict[str, Any]:
@@ -72,7 +78,7 @@ def build(pod: PauseContext, img: dict[str, Any], hostname: str) -> dict[str, An
     seccomp = oci_spec.seccomp_profile(
         sc.seccomp if sc.HasField("seccomp") else None, sc.seccomp_profile_path, set(caps), privileged
     )
-    return oci_spec.base_spec(
+    spec = oci_spec.base_spec(
         args=args,
         env=img.get("Env") or [oci_spec.DEFAULT_PATH],
         cwd="/",
@@ -100,3 +106,9 @@ def build(pod: PauseContext, img: dict[str, Any], hostname: str) -> dict[str, An
             "io.kubernetes.cri.sandbox-namespace": config.metadata.namespace,
         },
     )
+    if pod.process_label:
+        spec["process"]["selinuxLabel"] = pod.process_label
+        spec["linux"]["mountLabel"] = pod.mount_label
+    if pod.userns is not None:
+        userns.apply_to_spec(spec, pod.userns, str(pod.userns_path), opts.network == api_pb2.NODE)
+    return spec

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 import secrets
 import shutil
 import time
@@ -30,7 +31,7 @@ from crib.image_service.image_store import ImageRecord
 from crib.image_service.images import Images
 from crib.log_setup import get_logger
 from crib.proto.cri import api_pb2
-from crib.runtime import lsm
+from crib.runtime import lsm, selinux, userns
 from crib.runtime.cgroup_stats import CgroupStats, cgroup_dirs, network_stats, process_count, read_stats
 from crib.runtime.rootfs import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount, unmount, unmount_all_under
 from crib.runtime.runtime_env import RuntimeEnv, wait_for_exit
@@ -66,6 +67,9 @@ class Sandbox:
     chain_ids: list[str] = field(default_factory=list)
     # Set once StopPodSandbox has released the network: never again.
     network_released: bool = False
+    # SELinux: the pause's labels, which the pod's containers start from ("": SELinux off).
+    process_label: str = ""
+    mount_label: str = ""
     _config: api_pb2.PodSandboxConfig | None = field(default=None, repr=False, compare=False)
     _exited: asyncio.Event | None = field(default=None, repr=False, compare=False)
     # (state, serialized list item): list replies reuse it while the state holds.
@@ -118,17 +122,12 @@ def validate(config: api_pb2.PodSandboxConfig) -> None:
     if config.log_directory and not config.log_directory.startswith("/"):
         raise InvalidArgument(f"RunPodSandbox: log_directory {config.log_directory!r} is not absolute")
     sc = config.linux.security_context
-    refuse_user_namespace(sc.namespace_options, "RunPodSandbox")
-    lsm.check_selinux(sc.selinux_options, "RunPodSandbox")
+    userns.parse(sc.namespace_options, "RunPodSandbox")
 
 
-def refuse_user_namespace(opts: api_pb2.NamespaceOption, where: str) -> None:
-    """A pod without host users must not run as the host's root: crib cannot map it yet."""
-    if opts.HasField("userns_options") and opts.userns_options.mode != api_pb2.NODE:
-        raise FailedPrecondition(
-            f"{where}: namespace_options.userns_options asks for a user namespace (hostUsers: false); "
-            "crib does not create user namespaces yet (it needs idmapped mounts from the OCI runtime)"
-        )
+def pod_userns(config: api_pb2.PodSandboxConfig) -> userns.PodUserns | None:
+    """The pod's own user namespace (hostUsers: false), None when it uses the node's."""
+    return userns.parse(config.linux.security_context.namespace_options, "RunPodSandbox")
 
 
 _QUANTITY = {
@@ -252,9 +251,12 @@ class Sandboxes:
         store: StateStore,
         pod_cidrs: Callable[[], list[str]],
         apparmor: lsm.AppArmor,
+        selinux_: selinux.SELinux | None = None,
     ) -> None:
         self.config = config
         self.apparmor = apparmor
+        # Shared with the containers, which take their pod's labels.
+        self.selinux = selinux_ or selinux.SELinux.probe()
         self.env = env
         self.images = images
         self.store = store
@@ -300,6 +302,15 @@ class Sandboxes:
     def shm_path(self, sandbox_id: str) -> Path:
         return self.sandbox_dir(sandbox_id) / "shm"
 
+    def userns_path(self, sandbox_id: str) -> Path:
+        """Where a pod with its own user namespace keeps it pinned (until RemovePodSandbox)."""
+        return self.sandbox_dir(sandbox_id) / "userns"
+
+    def rootfs_userns(self, sandbox: Sandbox) -> tuple[Path, int, int] | None:
+        """What prepare_rootfs needs to idmap a rootfs of this pod (None: the node's IDs)."""
+        pod = pod_userns(sandbox.config)
+        return None if pod is None else (self.userns_path(sandbox.id), *pod.root())
+
     # --- the pause image ------------------------------------------------------------------------
 
     async def pause_image(self) -> ImageRecord:
@@ -317,9 +328,14 @@ class Sandboxes:
         validate(config)
         self.apparmor.check_pod(config.linux.security_context.apparmor)
         runtime = self.env.runtime(handler)
+        supported = self.env.handler_info(handler).user_namespaces
+        userns.require_support(pod_userns(config), supported, runtime.handler, "RunPodSandbox")
         key = reservation_key(config.metadata)
         if (holder := self.index.holder(key)) is not None:
             raise AlreadyExists(f"pod sandbox name {key!r} is reserved for {holder}; remove that pod first")
+        labels = await asyncio.to_thread(
+            self.selinux.pod_labels, config.linux.security_context.selinux_options, "RunPodSandbox"
+        )
         sandbox_id = secrets.token_hex(32)
         self.index.reserve(key, sandbox_id)
         sandbox = Sandbox(
@@ -328,8 +344,10 @@ class Sandboxes:
             handler=runtime.handler,
             created_at=time.time_ns(),
             state=CREATING,
+            process_label=labels.process if labels else "",
+            mount_label=labels.mount if labels else "",
         )
-        undo: list[Callable[[], Any]] = []
+        undo: list[Callable[[], Any]] = [lambda: self.selinux.release(sandbox.process_label)]
         try:
             async with self._lock(sandbox_id):
                 await self._run(sandbox, runtime, undo)
@@ -383,6 +401,11 @@ class Sandboxes:
         # Written once: it is bind-mounted (by inode) while the pause starts.
         # The kubelet mounts its own /etc/hosts into containers of non-host-network pods.
         pod_files.write(directory, "hosts", pod_files.hosts(host_network, hostname, []))
+        own_userns = pod_userns(config)
+        if own_userns is not None:
+            # Bound into every container unmapped: owned by the pod's root, they are root's inside.
+            for name in ("resolv.conf", "hostname", "hosts"):
+                os.chown(directory / name, *own_userns.root())
         if not host_ipc:
             shm = self.shm_path(sandbox.id)
             shm.mkdir()
@@ -390,10 +413,22 @@ class Sandboxes:
                 mount, "shm", str(shm), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"mode=1777,{SHM_SIZE}"
             )
             undo.append(lambda: unmount(str(shm)))
+        if sandbox.mount_label:
+            # Bound into every container (containerd relabels them likewise).
+            shared = [directory / n for n in ("resolv.conf", "hostname", "hosts")]
+            shared += [] if host_ipc else [self.shm_path(sandbox.id)]
+            for path in shared:
+                await asyncio.to_thread(selinux.relabel, str(path), sandbox.mount_label, "RunPodSandbox")
 
-        if not host_network:
-            ns = self.netns_path(sandbox.id)
+        ns = None if host_network else self.netns_path(sandbox.id)
+        if own_userns is not None:
+            # The netns is made inside the user namespace, as containerd does, so that it owns it.
+            pinned = self.userns_path(sandbox.id)
+            await asyncio.to_thread(userns.pin, own_userns, pinned, ns)
+            undo.append(lambda: userns.unpin(pinned))
+        elif ns is not None:
             await asyncio.to_thread(netns.create, ns)
+        if ns is not None:
             undo.append(lambda: netns.remove(ns))
             sandbox.netns = str(ns)
             await failpoints.hit("sandbox.netns")
@@ -438,7 +473,9 @@ class Sandboxes:
         env = self.env
         lowers = [self.images.layers.path(c) for c in reversed(sandbox.chain_ids)]
         undo.append(lambda: asyncio.to_thread(env.cleanup, sandbox.id))
-        await asyncio.to_thread(env.prepare_rootfs, sandbox.id, lowers)
+        await asyncio.to_thread(
+            env.prepare_rootfs, sandbox.id, lowers, self.rootfs_userns(sandbox), sandbox.mount_label
+        )
         await failpoints.hit("sandbox.pause_rootfs")
         spec = pause_spec.build(
             PauseContext(
@@ -449,6 +486,10 @@ class Sandboxes:
                 shm=self.shm_path(sandbox.id),
                 rootfs=env.rootfs(sandbox.id),
                 systemd=env.systemd,
+                userns=pod_userns(sandbox.config),
+                userns_path=self.userns_path(sandbox.id),
+                process_label=sandbox.process_label,
+                mount_label=sandbox.mount_label,
             ),
             image.config.get("config") or {},
             hostname,
@@ -551,6 +592,8 @@ class Sandboxes:
             await runtime.delete(sandbox.id, force=True)
             await asyncio.to_thread(self.env.discard, sandbox.id)
             self.env.empty_trash_soon()
+            await asyncio.to_thread(userns.unpin, self.userns_path(sandbox.id))
+            self.selinux.release(sandbox.process_label)
             await asyncio.to_thread(shutil.rmtree, self.sandbox_dir(sandbox.id), True)
             self.store.delete(_KIND, sandbox.id)
             self.index.drop(sandbox.id)
@@ -602,6 +645,7 @@ class Sandboxes:
         """Rebuild the view after a restart; sandboxes a crash left half-made are torn down."""
         for sandbox_id, raw in self.store.items(_KIND):
             sandbox = Sandbox(**raw)
+            self.selinux.reserve(sandbox.process_label)
             self.index.add(sandbox_id, sandbox)
             self.index.reserve(sandbox.reservation, sandbox_id)
             alive = pause_alive(sandbox.pid, sandbox.id)
