@@ -170,6 +170,17 @@ class RuntimeEnv:
             self.cleanup(container_id)
         return orphans
 
+    def runtime_orphans(self, known: set[str]) -> list[tuple[str, str]]:
+        """(handler, ID) of containers an OCI runtime keeps state for that no record knows: their
+        processes would outlive every cleanup of files. Blocking."""
+        found: list[tuple[str, str]] = []
+        for name, info in sorted(self.handlers.items()):
+            root = self.state / "runtime" / name
+            if info.path is not None and root.is_dir():
+                ids = sorted(p.name for p in root.iterdir() if p.is_dir())
+                found += [(name, i) for i in ids if i not in known]
+        return found
+
     def exit_code(self, container_id: str) -> int | None:
         try:
             return int((self.exit_dir / container_id).read_text().strip())
