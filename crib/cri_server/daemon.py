@@ -14,6 +14,7 @@ import fcntl
 import os
 import signal
 import socket
+import sqlite3
 import ssl
 import stat
 import sys
@@ -167,6 +168,16 @@ def _tls_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
+async def _open_store(path: Path) -> StateStore:
+    """The state store, checked; what keeps it from opening (a full disk) stops the start, clearly."""
+    try:
+        return await asyncio.to_thread(StateStore.open_checked, path)
+    except sqlite3.Error as exc:
+        st = os.statvfs(path.parent)
+        hint = " (its file system is full: free space, then start cribd again)" if st.f_bavail == 0 else ""
+        raise StartupError(f"cannot open the state store {path}: {exc}{hint}") from None
+
+
 def _runtime_dirs(config: Config) -> int:
     """How many pod and container dirs are on disk: with no state store, something was lost."""
     dirs = (Path(config.state) / "sandboxes", Path(config.state) / "containers")
@@ -214,7 +225,7 @@ async def serve(config: Config, load: Callable[[], Config] | None = None) -> int
         prepare_socket_path(sock)
         # Before recovery, whose runtime calls are traced too.
         tracing.setup(config.tracing)
-        store = await asyncio.to_thread(StateStore.open_checked, Path(config.root) / "state.db")
+        store = await _open_store(Path(config.root) / "state.db")
         if store.found == "missing" and (on_disk := _runtime_dirs(config)):
             log.warning(
                 "state_store.missing",

@@ -26,6 +26,7 @@ from crib.runtime import conmon, rootfs
 from crib.runtime.cgroup_stats import cgroup_dirs, read_stats
 from crib.runtime.oci_runtime import OCIRuntime
 from crib.runtime.runtime_handler import HandlerInfo
+from crib.store import disk_record
 
 
 @dataclass
@@ -95,9 +96,7 @@ class RuntimeEnv:
         bundle = self.bundle(container_id)
         bundle.mkdir(parents=True, exist_ok=True)
         path = bundle / "config.json"
-        tmp = bundle / ".config.json.tmp"
-        tmp.write_text(json.dumps(spec))
-        os.rename(tmp, path)
+        disk_record.write_file(path, json.dumps(spec))
         return path
 
     def read_spec(self, container_id: str) -> dict[str, Any] | None:

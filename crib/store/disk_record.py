@@ -20,9 +20,20 @@ NAME = "record.json"
 
 def write(directory: Path, record: dict[str, Any]) -> None:
     """Blocking; atomic (a reader sees the whole file or none)."""
-    tmp = directory / f".{NAME}.tmp"
-    tmp.write_text(json.dumps(record, separators=(",", ":"), sort_keys=True))
-    os.rename(tmp, directory / NAME)
+    write_file(directory / NAME, json.dumps(record, separators=(",", ":"), sort_keys=True))
+
+
+def write_file(path: Path, text: str) -> None:
+    """Write `path` whole or not at all (a temp file renamed over it). A failed write names the
+    file: an OSError from write() carries none, and "no space left" should say where."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+    except OSError as exc:
+        exc.filename = exc.filename or str(tmp)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.rename(tmp, path)
 
 
 def read(directory: Path) -> dict[str, Any] | None:

@@ -41,6 +41,8 @@ log = get_logger("crib.store")
 Found = Literal["intact", "missing", "damaged"]
 # SQLite's companions of a database in WAL mode: they belong to that one file.
 _COMPANIONS = ("-wal", "-shm")
+# SQLITE_CORRUPT, SQLITE_NOTADB: what SQLite answers for a damaged file.
+_DAMAGE_CODES = frozenset({11, 26})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -182,10 +184,7 @@ def _problem(path: Path) -> str | None:
     if path.stat().st_size == 0:
         # SQLite takes an empty file for an empty database; crib never leaves one.
         return "the file is empty (0 bytes): truncated"
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None)
-    except sqlite3.Error as exc:
-        return f"cannot open it: {exc}"
+    db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None)
     try:
         checked = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
         if checked != ["ok"]:
@@ -196,8 +195,14 @@ def _problem(path: Path) -> str | None:
         for kind, id, data in db.execute("SELECT kind, id, data FROM records"):
             if not isinstance(json.loads(data), dict):
                 return f"record {kind}/{id} is not a JSON object"
-    except (sqlite3.Error, ValueError) as exc:
+    except sqlite3.Error as exc:
+        # Only the file's own faults: a full disk or an I/O error says nothing about its
+        # content, and moving a good store aside for one would lose it. Those stay errors.
+        if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF not in _DAMAGE_CODES:
+            raise
         return f"{type(exc).__name__}: {exc}"
+    except ValueError as exc:
+        return f"a record is not JSON: {exc}"
     finally:
         db.close()
     return None
