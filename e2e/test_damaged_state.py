@@ -132,8 +132,14 @@ def test_cribd_recovers_running_pods_from_disk_when_the_state_store_is(
     remove_pod(daemon, pod)
     assert _without_images(machine_state(daemon, pod_network)) == empty
 
-    # The rebuilt store is whole: the next start finds nothing wrong.
+    # The rebuilt store is whole: the next start finds nothing wrong, and new pods run (the
+    # image records may have gone with the store: the kubelet pulls again, here an import).
     daemon.stop()
     daemon.start()
     assert len(_events(daemon, "state_store.damaged")) == (0 if how == "missing" else 1)
     assert list_pods(daemon) == []
+    import_busybox(daemon)
+    again = run_pod(daemon, pod_config("again"))
+    run_container(daemon, again, container_config("sleeper", ["sleep", "1000"]))
+    remove_pod(daemon, again)
+    assert _without_images(machine_state(daemon, pod_network)) == empty

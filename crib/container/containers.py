@@ -312,11 +312,9 @@ class Containers:
                 container.stop_signal = built.stop_signal
                 container.uid, container.gid = built.user.uid, built.user.gid
                 container.groups = list(built.user.additional_gids)
-                await asyncio.to_thread(self.env.write_spec, container_id, built.spec)
-                # What a start-up that lost the state store needs to find the container again.
-                await asyncio.to_thread(
-                    disk_record.write, self.env.conmon_paths(container_id).dir, container.record()
-                )
+                # With the spec, what a start-up that lost the state store needs to find the
+                # container again.
+                await asyncio.to_thread(self._write_bundle, container, built.spec)
                 await failpoints.hit("container.spec")
                 if log_path:
                     await asyncio.to_thread(os.makedirs, os.path.dirname(log_path), 0o755, True)
@@ -339,6 +337,10 @@ class Containers:
         log.info("container.created", container=container_id, pod=sandbox.id, name=config.metadata.name)
         self._publish(container, api_pb2.CONTAINER_CREATED_EVENT)
         return container_id
+
+    def _write_bundle(self, container: Container, spec: dict[str, Any]) -> None:
+        self.env.write_spec(container.id, spec)
+        disk_record.write(self.env.conmon_paths(container.id).dir, container.record())
 
     # --- exits ----------------------------------------------------------------------------------
 

@@ -373,8 +373,9 @@ class Sandboxes:
         directory = self.sandbox_dir(sandbox.id)
         directory.mkdir(parents=True)
         undo.append(lambda: shutil.rmtree(directory, ignore_errors=True))
-        # What a start-up that lost the state store needs to find the pod again.
-        await asyncio.to_thread(disk_record.write, directory, sandbox.record())
+        # What a start-up that lost the state store needs to find the pod again (a small
+        # file in the state dir, written on the loop like the pod's files below).
+        disk_record.write(directory, sandbox.record())
         await failpoints.hit("sandbox.dir")
         # Recorded from the start: a crash midway leaves a record that
         # start-up finds and cleans up, never an untracked netns or process.
