@@ -11,9 +11,11 @@ Then the kubelet's stop and remove work, and nothing is left.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,6 +51,12 @@ def _damage(db: Path, how: str) -> None:
             Path(f"{db}{suffix}").unlink(missing_ok=True)
     elif how == "truncated":
         os.truncate(db, db.stat().st_size // 2)
+    elif how == "bad_records":
+        # A whole file whose pod records are garbage: the rest (containers, images, layers)
+        # is carried over, the pods come back from disk.
+        with contextlib.closing(sqlite3.connect(db)) as raw:
+            raw.execute("UPDATE records SET data = '{garbage' WHERE kind = 'sandbox'")
+            raw.commit()
     elif how == "corrupt":
         data = bytearray(db.read_bytes())
         # The header and the first pages overwritten, as a stray write or a bad sector would.
@@ -68,7 +76,7 @@ def _without_images(state: dict[str, list[str]]) -> dict[str, list[str]]:
     return {k: v for k, v in state.items() if k not in ("blobs", "layers")}
 
 
-@pytest.mark.parametrize("how", ["truncated", "corrupt", "missing"])
+@pytest.mark.parametrize("how", ["truncated", "corrupt", "bad_records", "missing"])
 def test_cribd_recovers_running_pods_from_disk_when_the_state_store_is(
     cribd_factory: Callable[..., Cribd], pod_network: PodNetwork, how: str
 ) -> None:
@@ -107,6 +115,11 @@ def test_cribd_recovers_running_pods_from_disk_when_the_state_store_is(
         # Moved aside, not deleted: what was there is kept byte for byte.
         assert Path(found["moved_to"]).read_bytes() == damaged != original
     assert any(e["pod"] == lost for e in _events(daemon, "sandbox.unrecoverable"))
+
+    images = daemon.images.ListImages(api_pb2.ListImagesRequest(), timeout=10).images
+    if how == "bad_records":
+        assert found["salvaged_records"] > 0
+        assert "crib.e2e/busybox:1" in [tag for i in images for tag in i.repo_tags]
 
     # The running pod and both containers, as they were.
     [recovered] = list_pods(daemon)

@@ -295,9 +295,9 @@ async def serve(config: Config, load: Callable[[], Config] | None = None) -> int
             if orphans := await asyncio.to_thread(env.remove_orphans, known):
                 log.warning("container.orphans_removed", containers=orphans)
             if store.rebuilt:
-                # The layer records went with the store: the layers the recovered pods and
-                # containers run on are taken back, the others removed.
-                await asyncio.to_thread(images.layers.adopt, images_in_use()[1])
+                # Layer records may have gone with the store: the layers still in use are
+                # taken back, the others removed.
+                await images.adopt_layers()
         streaming = StreamingServer(
             config.streaming.address,
             config.streaming.port,
