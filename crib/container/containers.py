@@ -430,9 +430,11 @@ class Containers:
                 container.exited.set()
                 self._persist(container)
                 self._publish(container, api_pb2.CONTAINER_STOPPED_EVENT)
-                if sandbox.state != READY or not pause_alive(sandbox.pid, sandbox.id):
+                stopping = sandbox.state != READY or sandbox.stop_requested
+                if stopping or not pause_alive(sandbox.pid, sandbox.id):
                     # StopPodSandbox won the race: its pause (whose namespaces the container
-                    # joins) went while the runtime created it. The pod's state, not crib's.
+                    # joins) went while the runtime created it (killed, it can still look
+                    # alive for a moment: hence the flag). The pod's state, not crib's.
                     raise FailedPrecondition(
                         f"the pod sandbox of container {container.id} stopped while it started: {exc.message}"
                     ) from None

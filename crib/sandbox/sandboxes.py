@@ -71,6 +71,8 @@ class Sandbox:
     _exited: asyncio.Event | None = field(default=None, repr=False, compare=False)
     # (state, serialized list item): list replies reuse it while the state holds.
     _item: tuple[str, bytes] | None = field(default=None, repr=False, compare=False)
+    # A StopPodSandbox has begun: the pause may be dying while it still looks alive.
+    stop_requested: bool = field(default=False, repr=False, compare=False)
 
     @property
     def config(self) -> api_pb2.PodSandboxConfig:
@@ -94,7 +96,11 @@ class Sandbox:
 
     def record(self) -> dict[str, Any]:
         # Not asdict(): it deep-copies, and the runtime fields (events) do not copy.
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if not f.name.startswith("_") and f.name != "stop_requested"
+        }
 
     @property
     def reservation(self) -> str:
@@ -487,6 +493,7 @@ class Sandboxes:
         sandbox = self.find(sandbox_id)
         if sandbox is None:
             return  # idempotent: nothing to stop
+        sandbox.stop_requested = True
         async with self._lock(sandbox.id):
             # The CRI: containers still running here "must be forcibly terminated" (the
             # kubelet has stopped them gracefully before); containerd also uses 0.
