@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -140,3 +142,57 @@ def test_sigkill_at_random_moments_never_tears_a_record(tmp_path: Path) -> None:
         seen |= gens
     # The writers made progress across kills (each resumes from the last commit).
     assert max(seen) > 1
+
+
+def _filled(path: Path, rows: int = 200) -> None:
+    store = StateStore(path)
+    with store.transaction():
+        for i in range(rows):
+            store.put("container", f"c{i:04}", {"id": i, "pad": "x" * 400})
+    store.close()
+
+
+def test_an_intact_store_opens_as_it_is(tmp_path: Path) -> None:
+    _filled(tmp_path / "state.db")
+    store = StateStore.open_checked(tmp_path / "state.db")
+    assert store.found == "intact" and not store.rebuilt and len(store.items("container")) == 200
+    assert sorted(p.name for p in tmp_path.iterdir() if ".db." in p.name) == []
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "header", "row"])
+def test_a_damaged_store_is_moved_aside_and_a_whole_one_made(tmp_path: Path, damage: str) -> None:
+    db = tmp_path / "state.db"
+    _filled(db)
+    if damage == "truncated":
+        os.truncate(db, db.stat().st_size // 2)
+    elif damage == "empty":
+        os.truncate(db, 0)
+    elif damage == "header":
+        data = bytearray(db.read_bytes())
+        data[:100] = b"\xff" * 100
+        db.write_bytes(bytes(data))
+    else:
+        raw = sqlite3.connect(db)
+        raw.execute("UPDATE records SET data = '{not json' WHERE id = 'c0007'")
+        raw.commit()
+        raw.close()
+    before = db.read_bytes()
+    store = StateStore.open_checked(db)
+    assert store.found == "damaged" and store.rebuilt
+    [aside] = [p for p in tmp_path.glob("state.db.damaged-*") if not p.name.endswith(("-wal", "-shm"))]
+    assert aside.read_bytes() == before
+    # The new file is whole and takes writes; a row-level fault keeps every other row.
+    store.put("sandbox", "s", {"ok": True})
+    assert store.get("sandbox", "s") == {"ok": True}
+    if damage == "row":
+        assert len(store.items("container")) == 199 and store.get("container", "c0007") is None
+    store.close()
+    assert StateStore.open_checked(db).found == "intact"
+
+
+def test_a_missing_store_is_made_and_a_wal_left_without_it_moved_aside(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    (tmp_path / "state.db-wal").write_bytes(b"stale")
+    store = StateStore.open_checked(db)
+    assert store.found == "missing" and store.rebuilt and store.items("container") == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith("-wal") and "missing" in p.name]

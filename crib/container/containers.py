@@ -41,6 +41,7 @@ from crib.runtime.cgroup_stats import CgroupStats, read_stats, usage_of_tree
 from crib.runtime.runtime_env import RuntimeEnv, conmon_alive, wait_for_exit
 from crib.sandbox import pod_files
 from crib.sandbox.sandboxes import READY, Sandbox, Sandboxes, pause_alive, pod_userns
+from crib.store import disk_record
 from crib.store.index import Index
 from crib.store.state_store import StateStore
 
@@ -340,7 +341,9 @@ class Containers:
                 container.stop_signal = built.stop_signal
                 container.uid, container.gid = built.user.uid, built.user.gid
                 container.groups = list(built.user.additional_gids)
-                await asyncio.to_thread(self.env.write_spec, container_id, built.spec)
+                # With the spec, what a start-up that lost the state store needs to find the
+                # container again.
+                await asyncio.to_thread(self._write_bundle, container, built.spec)
                 await failpoints.hit("container.spec")
                 if log_path:
                     await asyncio.to_thread(os.makedirs, os.path.dirname(log_path), 0o755, True)
@@ -356,13 +359,17 @@ class Containers:
                 await runtime.delete(container_id, force=True)
             await asyncio.to_thread(self.env.cleanup, container_id)
             self.index.drop(container_id)
-            self.store.delete(_KIND, container_id)
+            self.store.forget(_KIND, container_id)
             self.index.release(key, container_id)
             self._locks.pop(container_id, None)
             raise
         log.info("container.created", container=container_id, pod=sandbox.id, name=config.metadata.name)
         self._publish(container, api_pb2.CONTAINER_CREATED_EVENT)
         return container_id
+
+    def _write_bundle(self, container: Container, spec: dict[str, Any]) -> None:
+        self.env.write_spec(container.id, spec)
+        disk_record.write(self.env.conmon_paths(container.id).dir, container.record())
 
     # --- exits ----------------------------------------------------------------------------------
 
@@ -452,9 +459,11 @@ class Containers:
                 container.exited.set()
                 self._persist(container)
                 self._publish(container, api_pb2.CONTAINER_STOPPED_EVENT)
-                if sandbox.state != READY or not pause_alive(sandbox.pid, sandbox.id):
+                stopping = sandbox.state != READY or sandbox.stop_requested
+                if stopping or not pause_alive(sandbox.pid, sandbox.id):
                     # StopPodSandbox won the race: its pause (whose namespaces the container
-                    # joins) went while the runtime created it. The pod's state, not crib's.
+                    # joins) went while the runtime created it (killed, it can still look
+                    # alive for a moment: hence the flag). The pod's state, not crib's.
                     raise FailedPrecondition(
                         f"the pod sandbox of container {container.id} stopped while it started: {exc.message}"
                     ) from None
@@ -667,7 +676,60 @@ class Containers:
             else:
                 # Ended while cribd was away: its exit file says how.
                 self._exited(container)
-        log.info("container.recovered", count=len(self.index))
+        adopted = await asyncio.to_thread(self._adoptable) if self.store.rebuilt else []
+        for container in adopted:
+            self._adopt(container)
+        log.info("container.recovered", count=len(self.index), from_disk=len(adopted))
+
+    def _adoptable(self) -> list[Container]:
+        """Containers on disk the (rebuilt) state store does not know, from their saved records
+        and conmon's files. Blocking."""
+        found = []
+        parent = self.env.state / "containers"
+        for directory in sorted(parent.iterdir()) if parent.is_dir() else []:
+            cid = directory.name
+            if cid in self.index.by_id or self.sandboxes.find(cid) is not None:
+                continue  # known, or a pod's pause
+            raw = disk_record.read(directory)
+            try:
+                container = Container(**raw) if raw is not None and raw.get("id") == cid else None
+                if container is not None:
+                    container.config  # noqa: B018 - parses: a record whose config does not is none
+            except (TypeError, ValueError) as exc:
+                log.warning("container.record_unreadable", container=cid, error=str(exc))
+                container = None
+            if container is None or self.sandboxes.find(container.sandbox_id) is None:
+                # remove_orphans takes its process, mounts and files.
+                log.warning("container.unrecoverable", container=cid, dir=str(directory))
+                continue
+            paths = self.env.conmon_paths(cid)
+            container.conmon_pid = disk_record.read_pid(paths.conmon_pidfile)
+            container.pid = disk_record.read_pid(paths.pidfile)
+            if container.conmon_pid:
+                # Started: conmon wrote its pidfile as the container was created, just before it ran.
+                container.state = RUNNING
+                with contextlib.suppress(OSError):
+                    container.started_at = paths.conmon_pidfile.stat().st_mtime_ns
+            found.append(container)
+        return found
+
+    def _adopt(self, container: Container) -> None:
+        self.index.add(container.id, container)
+        sandbox = self.sandboxes.get(container.sandbox_id)
+        self.index.reserve(_reservation(container.config, sandbox.config.metadata), container.id)
+        self._persist(container)
+        if container.conmon_pid:
+            if conmon_alive(container.conmon_pid, container.id):
+                self._watch(container)
+            else:
+                self._exited(container)  # its exit file (or its absence) says how it ended
+        log.warning(
+            "container.recovered_from_disk",
+            container=container.id,
+            pod=container.sandbox_id,
+            state=container.state,
+            exit_code=container.exit_code,
+        )
 
 
 __all__ = ["CREATED", "EXITED", "RUNNING", "UNKNOWN", "Container", "Containers", "CribError"]

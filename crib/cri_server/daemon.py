@@ -14,6 +14,7 @@ import fcntl
 import os
 import signal
 import socket
+import sqlite3
 import ssl
 import stat
 import sys
@@ -40,6 +41,7 @@ from crib.cri_server.rpc import generic_handler
 from crib.cri_server.runtime import RuntimeStatusService
 from crib.cri_server.sandbox import SandboxService
 from crib.cri_server.streaming import StreamingService, backend
+from crib.errors import CribError
 from crib.image_service.images import Images
 from crib.log_setup import configure as configure_logging
 from crib.log_setup import get_logger
@@ -166,6 +168,22 @@ def _tls_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
+async def _open_store(path: Path) -> StateStore:
+    """The state store, checked; what keeps it from opening (a full disk) stops the start, clearly."""
+    try:
+        return await asyncio.to_thread(StateStore.open_checked, path)
+    except sqlite3.Error as exc:
+        st = os.statvfs(path.parent)
+        hint = " (its file system is full: free space, then start cribd again)" if st.f_bavail == 0 else ""
+        raise StartupError(f"cannot open the state store {path}: {exc}{hint}") from None
+
+
+def _runtime_dirs(config: Config) -> int:
+    """How many pod and container dirs are on disk: with no state store, something was lost."""
+    dirs = (Path(config.state) / "sandboxes", Path(config.state) / "containers")
+    return sum(len(os.listdir(d)) for d in dirs if d.is_dir())
+
+
 def _state_counts(sandboxes: Sandboxes, containers: Containers) -> dict[str, Any]:
     """For the scrape thread: the indexes iterate over snapshots, so no lock is needed."""
     listed = containers.list()
@@ -207,7 +225,14 @@ async def serve(config: Config, load: Callable[[], Config] | None = None) -> int
         prepare_socket_path(sock)
         # Before recovery, whose runtime calls are traced too.
         tracing.setup(config.tracing)
-        store = StateStore(Path(config.root) / "state.db")
+        store = await _open_store(Path(config.root) / "state.db")
+        if store.found == "missing" and (on_disk := _runtime_dirs(config)):
+            log.warning(
+                "state_store.missing",
+                file=str(store.path),
+                dirs_on_disk=on_disk,
+                action="recovering pods and containers from the runtime's files",
+            )
 
         # The graph, bottom up: images, the runtime environment, pods, containers. Images ask
         # pods and containers what they use (for GC and removal) only once those exist.
@@ -262,9 +287,17 @@ async def serve(config: Config, load: Callable[[], Config] | None = None) -> int
             await sandboxes.remove_incomplete(containers)
             # What a crash left with no record at all: no pod or container will ever claim it.
             known = {s.id for s in sandboxes.list()} | {c.id for c in containers.list()}
+            for handler, orphan in await asyncio.to_thread(env.runtime_orphans, known):
+                log.warning("container.orphan_killed", container=orphan, handler=handler)
+                with contextlib.suppress(CribError):
+                    await env.runtime(handler).delete(orphan, force=True)
             await sandboxes.remove_orphans(known)
             if orphans := await asyncio.to_thread(env.remove_orphans, known):
                 log.warning("container.orphans_removed", containers=orphans)
+            if store.rebuilt:
+                # Layer records may have gone with the store: the layers still in use are
+                # taken back, the others removed.
+                await images.adopt_layers()
         streaming = StreamingServer(
             config.streaming.address,
             config.streaming.port,

@@ -21,7 +21,7 @@ from google.protobuf.descriptor import Descriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
 from crib import log_setup, node_metrics, tracing
-from crib.errors import CribError, Unimplemented
+from crib.errors import CribError, Unimplemented, out_of_space
 from crib.log_setup import get_logger
 from crib.proto.cri import api_pb2
 
@@ -111,6 +111,11 @@ def _log_outcome(method: str, started: float, code: str, subjects: dict[str, str
 
 def _status_for(exc: BaseException, method: str) -> tuple[str, str]:
     """Map an exception to (code name, message); the caller aborts with it."""
+    # Whatever layer it surfaced in, a full disk is RESOURCE_EXHAUSTED: the kubelet retries,
+    # the operator frees space, and nothing about the request was wrong.
+    if (no_space := out_of_space(exc)) is not None:
+        log.warning("rpc.out_of_space", method=method, error=no_space)
+        return "RESOURCE_EXHAUSTED", f"{method}: out of disk space: {no_space}"
     if isinstance(exc, CribError):
         return exc.code, exc.message
     log.error("rpc.crashed", method=method, exc_info=exc)

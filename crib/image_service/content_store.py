@@ -53,7 +53,11 @@ class Ingest:
         if self.expected_size is not None and self.written > self.expected_size:
             raise DigestMismatch(f"blob {self.digest}: more than the {self.expected_size} bytes announced")
         self._hash.update(data)
-        self._file.write(data)
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            exc.filename = exc.filename or str(self.tmp)  # a full disk then says which
+            raise
 
     def commit(self) -> Path:
         try:
@@ -70,8 +74,10 @@ class Ingest:
             final = self.store.path(self.digest)
             os.rename(self.tmp, final)
             return final
-        except BaseException:
+        except BaseException as exc:
             self.abort()
+            if isinstance(exc, OSError) and not exc.filename:
+                exc.filename = str(self.tmp)
             raise
 
     def abort(self) -> None:

@@ -242,6 +242,14 @@ class Images:
             self._gc_wanted = True
             await self.collect_garbage()
 
+    async def adopt_layers(self) -> None:
+        """After a rebuilt state store: the layers that pods, containers and the image records
+        still there stand on get their records back; the other unrecorded layer dirs go."""
+        _, keep = self.in_use()
+        for record in (*self.images.images(), *self.images.retained.values()):
+            keep |= {layer.chain_id for layer in record.layers}
+        await asyncio.to_thread(self.layers.adopt, keep)
+
     async def collect_garbage(self) -> None:
         """Forget unused blobs and layers here, on the loop; delete their files in a thread."""
         if self._gc_holds:

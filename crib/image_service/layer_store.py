@@ -18,6 +18,7 @@ from pathlib import Path
 from crib import node_metrics, tracing
 from crib.image_service.unpack import unpack_layer
 from crib.log_setup import get_logger
+from crib.runtime.cgroup_stats import usage_of_tree
 from crib.store.state_store import StateStore
 
 log = get_logger("crib.layers")
@@ -62,6 +63,25 @@ class LayerStore:
             else:
                 log.warning("layer.missing_dir", chain_id=chain_id)
                 self.store.delete(_KIND, chain_id)
+        if self.store.rebuilt:
+            # Records may be missing, not the layers: running containers' rootfs stand on
+            # them. adopt() sorts them out once the containers are known.
+            return
+        known = {self.path(c).name for c in self.records}
+        for entry in self.root.iterdir():
+            if entry.name not in known:
+                log.info("layer.orphan_removed", dir=entry.name)
+                _remove_tree(entry)
+
+    def adopt(self, in_use: set[str]) -> None:
+        """After a rebuilt state store: layers in use but unrecorded get a record again (their
+        diff ID unknown, their size counted); other unrecorded directories go. Blocking."""
+        for chain_id in sorted(in_use - self.records.keys()):
+            if self.path(chain_id).is_dir():
+                size, inodes = usage_of_tree(self.path(chain_id))
+                self.records[chain_id] = record = LayerRecord(chain_id, "", size, inodes)
+                self.store.put(_KIND, chain_id, asdict(record))
+                log.warning("layer.recovered_from_disk", chain_id=chain_id)
         known = {self.path(c).name for c in self.records}
         for entry in self.root.iterdir():
             if entry.name not in known:

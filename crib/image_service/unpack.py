@@ -160,6 +160,10 @@ def unpack_layer(
         os.rename(tmp, dest)
     except BaseException as exc:
         _discard(tmp, exc)
+        if isinstance(exc, OSError) and not exc.filename:
+            # Written through directory fds, the error names no file: say which layer (and so
+            # which file system, when it is a full one).
+            exc.filename = str(dest)
         if isinstance(exc, tarfile.TarError):
             raise InvalidArgument(f"corrupt layer tar stream: {exc}") from exc
         raise

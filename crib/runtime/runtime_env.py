@@ -26,6 +26,7 @@ from crib.runtime import conmon, rootfs
 from crib.runtime.cgroup_stats import CgroupDirs, cgroup_dirs, read_stats
 from crib.runtime.oci_runtime import OCIRuntime
 from crib.runtime.runtime_handler import HandlerInfo
+from crib.store import disk_record
 
 
 @dataclass
@@ -115,9 +116,7 @@ class RuntimeEnv:
         bundle = self.bundle(container_id)
         bundle.mkdir(parents=True, exist_ok=True)
         path = bundle / "config.json"
-        tmp = bundle / ".config.json.tmp"
-        tmp.write_text(json.dumps(spec))
-        os.rename(tmp, path)
+        disk_record.write_file(path, json.dumps(spec))
         return path
 
     def read_spec(self, container_id: str) -> dict[str, Any] | None:
@@ -204,6 +203,17 @@ class RuntimeEnv:
         for container_id in orphans:
             self.cleanup(container_id)
         return orphans
+
+    def runtime_orphans(self, known: set[str]) -> list[tuple[str, str]]:
+        """(handler, ID) of containers an OCI runtime keeps state for that no record knows: their
+        processes would outlive every cleanup of files. Blocking."""
+        found: list[tuple[str, str]] = []
+        for name, info in sorted(self.handlers.items()):
+            root = self.state / "runtime" / name
+            if info.path is not None and root.is_dir():
+                ids = sorted(p.name for p in root.iterdir() if p.is_dir())
+                found += [(name, i) for i in ids if i not in known]
+        return found
 
     def exit_code(self, container_id: str) -> int | None:
         try:

@@ -37,6 +37,7 @@ from crib.runtime.rootfs import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount, unmount, 
 from crib.runtime.runtime_env import RuntimeEnv, wait_for_exit
 from crib.sandbox import netns, pause_image, pause_spec, pod_files
 from crib.sandbox.pause_spec import PauseContext
+from crib.store import disk_record
 from crib.store.index import Index
 from crib.store.state_store import StateStore
 
@@ -74,6 +75,8 @@ class Sandbox:
     _exited: asyncio.Event | None = field(default=None, repr=False, compare=False)
     # (state, serialized list item): list replies reuse it while the state holds.
     _item: tuple[str, bytes] | None = field(default=None, repr=False, compare=False)
+    # A StopPodSandbox has begun: the pause may be dying while it still looks alive.
+    stop_requested: bool = field(default=False, repr=False, compare=False)
 
     @property
     def config(self) -> api_pb2.PodSandboxConfig:
@@ -97,7 +100,11 @@ class Sandbox:
 
     def record(self) -> dict[str, Any]:
         # Not asdict(): it deep-copies, and the runtime fields (events) do not copy.
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if not f.name.startswith("_") and f.name != "stop_requested"
+        }
 
     @property
     def reservation(self) -> str:
@@ -361,7 +368,7 @@ class Sandboxes:
                 except Exception as undo_exc:
                     log.warning("sandbox.undo_failed", pod=sandbox_id, error=repr(undo_exc))
             self.index.drop(sandbox_id)
-            self.store.delete(_KIND, sandbox_id)
+            self.store.forget(_KIND, sandbox_id)
             self.index.release(key, sandbox_id)
             self._locks.pop(sandbox_id, None)
             raise
@@ -390,6 +397,9 @@ class Sandboxes:
         directory = self.sandbox_dir(sandbox.id)
         directory.mkdir(parents=True)
         undo.append(lambda: shutil.rmtree(directory, ignore_errors=True))
+        # What a start-up that lost the state store needs to find the pod again (a small
+        # file in the state dir, written on the loop like the pod's files below).
+        disk_record.write(directory, sandbox.record())
         await failpoints.hit("sandbox.dir")
         # Recorded from the start: a crash midway leaves a record that
         # start-up finds and cleans up, never an untracked netns or process.
@@ -524,6 +534,7 @@ class Sandboxes:
         sandbox = self.find(sandbox_id)
         if sandbox is None:
             return  # idempotent: nothing to stop
+        sandbox.stop_requested = True
         async with self._lock(sandbox.id):
             # The CRI: containers still running here "must be forcibly terminated" (the
             # kubelet has stopped them gracefully before); containerd also uses 0.
@@ -659,7 +670,51 @@ class Sandboxes:
             elif sandbox.state == CREATING:
                 sandbox.state = NOTREADY
                 self._incomplete.append(sandbox_id)
-        log.info("sandbox.recovered", count=len(self.index), incomplete=len(self._incomplete))
+        adopted = await asyncio.to_thread(self._adoptable) if self.store.rebuilt else []
+        for sandbox in adopted:
+            self._adopt(sandbox)
+        incomplete = len(self._incomplete)
+        log.info("sandbox.recovered", count=len(self.index), incomplete=incomplete, from_disk=len(adopted))
+
+    def _adoptable(self) -> list[Sandbox]:
+        """Pods on disk the (rebuilt) state store does not know, from their saved records. Blocking."""
+        found = []
+        for directory in sorted(self.dir.iterdir()):
+            if directory.name in self.index.by_id:
+                continue
+            raw = disk_record.read(directory)
+            try:
+                sandbox = Sandbox(**raw) if raw is not None and raw.get("id") == directory.name else None
+                if sandbox is not None:
+                    sandbox.config  # noqa: B018 - parses: a record whose config does not is no pod
+            except (TypeError, ValueError) as exc:
+                log.warning("sandbox.record_unreadable", pod=directory.name, error=str(exc))
+                sandbox = None
+            if sandbox is None:
+                log.warning("sandbox.unrecoverable", pod=directory.name, dir=str(directory))
+                continue  # no record: remove_orphans takes its netns, mounts and processes
+            sandbox.pid = disk_record.read_pid(self.env.conmon_paths(sandbox.id).pidfile)
+            ns = self.netns_path(sandbox.id)
+            sandbox.netns = str(ns) if ns.exists() else ""
+            cached = None
+            if sandbox.network and sandbox.netns:
+                cached = self.cni_cache.load(sandbox.network, self._attachment(sandbox))
+                sandbox.ips = cni.result_ips(cached.get("result") or {}) if cached else []
+            # Ready only if everything RunPodSandbox makes is there; the kubelet replaces the rest.
+            whole = sandbox.host_network or cached is not None
+            sandbox.state = READY if whole and pause_alive(sandbox.pid, sandbox.id) else NOTREADY
+            found.append(sandbox)
+        return found
+
+    def _adopt(self, sandbox: Sandbox) -> None:
+        self.index.add(sandbox.id, sandbox)
+        self.index.reserve(sandbox.reservation, sandbox.id)
+        if pause_alive(sandbox.pid, sandbox.id):
+            self._watch(sandbox)
+        else:
+            sandbox.exited.set()
+        self._persist(sandbox)
+        log.warning("sandbox.recovered_from_disk", pod=sandbox.id, state=sandbox.state, ips=sandbox.ips)
 
     async def remove_incomplete(self, containers: PodContainers) -> None:
         """Pods a crash left half-made: finish their RunPodSandbox's undo (once containers are known)."""

@@ -13,6 +13,11 @@ what runc, conmon and the CNI cache report.
 
 Lists are served from the domain's memory, not from here: the store is the
 durable copy that a restarted cribd recovers from.
+
+A damaged file (truncated, overwritten, not a database) is found at start-up
+(`open_checked`): it is moved aside, never deleted, the rows it still yields are
+carried into a new file, and `rebuilt` tells recovery that records may be missing,
+so pods and containers are found again from the runtime's own files on disk.
 """
 
 from __future__ import annotations
@@ -21,12 +26,23 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from crib import node_metrics
+from crib.log_setup import get_logger
+
+log = get_logger("crib.store")
+
+# How the file was found at start-up: intact, absent, or damaged (moved aside).
+Found = Literal["intact", "missing", "damaged"]
+# SQLite's companions of a database in WAL mode: they belong to that one file.
+_COMPANIONS = ("-wal", "-shm")
+# SQLITE_CORRUPT, SQLITE_NOTADB: what SQLite answers for a damaged file.
+_DAMAGE_CODES = frozenset({11, 26})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -54,10 +70,46 @@ class StateStore:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
         self._lock = threading.RLock()
         self._depth = 0
+        # Set by open_checked: whether records may be missing (see the module doc).
+        self.found: Found = "intact"
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
+
+    @property
+    def rebuilt(self) -> bool:
+        return self.found != "intact"
+
+    @classmethod
+    def open_checked(cls, path: Path) -> StateStore:
+        """The daemon's way in: the file is checked whole before anything trusts it.
+
+        Blocking, at start-up only: the check reads every page (a few MB at most)."""
+        if not path.exists():
+            # A WAL left without its database must not be replayed into a new, empty one.
+            _move_aside(path, "missing")
+            store = cls(path)
+            store.found = "missing"
+            return store
+        problem = _problem(path)
+        if problem is None:
+            return cls(path)
+        rows = _salvage(path)
+        moved_to = _move_aside(path, "damaged")
+        log.error(
+            "state_store.damaged",
+            file=str(path),
+            problem=problem,
+            moved_to=str(moved_to),
+            salvaged_records=len(rows),
+        )
+        store = cls(path)
+        store.found = "damaged"
+        with store.transaction():
+            for kind, id, data in rows:
+                store.put(kind, id, data)
+        return store
 
     def close(self) -> None:
         with self._lock:
@@ -111,9 +163,80 @@ class StateStore:
             cur = self._db.execute("DELETE FROM records WHERE kind = ? AND id = ?", (kind, id))
         return cur.rowcount > 0
 
+    def forget(self, kind: str, id: str) -> None:
+        """delete() for undo paths: its failure (a full disk) must not hide the error being
+        undone. A record left behind is one start-up reconciles like a crash's."""
+        try:
+            self.delete(kind, id)
+        except sqlite3.Error as exc:
+            log.warning("state_store.delete_failed", kind=kind, id=id, error=str(exc))
+
     def items(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, data FROM records WHERE kind = ? ORDER BY id", (kind,)
             ).fetchall()
         return [(id, json.loads(data)) for id, data in rows]
+
+
+def _problem(path: Path) -> str | None:
+    """What is wrong with the database file, or None when it is whole."""
+    if path.stat().st_size == 0:
+        # SQLite takes an empty file for an empty database; crib never leaves one.
+        return "the file is empty (0 bytes): truncated"
+    db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None)
+    try:
+        checked = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
+        if checked != ["ok"]:
+            return "integrity check failed: " + "; ".join(str(c) for c in checked[:5])
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "records" not in tables:
+            return "it has no records table"
+        for kind, id, data in db.execute("SELECT kind, id, data FROM records"):
+            if not isinstance(json.loads(data), dict):
+                return f"record {kind}/{id} is not a JSON object"
+    except sqlite3.Error as exc:
+        # Only the file's own faults: a full disk or an I/O error says nothing about its
+        # content, and moving a good store aside for one would lose it. Those stay errors.
+        if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF not in _DAMAGE_CODES:
+            raise
+        return f"{type(exc).__name__}: {exc}"
+    except ValueError as exc:
+        return f"a record is not JSON: {exc}"
+    finally:
+        db.close()
+    return None
+
+
+def _salvage(path: Path) -> list[tuple[str, str, dict[str, Any]]]:
+    """The rows a damaged file still yields, read-only, up to the first unreadable page."""
+    rows: list[tuple[str, str, dict[str, Any]]] = []
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.Error:
+        return rows
+    try:
+        cursor = db.execute("SELECT kind, id, data FROM records")
+        while (row := cursor.fetchone()) is not None:
+            with suppress(ValueError, TypeError):
+                record = json.loads(row[2])
+                if isinstance(record, dict) and isinstance(row[0], str) and isinstance(row[1], str):
+                    rows.append((row[0], row[1], record))
+    except sqlite3.Error:
+        pass  # what came before the damage is kept
+    finally:
+        db.close()
+    return rows
+
+
+def _move_aside(path: Path, why: str) -> Path:
+    """Rename the file and its WAL companions to `<name>.<why>-<UTC time>`; never delete them."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}.{why}-{stamp}")
+    for suffix in ("", *_COMPANIONS):
+        source = path.with_name(path.name + suffix)
+        with suppress(FileNotFoundError):
+            os.rename(source, target.with_name(target.name + suffix))
+            if suffix:
+                log.warning("state_store.companion_moved", file=str(source), moved_to=str(target) + suffix)
+    return target
