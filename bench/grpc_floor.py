@@ -12,8 +12,8 @@ so crib's small calls can be judged against what is possible rather than against
 
 Each is called by two clients in turn: the same in-process Python gRPC client, and
 criclient, a Go CRI client built from the module proxy (bench/goclient) as the kubelet is
-one. Figures: median and p95 latency per call, and the server's CPU time per call (from
-/proc/<pid>/stat over the timed calls).
+one. Figures: median and p95 latency per call, the server's CPU time per call (from
+/proc/<pid>/stat over the timed calls), and each server's PSS before its first call.
 
     sudo .venv/bin/python bench/grpc_floor.py [--calls 2000] [--rounds 5]
 """
@@ -175,6 +175,12 @@ def main() -> int:
         if ctrd is not None:
             daemons.append(ctrd)
         samples: Samples = {d.name: {} for d in daemons}
+        # Memory before any call: the floors are Python, grpcio and the CRI's descriptors
+        # (what every Python CRI server holds); crib's own code and libraries come on top.
+        time.sleep(2)  # let start-up garbage settle; the same for every server
+        for _ in range(report.MIN_SAMPLES):
+            for d in daemons:
+                report.add(samples, d.name, "idle PSS MB", d.memory_kb()[1] / 1024)
         for rnd in range(args.rounds):
             # Each round visits the servers in another order (rotated), so none always goes first.
             order = daemons[rnd % len(daemons) :] + daemons[: rnd % len(daemons)]
