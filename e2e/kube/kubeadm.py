@@ -81,6 +81,18 @@ IGNORE_PREFLIGHT = (
     # says to set failCgroupV1: false (deploy/kind/kubeadm.yaml does) and skip this check.
     "SystemVerification",
 )
+# What kube-proxy writes on the host (pkg/proxy/conntrack/sysctls.go, iptables' route_localnet),
+# put back by `down` as the kubelet's are; an absolute path is a file outside /proc/sys.
+KUBE_PROXY_SYSCTLS = (
+    "net/netfilter/nf_conntrack_max",
+    "net/netfilter/nf_conntrack_tcp_timeout_established",
+    "net/netfilter/nf_conntrack_tcp_timeout_close_wait",
+    "net/netfilter/nf_conntrack_tcp_be_liberal",
+    "net/netfilter/nf_conntrack_udp_timeout",
+    "net/netfilter/nf_conntrack_udp_timeout_stream",
+    "net/ipv4/conf/all/route_localnet",
+    "/sys/module/nf_conntrack/parameters/hashsize",
+)
 INIT_TIMEOUT_S = 600.0
 RESET_TIMEOUT_S = 300.0
 CMD_TIMEOUT_S = 120
@@ -188,6 +200,9 @@ class KubeadmCluster(Cluster):
             d.mkdir(parents=True, exist_ok=True)
         st.made_paths = [p for p in HOST_PATHS if not os.path.lexists(p)]
         st.sysctls = host.read_sysctls()
+        for key in KUBE_PROXY_SYSCTLS:
+            with contextlib.suppress(OSError):
+                st.sysctls[key] = Path("/proc/sys", key).read_text().strip()
         st.iptables_before = host.iptables_chains()
         st.iptables_dump_before = iptables_rules()
         st.node_ip, st.made_dummy = host.node_ip()
@@ -415,6 +430,9 @@ class KubeadmCluster(Cluster):
             net.destroy()
         report["iptables_chains"] = host.remove_new_kube_chains(st.iptables_before)
         host.restore_sysctls(st.sysctls)
+        report["sysctls_not_restored"] = [
+            key for key, value in st.sysctls.items() if Path("/proc/sys", key).read_text().strip() != value
+        ]
         if st.made_dummy:
             host.remove_dummy()
         if str(KUBELET_DIR) in st.made_paths and str(KUBELET_DIR) in _mounts():

@@ -37,7 +37,8 @@ def kubeadm_cluster(request: pytest.FixtureRequest) -> Iterator[KubeadmCluster]:
     c = KubeadmCluster(Path(tempfile.mkdtemp(prefix="crib-kubeadm-")), build_binaries())
     yield c.up_or_down()
     report = c.down()
-    leaks = {k: report[k] for k in ("reset_failed", "crib_forced", "cgroups_with_processes") if report.get(k)}
+    keys = ("reset_failed", "crib_forced", "cgroups_with_processes", "sysctls_not_restored")
+    leaks = {k: report[k] for k in keys if report.get(k)}
     assert not leaks, f"the kubeadm cluster left these behind: {leaks}"
 
 
@@ -58,6 +59,9 @@ def test_control_plane_runs_as_static_pods_on_crib(kube: Kube) -> None:
     c: KubeadmCluster = kube.cluster  # type: ignore[assignment]
     system = Kube(c, "kube-system")
     images = set(kubeadm_images(c.bin))
+    # All of them loaded into crib from deploy/kind/control-plane-images.sh's archives.
+    loaded = kube.images().ListImages(api_pb2.ListImagesRequest(), timeout=30).images
+    assert images <= {tag for image in loaded for tag in image.repo_tags}
     for name in CONTROL_PLANE:
         pod = system.wait_ready(f"{name}-{NODE_NAME}", timeout=60)
         # A mirror pod: the kubelet runs it from /etc/kubernetes/manifests, not the API.
