@@ -92,19 +92,21 @@ def _binary(path: str, source: Path) -> Entry:
 
 
 def _shared_libraries(paths: list[str]) -> dict[str, str]:
-    """image path -> host file for every library `paths` load (by ldd), at its canonical dir."""
+    """image path -> host file for every library `paths` load (one ldd for all), at its canonical dir."""
+    out = subprocess.run(["ldd", *paths], capture_output=True, text=True, timeout=CMD_TIMEOUT_S).stdout
     libs: dict[str, str] = {}
-    for path in paths:
-        out = subprocess.run(["ldd", path], capture_output=True, text=True, timeout=CMD_TIMEOUT_S).stdout
-        for line in out.splitlines():
-            parts = line.split()
-            # "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
-            lib = parts[2] if "=>" in parts and len(parts) > 2 else parts[0]
-            if not lib.startswith("/"):
-                continue  # the vDSO
-            # Debian merges /lib into /usr/lib: keep the soname in the real directory.
-            image_path = os.path.join(os.path.realpath(os.path.dirname(lib)), os.path.basename(lib))
-            libs[image_path.lstrip("/")] = os.path.realpath(lib)
+    for line in out.splitlines():
+        parts = line.split()
+        # "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "\t/lib64/ld-linux-x86-64.so.2 (0x...)";
+        # ldd of several files also prints each file's name ("/path:"), which is skipped.
+        if not line.startswith("\t") or not parts:
+            continue
+        lib = parts[2] if "=>" in parts and len(parts) > 2 else parts[0]
+        if not lib.startswith("/"):
+            continue  # the vDSO
+        # Debian merges /lib into /usr/lib: keep the soname in the real directory.
+        image_path = os.path.join(os.path.realpath(os.path.dirname(lib)), os.path.basename(lib))
+        libs[image_path.lstrip("/")] = os.path.realpath(lib)
     return libs
 
 
