@@ -54,6 +54,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "e2e" / "kube" / "build" / "build.sh"
 DEFAULT_DIR = Path("/var/lib/crib-kube")
 KUBELET_HOME = Path("/var/lib/kubelet")
+CONTAINER_LOG_LINKS = Path("/var/log/containers")
 NODE_NAME = "crib-node"
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"
@@ -599,9 +600,19 @@ class Cluster:
             host.remove_dummy()
         if st.made_kubelet_home and KUBELET_HOME.exists():
             clean_tree(KUBELET_HOME)
+        self.remove_container_log_links()
         left = clean_tree(self.dir)
         report["forced"] = [str(x) for v in left.values() for x in v]
         return report
+
+    def remove_container_log_links(self) -> None:
+        """The kubelet's /var/log/containers links into this cluster's pod log dir (its
+        `podLogsDir`); the kubelet writes them there whatever that dir is."""
+        with contextlib.suppress(FileNotFoundError):
+            for link in CONTAINER_LOG_LINKS.iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(link).startswith(f"{self.pod_logs}/"):
+                        link.unlink()
 
     def _remove_pods(self) -> list[str]:
         """Every pod through the runtime's CRI (so CNI releases IPs and rules), eight at a time."""

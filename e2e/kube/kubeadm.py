@@ -49,7 +49,7 @@ from e2e.images import archives
 from e2e.images.builder import ImageRecipe, LayerSpec, build_image
 from e2e.images.shims import busybox_with_shims
 from e2e.kube import host
-from e2e.kube.cluster import NODE_NAME, REPO_ROOT, Cluster, ClusterError, State, cli
+from e2e.kube.cluster import CONTAINER_LOG_LINKS, NODE_NAME, REPO_ROOT, Cluster, ClusterError, State, cli
 from e2e.kube.control_plane_images import build_binaries, write_archives
 from e2e.kube.images import AGNHOST, BUSYBOX, agnhost_recipe
 
@@ -61,14 +61,13 @@ KUBELET_DIR = Path("/var/lib/kubelet")
 KUBELET_CONFIG = KUBELET_DIR / "config.yaml"
 KUBEADM_FLAGS = KUBELET_DIR / "kubeadm-flags.env"
 ADMIN_CONF = ETC_KUBERNETES / "admin.conf"
-VAR_LOG_CONTAINERS = "/var/log/containers"
 # Host paths kubeadm, the kubelet and the static pods' hostPath volumes (DirectoryOrCreate,
 # FileOrCreate) make; `down` removes those that did not exist before `up`.
 HOST_PATHS = (
     "/etc/kubernetes",
     "/var/lib/kubelet",
     "/var/lib/etcd",
-    VAR_LOG_CONTAINERS,
+    str(CONTAINER_LOG_LINKS),
     "/usr/libexec/kubernetes",
     "/etc/pki",
     "/etc/ca-certificates",
@@ -440,11 +439,7 @@ class KubeadmCluster(Cluster):
             subprocess.run(
                 ["umount", "--recursive", str(KUBELET_DIR)], capture_output=True, timeout=CMD_TIMEOUT_S
             )
-        # The kubelet's /var/log/containers links into this cluster's pod log dir.
-        with contextlib.suppress(FileNotFoundError):
-            for link in Path(VAR_LOG_CONTAINERS).iterdir():
-                if os.readlink(link).startswith(f"{self.pod_logs}/"):
-                    link.unlink()
+        self.remove_container_log_links()
         for p in st.made_paths:
             path = Path(p)
             if path.is_dir() and not path.is_symlink():
