@@ -318,3 +318,28 @@ def test_a_pause_that_dies_makes_the_pod_not_ready(net_cribd: Cribd) -> None:
     wait_until(lambda: pod_status(net_cribd, pod_id)[0].state == api_pb2.SANDBOX_NOTREADY)
     remove_pod(net_cribd, pod_id)
     assert json.loads("{}") == {}
+
+
+def test_a_pod_added_before_the_pod_cidr_came_is_stopped_after_it(
+    cribd_factory: Callable[..., Cribd], pod_network: PodNetwork
+) -> None:
+    """The kubelet sends the node's pod CIDR (UpdateRuntimeConfig) once it has one; pods that
+    were running by then (kubeadm's CoreDNS) must still stop: DEL gets the ipRanges ADD had,
+    not today's, or host-local sees two overlapping range sets and refuses."""
+    daemon = cribd_factory()
+    conf = pod_network.conflist()
+    conf["plugins"][0]["capabilities"] = {"ipRanges": True}  # as deploy/cni's conflist has it
+    daemon.cni_conf_dir.mkdir(parents=True, exist_ok=True)
+    (daemon.cni_conf_dir / "10-crib-e2e.conflist").write_text(json.dumps(conf))
+    daemon.start()
+    pod_id = run_pod(daemon, pod_config("early"))
+    cidr = api_pb2.NetworkConfig(pod_cidr=pod_network.subnet)
+    daemon.runtime.UpdateRuntimeConfig(
+        api_pb2.UpdateRuntimeConfigRequest(runtime_config=api_pb2.RuntimeConfig(network_config=cidr)),
+        timeout=5,
+    )
+    stop_pod(daemon, pod_id)
+    remove_pod(daemon, pod_id)
+    assert list_pods(daemon) == []
+    assert pod_network.allocated_ips() == []
+    assert pod_network.iptables_mentions() == []

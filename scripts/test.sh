@@ -13,6 +13,9 @@ py=.venv/bin/python
 # Kubernetes from its Go modules, cached in /var/cache/crib/kube (seconds when warm).
 # An unreachable module proxy fails here, with a message saying so.
 e2e/kube/build/build.sh
+# kubeadm, kube-proxy and CoreDNS for the kubeadm test (e2e/kube/test_kubeadm.py), the same way.
+e2e/kube/build/kubeadm.sh
+e2e/kube/build/coredns.sh
 # Unit and e2e tests in parallel on every core; each e2e test has its own cribd,
 # socket and dirs, and each worker its own registries. The cluster tests share one
 # cluster, so they run together on one worker (xdist group "kube"). -rfEs lists

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from crib.cni import network
 from crib.cni.config import NetworkConfigList, NetworkNotReady, load_network
 from crib.cni.network import Attachment, CNICache
 
@@ -117,3 +118,34 @@ def test_the_cni_cache_lists_its_entries_for_the_orphan_sweep(tmp_path: Path) ->
     [entry] = cache.entries()
     assert (entry.network, entry.attachment, entry.config) == ("net", att, raw)
     assert not (tmp_path / "results" / "half-written.tmp").exists()
+
+
+async def test_del_gives_the_plugins_the_capability_args_add_had(tmp_path: Path) -> None:
+    """A pod added before the kubelet sent the node's pod CIDR is deleted with ADD's ipRanges
+    (none), not today's: host-local refuses ranges that overlap its own (`kubeadm reset` hit it)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    seen = tmp_path / "seen"
+    plugin = bin_dir / "bridge"
+    # Records each call's config and answers ADD with an empty result.
+    plugin.write_text(f'#!/bin/sh\ncat >> {seen}\necho >> {seen}\necho \'{{"cniVersion": "1.0.0"}}\'\n')
+    plugin.chmod(0o755)
+    raw = {
+        "cniVersion": "1.0.0",
+        "name": "net",
+        "plugins": [{"type": "bridge", "capabilities": {"ipRanges": True}}],
+    }
+    net = NetworkConfigList("net", "1.0.0", tmp_path / "net.conflist", raw["plugins"], raw)
+    cache = CNICache(tmp_path / "results")
+    att = Attachment(container_id="pod1", netns="/run/netns/pod1")
+    await network.add(net, att, [str(bin_dir)], cache)
+    later = Attachment(
+        container_id="pod1",
+        netns="/run/netns/pod1",
+        capability_args={"ipRanges": [[{"subnet": "10.88.0.0/24"}]]},
+    )
+    await network.delete(net, later, [str(bin_dir)], cache)
+    add, delete = (json.loads(line) for line in seen.read_text().splitlines() if line)
+    assert "runtimeConfig" not in add
+    assert "runtimeConfig" not in delete, delete
+    assert delete["prevResult"] == {"cniVersion": "1.0.0"}

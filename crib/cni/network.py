@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -264,6 +264,10 @@ async def _delete(
                 cached["config"],
             )
         prev_result = cached.get("result", prev_result)
+        # And the capability args ADD had: the node's pod CIDR (ipRanges) may have come since,
+        # and host-local refuses a DEL whose ranges differ ("range set 0 overlaps with 1").
+        if isinstance(cached.get("capabilityArgs"), dict):
+            att = replace(att, capability_args=cached["capabilityArgs"])
     errors = []
     for plugin in reversed(net.plugins):
         prev = prev_result if _version_at_least(net.cni_version, 0, 4) else None

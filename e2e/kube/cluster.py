@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,6 +54,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "e2e" / "kube" / "build" / "build.sh"
 DEFAULT_DIR = Path("/var/lib/crib-kube")
 KUBELET_HOME = Path("/var/lib/kubelet")
+CONTAINER_LOG_LINKS = Path("/var/log/containers")
 NODE_NAME = "crib-node"
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"
@@ -267,6 +269,14 @@ class Cluster:
         self.wait_node_ready()
         self.wait_service_account("default")
         return self
+
+    def up_or_down(self) -> Cluster:
+        """up(); a start that fails is torn down before its error goes on."""
+        try:
+            return self.up()
+        except BaseException:
+            self.down()
+            raise
 
     def up_runtime(self) -> Cluster:
         """Only the registry and the runtime, for a suite that starts its own control plane and
@@ -590,9 +600,19 @@ class Cluster:
             host.remove_dummy()
         if st.made_kubelet_home and KUBELET_HOME.exists():
             clean_tree(KUBELET_HOME)
+        self.remove_container_log_links()
         left = clean_tree(self.dir)
         report["forced"] = [str(x) for v in left.values() for x in v]
         return report
+
+    def remove_container_log_links(self) -> None:
+        """The kubelet's /var/log/containers links into this cluster's pod log dir (its
+        `podLogsDir`); the kubelet writes them there whatever that dir is."""
+        with contextlib.suppress(FileNotFoundError):
+            for link in CONTAINER_LOG_LINKS.iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(link).startswith(f"{self.pod_logs}/"):
+                        link.unlink()
 
     def _remove_pods(self) -> list[str]:
         """Every pod through the runtime's CRI (so CNI releases IPs and rules), eight at a time."""
@@ -630,18 +650,28 @@ def _parse_time(stamp: str) -> float:
     return float(calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m e2e.kube.cluster")
+def cli(
+    argv: list[str] | None,
+    prog: str,
+    cls: type[Cluster],
+    build: Callable[[], Path],
+    default_dir: Path,
+    what: str,
+) -> int:
+    """`up` or `down` of a cluster kind (this module's, or e2e/kube/kubeadm.py's) in --dir."""
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("action", choices=("up", "down"))
-    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+    parser.add_argument("--dir", type=Path, default=default_dir)
     args = parser.parse_args(argv)
     d: Path = args.dir.resolve()
     if args.action == "up":
         if (d / "state.json").exists():
-            print(f"kube-up: a cluster already lives in {d}; run scripts/kube-down.sh first", file=sys.stderr)
+            print(
+                f"kube-up: {what} already lives in {d}; run scripts/kube-down.sh (--kubeadm) first",
+                file=sys.stderr,
+            )
             return 1
-        bin_dir = ensure_built()
-        cluster = Cluster(d, bin_dir)
+        cluster = cls(d, build())
         try:
             cluster.up()
         except Exception:
@@ -651,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
             cluster.down()
             print(f"kube-up: logs kept in {keep}", file=sys.stderr)
             raise
-        print(f"# a one-node cluster on crib is up (node {NODE_NAME}); for your shell:")
+        print(f"# {what} on crib is up (node {NODE_NAME}); for your shell:")
         print(f"export KUBECONFIG={cluster.admin_kubeconfig}")
         print(f"export PATH={cluster.bin}:$PATH")
         print(f"export CONTAINER_RUNTIME_ENDPOINT={cluster.endpoint}")
@@ -659,13 +689,17 @@ def main(argv: list[str] | None = None) -> int:
     if not (d / "state.json").exists():
         print(f"kube-down: no cluster in {d}", file=sys.stderr)
         return 0
-    report = Cluster.attach(d).down()
+    report = cls.attach(d).down()
     for key, items in report.items():
         if items:
             more = f" and {len(items) - 3} more" if len(items) > 3 else ""
             print(f"kube-down: {key} ({len(items)}): {', '.join(items[:3])}{more}")
     print(f"kube-down: removed the cluster in {d}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli(argv, "python -m e2e.kube.cluster", Cluster, ensure_built, DEFAULT_DIR, "a one-node cluster")
 
 
 if __name__ == "__main__":

@@ -23,23 +23,50 @@ from e2e.kube.kube import Kube
 KUBE_DIR = Path(__file__).resolve().parent
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+GROUP = "kube"
+
+
+def _join_group(item: pytest.Item) -> None:
+    """Put the item in xdist's group GROUP, as xdist's own hook does for an xdist_group mark:
+    by the `@GROUP` suffix of its node id, which --dist loadgroup schedules by. That hook sets
+    `item._nodeid`, which pytest 9 no longer reads (the id is `item._id`), so no test was
+    grouped and the kube tests ran on every worker, each with a cluster of its own."""
+    nodeid = f"{item.nodeid}@{GROUP}"
+    if hasattr(item, "_id"):
+        from _pytest.nodeid import coerce_node_id  # noqa: PLC0415 (pytest >= 9 only; pytest 8 is allowed)
+
+        item._id = coerce_node_id(nodeid)
+    else:
+        item._nodeid = nodeid
+
+
+# trylast: after xdist's hook, whose suffix (where it works) is then already there.
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    loadgroup = bool(config.getvalue("loadgroup")) if hasattr(config.option, "loadgroup") else False
     for item in items:
         if Path(str(item.fspath)).is_relative_to(KUBE_DIR):
-            item.add_marker(pytest.mark.xdist_group("kube"))
+            item.add_marker(pytest.mark.xdist_group(GROUP))
             item.add_marker(pytest.mark.kube)
+            if loadgroup and not item.nodeid.endswith(f"@{GROUP}"):
+                _join_group(item)
+    # The kubeadm cluster (fixed paths: /etc/kubernetes, /var/lib/kubelet) and the shared
+    # cluster below never run together: its module runs, and tears down, before the first
+    # test that starts the shared one (which then lives to the end of the session).
+    kubeadm = [i for i in items if Path(str(i.fspath)) == KUBE_DIR / "test_kubeadm.py"]
+    if kubeadm:
+        rest = [i for i in items if i not in kubeadm]
+        first_kube = next((n for n, i in enumerate(rest) if Path(str(i.fspath)).is_relative_to(KUBE_DIR)), 0)
+        items[:] = rest[:first_kube] + kubeadm + rest[first_kube:]
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    # test_kubeadm.py checks this: its cluster must never run beside this one.
+    request.config._crib_kube_cluster_up = True  # type: ignore[attr-defined]
     bin_dir = ensure_built()
     c = Cluster(Path(tempfile.mkdtemp(prefix="crib-kube-")), bin_dir)
-    try:
-        c.up()
-    except BaseException:
-        c.down()
-        raise
-    yield c
+    yield c.up_or_down()
     # Namespaces first, so the kubelet unmounts volumes and crib removes pods as on a node.
     k = Kube(c)
     k.kubectl("delete", "namespaces", "-l", "crib-e2e=1", "--wait=true", "--timeout=180s", check=False)
