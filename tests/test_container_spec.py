@@ -179,6 +179,20 @@ def test_stop_signal_from_the_config_then_the_image() -> None:
         container_spec.stop_signal(_config(), {"StopSignal": "SIGNOPE"})
 
 
+def test_real_time_stop_signals_as_images_and_the_cri_spell_them() -> None:
+    # systemd images (kind's node image among them) say STOPSIGNAL SIGRTMIN+3.
+    rtmin, rtmax = int(signal.SIGRTMIN), int(signal.SIGRTMAX)
+    for text in ("SIGRTMIN+3", "RTMIN+3", "sigrtmin+3"):
+        assert container_spec.stop_signal(_config(), {"StopSignal": text}) == rtmin + 3, text
+    assert container_spec.stop_signal(_config(), {"StopSignal": "SIGRTMAX-2"}) == rtmax - 2
+    assert container_spec.stop_signal(_config(), {"StopSignal": "SIGRTMIN"}) == rtmin
+    assert container_spec.stop_signal(_config(stop_signal=api_pb2.SIGRTMINPLUS3), {}) == rtmin + 3
+    assert container_spec.stop_signal(_config(stop_signal=api_pb2.SIGRTMAXMINUS1), {}) == rtmax - 1
+    for text in ("SIGRTMIN+99", "SIGRTMAX+1", "SIGRTMIN-1", "SIG_DFL", "RTMIN+"):
+        with pytest.raises(InvalidArgument, match="not a signal"):
+            container_spec.stop_signal(_config(), {"StopSignal": text})
+
+
 def _pause(tmp_path: Path, **security: Any) -> dict[str, Any]:
     config = api_pb2.PodSandboxConfig(metadata=api_pb2.PodSandboxMetadata(name="p", namespace="ns", uid="u"))
     config.linux.sysctls["net.ipv4.ip_forward"] = "1"
@@ -241,3 +255,10 @@ def test_container_status_reports_the_stop_signal_used() -> None:
     assert effective_stop_signal(signal.SIGQUIT) == api_pb2.SIGQUIT
     assert effective_stop_signal(signal.SIGTERM) == api_pb2.SIGTERM
     assert effective_stop_signal(0) == api_pb2.RUNTIME_DEFAULT
+    # Every real-time signal has its CRI name, and the names round-trip.
+    assert effective_stop_signal(int(signal.SIGRTMIN) + 3) == api_pb2.SIGRTMINPLUS3
+    assert effective_stop_signal(int(signal.SIGRTMAX) - 1) == api_pb2.SIGRTMAXMINUS1
+    for number in range(int(signal.SIGRTMIN), int(signal.SIGRTMAX) + 1):
+        named = effective_stop_signal(number)
+        assert named != api_pb2.RUNTIME_DEFAULT, number
+        assert container_spec.stop_signal(_config(stop_signal=named), {}) == number

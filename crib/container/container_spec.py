@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crib.container import securejoin
+from crib.container import securejoin, signals
 from crib.container.mounts import pod_mounts, user_mounts
 from crib.container.user import ExecUser, resolve_user
 from crib.errors import InvalidArgument
@@ -91,17 +91,14 @@ def process_env(config: api_pb2.ContainerConfig, img: dict[str, Any], hostname: 
 
 def stop_signal(config: api_pb2.ContainerConfig, img: dict[str, Any]) -> int:
     if config.stop_signal != api_pb2.RUNTIME_DEFAULT:
-        name = api_pb2.Signal.Name(config.stop_signal)
-        return int(getattr(signal_mod, name, signal_mod.SIGTERM))
+        value = signals.number(api_pb2.Signal.Name(config.stop_signal))
+        return int(signal_mod.SIGTERM) if value is None else value
     text = str(img.get("StopSignal") or "")
     if text:
-        if text.isdigit():
-            return int(text)
-        name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
-        value = getattr(signal_mod, name, None)
+        value = signals.number(text)
         if value is None:
             raise InvalidArgument(f"the image's StopSignal {text!r} is not a signal")
-        return int(value)
+        return value
     return int(signal_mod.SIGTERM)
 
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
 from collections.abc import AsyncIterator
 
 import grpc
 
+from crib.container import signals
 from crib.container.containers import CREATED, EXITED, RUNNING, Container, Containers
 from crib.cri_server import usage, wire
 from crib.errors import DeadlineExceeded, InvalidArgument
@@ -86,9 +86,10 @@ def container_status(container: Container) -> api_pb2.ContainerStatus:
 
 def effective_stop_signal(number: int) -> int:
     """The CRI Signal of the signal StopContainer sends (the config's, else the image's, else SIGTERM)."""
+    name = signals.cri_name(number)
     try:
-        return api_pb2.Signal.Value(signal.Signals(number).name)
-    except ValueError:  # not a signal, or one the CRI has no name for
+        return api_pb2.Signal.Value(name) if name else api_pb2.RUNTIME_DEFAULT
+    except ValueError:  # a signal the CRI has no name for
         return api_pb2.RUNTIME_DEFAULT
 
 
