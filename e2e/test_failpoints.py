@@ -195,3 +195,78 @@ def test_a_crash_at_each_step_leaves_a_whole_pod_or_none(
         assert _without_images(machine_state(daemon, pod_network)) == empty
         remove_pod(daemon, run_pod(daemon, pod_config("crashy")))
     assert _without_images(machine_state(daemon, pod_network)) == empty
+
+
+TEARDOWN_STEPS = ["container.stop", "container.remove", "sandbox.cni_del", "sandbox.remove"]
+
+
+def _teardown(daemon: Cribd, pod_id: str) -> None:
+    """The kubelet's teardown of a pod, from wherever it got to: each call is a retry."""
+    for c in _containers(daemon):
+        daemon.runtime.StopContainer(api_pb2.StopContainerRequest(container_id=c.id, timeout=5), timeout=60)
+        daemon.runtime.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=c.id), timeout=60)
+    stop_pod(daemon, pod_id)
+    remove_pod(daemon, pod_id)
+
+
+@pytest.mark.parametrize("step", TEARDOWN_STEPS)
+def test_a_crash_in_each_teardown_step_is_finished_by_the_retry(
+    cribd_factory: Callable[..., Cribd], pod_network: PodNetwork, step: str
+) -> None:
+    """cribd SIGKILLed inside StopContainer, RemoveContainer, StopPodSandbox's CNI DEL or
+    RemovePodSandbox; after the restart the pod and its container are each whole (in a
+    state the kubelet can go on from) or gone, and the kubelet's retried teardown leaves
+    the machine as it was before the pod."""
+    daemon = cribd_factory()
+    pod_network.install(daemon.cni_conf_dir)
+    daemon.start(env={"CRIB_FAILPOINTS": f"{step}=crash@1"})
+    import_busybox(daemon)
+    empty = _without_images(machine_state(daemon, pod_network))
+    pod_id = run_pod(daemon, pod_config("dying"))
+    cid = create_container(daemon, pod_id, container_config("c", ["sleep", "1000"]))
+    start_container(daemon, cid)
+    with pytest.raises(grpc.RpcError) as err:
+        _teardown(daemon, pod_id)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert daemon.stop() == -9  # it killed itself at the step
+    daemon.start()
+    pods = list_pods(daemon)
+    assert [p.id for p in pods] in ([pod_id], [])
+    for c in _containers(daemon):
+        # Whole: a state ContainerStatus can tell, nothing half-removed.
+        assert c.id == cid
+        assert container_status(daemon, cid).status.state in (
+            api_pb2.CONTAINER_RUNNING,
+            api_pb2.CONTAINER_EXITED,
+        )
+    if pods:
+        _teardown(daemon, pod_id)
+    assert list_pods(daemon) == [] and _containers(daemon) == []
+    assert _without_images(machine_state(daemon, pod_network)) == empty
+    # The node goes on: a new pod runs and goes.
+    remove_pod(daemon, run_pod(daemon, pod_config("after")))
+    assert _without_images(machine_state(daemon, pod_network)) == empty
+
+
+@pytest.mark.parametrize("step", PULL_STEPS)
+def test_a_crash_inside_a_pull_leaves_no_image_and_the_retry_pulls_it(
+    cribd_factory: Callable[..., Cribd], registry: Registry, step: str
+) -> None:
+    with RegistryClient(registry.url) as client:
+        client.push_image("e2e/crash-pull", "1", builder.busybox_image())
+    daemon = cribd_factory().start(env={"CRIB_FAILPOINTS": f"{step}=crash@1"})
+    empty = machine_state(daemon)
+    request = api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=f"{registry.host}/e2e/crash-pull:1"))
+    with pytest.raises(grpc.RpcError) as err:
+        daemon.images.PullImage(request, timeout=60)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert daemon.stop() == -9
+    daemon.start()
+    # Never half there: no image, and the blobs and layers of the cut pull are collected.
+    assert list(daemon.images.ListImages(api_pb2.ListImagesRequest(), timeout=10).images) == []
+    assert machine_state(daemon) == empty
+    ref = daemon.images.PullImage(request, timeout=60).image_ref
+    status = daemon.images.ImageStatus(
+        api_pb2.ImageStatusRequest(image=api_pb2.ImageSpec(image=ref)), timeout=10
+    )
+    assert status.image.id == ref
