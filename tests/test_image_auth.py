@@ -28,6 +28,12 @@ def test_auth_config_forms() -> None:
         auth.from_auth_config(auth=base64.b64encode(b"nocolon").decode())
 
 
+def test_auth_that_is_not_ascii_is_invalid_argument() -> None:
+    # Found by e2e/test_fuzz_rpc.py: b64decode raised ValueError, which became INTERNAL.
+    with pytest.raises(InvalidArgument, match="base64"):
+        auth.from_auth_config(auth="\u00e9t\u00e9:x")
+
+
 def test_secrets_are_not_in_repr() -> None:
     c = auth.Credentials("user", "hunter2", "idtok", "regtok")
     text = repr(c)

@@ -6,7 +6,6 @@ Secrets never reach a log or an error message: Credentials' repr hides them.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,7 @@ class Credentials:
 def _decode_auth(auth: str, where: str) -> tuple[str, str]:
     try:
         decoded = base64.b64decode(auth, validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text b64decode refuses
         raise InvalidArgument(f"{where}: 'auth' is not base64 of user:password") from None
     user, sep, password = decoded.partition(":")
     if not sep:
