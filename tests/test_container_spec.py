@@ -179,6 +179,12 @@ def test_stop_signal_from_the_config_then_the_image() -> None:
         container_spec.stop_signal(_config(), {"StopSignal": "SIGNOPE"})
 
 
+def test_a_stop_signal_no_signal_names_is_invalid_argument() -> None:
+    # Found by e2e/test_fuzz_rpc.py: Signal.Name raised ValueError, which became INTERNAL.
+    with pytest.raises(InvalidArgument, match="stop_signal -2147483648"):
+        container_spec.stop_signal(_config(stop_signal=-(2**31)), {})
+
+
 def _pause(tmp_path: Path, **security: Any) -> dict[str, Any]:
     config = api_pb2.PodSandboxConfig(metadata=api_pb2.PodSandboxMetadata(name="p", namespace="ns", uid="u"))
     config.linux.sysctls["net.ipv4.ip_forward"] = "1"

@@ -87,7 +87,11 @@ def process_env(config: api_pb2.ContainerConfig, img: dict[str, Any], hostname: 
 
 def stop_signal(config: api_pb2.ContainerConfig, img: dict[str, Any]) -> int:
     if config.stop_signal != api_pb2.RUNTIME_DEFAULT:
-        name = api_pb2.Signal.Name(config.stop_signal)
+        try:
+            name = api_pb2.Signal.Name(config.stop_signal)
+        except ValueError:  # an open enum: any number arrives, not only the named ones
+            number = config.stop_signal
+            raise InvalidArgument(f"CreateContainer: stop_signal {number} is not a Signal") from None
         return int(getattr(signal_mod, name, signal_mod.SIGTERM))
     text = str(img.get("StopSignal") or "")
     if text:
