@@ -247,3 +247,11 @@ def test_container_status_reports_the_stop_signal_used() -> None:
     assert effective_stop_signal(signal.SIGQUIT) == api_pb2.SIGQUIT
     assert effective_stop_signal(signal.SIGTERM) == api_pb2.SIGTERM
     assert effective_stop_signal(0) == api_pb2.RUNTIME_DEFAULT
+
+
+def test_negative_cpu_shares_or_period_is_invalid_argument() -> None:
+    # Found by e2e/test_fuzz_rpc.py: runc could not unmarshal them (uint64), which became INTERNAL.
+    for field in ("cpu_shares", "cpu_period"):
+        with pytest.raises(InvalidArgument, match=f"{field} -9223372036854775808"):
+            container_spec.resources(api_pb2.LinuxContainerResources(**{field: -(2**63)}))
+    assert container_spec.resources(api_pb2.LinuxContainerResources(cpu_quota=-1)) == {"cpu": {"quota": -1}}

@@ -217,6 +217,10 @@ def _host_devices() -> list[Path]:
 
 
 def resources(res: api_pb2.LinuxContainerResources) -> dict[str, Any]:
+    # int64 in the CRI, uint64 in the OCI spec: runc cannot even read a negative one.
+    for name in ("cpu_shares", "cpu_period"):
+        if (value := getattr(res, name)) < 0:
+            raise InvalidArgument(f"resources: {name} {value} must not be negative")
     out: dict[str, Any] = {}
     cpu: dict[str, Any] = {}
     if res.cpu_shares:
