@@ -48,6 +48,9 @@ def from_auth_config(
 ) -> Credentials | None:
     if auth and not (username or password):
         username, password = _decode_auth(auth, "auth config")
+    # It goes into an Authorization header as it is: visible ASCII only (RFC 6750's token68 and more).
+    if any(not 33 <= ord(c) <= 126 for c in registry_token):
+        raise InvalidArgument("auth config: 'registry_token' may hold only visible ASCII characters")
     creds = Credentials(username, password, identity_token, registry_token)
     return creds or None
 
