@@ -16,7 +16,7 @@ import contextlib
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -120,6 +120,37 @@ def validate(config: api_pb2.PodSandboxConfig) -> None:
     sc = config.linux.security_context
     refuse_user_namespace(sc.namespace_options, "RunPodSandbox")
     lsm.check_selinux(sc.selinux_options, "RunPodSandbox")
+    check_sysctls(config.linux.sysctls, sc.namespace_options)
+
+
+# The sysctls a namespace of the pod's own holds (runc refuses any other, as the kubelet does).
+IPC_SYSCTLS = frozenset(
+    {
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    }
+)
+
+
+def check_sysctls(sysctls: Mapping[str, str], opts: api_pb2.NamespaceOption) -> None:
+    for key in sysctls:
+        if key in IPC_SYSCTLS or key.startswith("fs.mqueue."):
+            namespace, shared = "IPC", opts.ipc == api_pb2.NODE
+        elif key.startswith("net.") or key == "kernel.domainname":
+            namespace, shared = "network and UTS", opts.network == api_pb2.NODE
+        else:
+            raise InvalidArgument(
+                f"RunPodSandbox: sysctl {key!r} is not namespaced: only kernel.shm*, kernel.msg*, "
+                "kernel.sem, fs.mqueue.*, net.* and kernel.domainname can be set for a pod"
+            )
+        if shared:
+            raise InvalidArgument(f"RunPodSandbox: sysctl {key!r} needs the pod's own {namespace} namespace")
 
 
 def refuse_user_namespace(opts: api_pb2.NamespaceOption, where: str) -> None:
