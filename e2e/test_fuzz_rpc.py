@@ -255,6 +255,7 @@ def test_the_loop_probe_reports_a_blocking_step_and_not_a_waiting_one() -> None:
     assert len(lines) == 1 and "blocks()" in lines[0], out.stderr
 
 
+@pytest.mark.timeout(300 + EXAMPLES * 10)
 @pytest.mark.parametrize("method", methods(), ids=lambda m: m.name)
 def test_fuzzed_requests(bed: Bed, method: MethodDescriptor) -> None:
     strategy = fuzzed_requests(method, bed.world)

@@ -399,6 +399,7 @@ def leaks(bed: StreamBed) -> list[str]:
     return problems
 
 
+@pytest.mark.timeout(300 + EXAMPLES * 15)
 def test_fuzzed_streaming_frames(sbed: StreamBed) -> None:
     @settings(
         max_examples=EXAMPLES,

@@ -43,7 +43,8 @@ class LoopWatch:
         found = []
         for line in self.new_log().splitlines():
             if m := BLOCKED.search(line):
-                found.append(f"event loop blocked {m.group(1)} s (wall {m.group(2)} s) by {m.group(3)[:300]}")
+                blocked, wall, what = m.groups()
+                found.append(f"event loop blocked {blocked} s (wall {wall} s) by {what[:1200]}")
             elif any(marker in line for marker in (*DIED, *also)):
                 found.append(line[:1500])
         return found

@@ -1,9 +1,10 @@
 """Loaded into a test's cribd (PYTHONPATH, e2e/harness/loop_watch.py): how long each event loop
 callback and task step keeps the loop, less the time the kernel kept the thread waiting for a
 CPU (other processes on a busy machine are not a block). Steps over the budget are reported
-on stderr, which the harness copies into cribd's log:
+on stderr, which the harness copies into cribd's log, with where the loop thread was once
+the step had run past the budget (sampled by a watchdog thread):
 
-    crib.loop_blocked 0.153 s (wall 0.161 s) by <Task pending coro=<...> at file:line>
+    crib.loop_blocked 0.153 s (wall 0.161 s) by <Task pending coro=<...> at file:line> at <stack>
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import os
 import sys
 import threading
 import time
+import traceback
 from asyncio import events
 
 BUDGET_S = float(os.environ.get("CRIB_LOOP_BUDGET_S", "0.1"))
 _fds: dict[int, int] = {}
 _original_run = events.Handle._run
+# The step running now, per loop thread's ident: (its start, [where the watchdog found it]).
+_running: dict[int, tuple[float, list[str]]] = {}
 
 
 def _runqueue_wait_s() -> float:
@@ -34,17 +38,55 @@ def _what(handle: events.Handle) -> str:
     return repr(owner) if isinstance(owner, asyncio.Task) else repr(handle)
 
 
+_native: dict[int, int] = {}  # thread ident -> its kernel tid
+
+
+def _kernel_wait(ident: int) -> str:
+    """Where the loop thread waits in the kernel (futex: most likely the GIL)."""
+    tid = _native.get(ident)
+    try:
+        with open(f"/proc/self/task/{tid}/wchan") as f:
+            wchan = f.read()
+        with open(f"/proc/self/task/{tid}/syscall") as f:
+            syscall = f.read().split(" ", 1)[0]
+    except OSError:
+        return "?"
+    return f"wchan {wchan or '-'}, syscall {syscall}"
+
+
+def _watchdog() -> None:
+    while True:
+        time.sleep(BUDGET_S / 4)
+        now = time.monotonic()
+        frames = None
+        for ident, (started, sample) in list(_running.items()):
+            if now - started > BUDGET_S and not sample:
+                frames = frames or sys._current_frames()
+                frame = frames.get(ident)
+                if frame is not None:
+                    calls = traceback.extract_stack(frame)[-8:]
+                    stack = " <- ".join(f"{f.name} {f.filename}:{f.lineno}" for f in reversed(calls))
+                    sample.append(f"{stack} [kernel: {_kernel_wait(ident)}]")
+
+
 def _run(self: events.Handle) -> None:
+    ident = threading.get_ident()
+    _native.setdefault(ident, threading.get_native_id())
+    sample: list[str] = []
     started, waited = time.monotonic(), _runqueue_wait_s()
+    _running[ident] = (started, sample)
     try:
         _original_run(self)
     finally:
+        _running.pop(ident, None)
         wall = time.monotonic() - started
         if wall > BUDGET_S:
             blocked = wall - (_runqueue_wait_s() - waited)
             if blocked > BUDGET_S:
-                what = _what(self)[:600]
-                sys.stderr.write(f"crib.loop_blocked {blocked:.3f} s (wall {wall:.3f} s) by {what}\n")
+                what, where = _what(self)[:400], sample[0] if sample else "?"
+                head = f"crib.loop_blocked {blocked:.3f} s (wall {wall:.3f} s)"
+                sys.stderr.write(f"{head} by {what} at {where}\n")
 
 
 events.Handle._run = _run  # type: ignore[method-assign]
+threading.Thread(target=_watchdog, name="crib-loop-watchdog", daemon=True).start()
