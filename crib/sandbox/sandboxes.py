@@ -360,6 +360,7 @@ class Sandboxes:
             created_at=time.time_ns(),
             state=CREATING,
         )
+        # Each undo step returns a coroutine: unmounting a netns alone can keep a thread 250 ms.
         undo: list[Callable[[], Any]] = []
         try:
             async with self._lock(sandbox_id):
@@ -402,7 +403,7 @@ class Sandboxes:
 
         directory = self.sandbox_dir(sandbox.id)
         directory.mkdir(parents=True)
-        undo.append(lambda: shutil.rmtree(directory, ignore_errors=True))
+        undo.append(lambda: asyncio.to_thread(shutil.rmtree, directory, ignore_errors=True))
         await failpoints.hit("sandbox.dir")
         # Recorded from the start: a crash midway leaves a record that
         # start-up finds and cleans up, never an untracked netns or process.
@@ -420,12 +421,12 @@ class Sandboxes:
             await asyncio.to_thread(
                 mount, "shm", str(shm), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"mode=1777,{SHM_SIZE}"
             )
-            undo.append(lambda: unmount(str(shm)))
+            undo.append(lambda: asyncio.to_thread(unmount, str(shm)))
 
         if not host_network:
             ns = self.netns_path(sandbox.id)
             await asyncio.to_thread(netns.create, ns)
-            undo.append(lambda: netns.remove(ns))
+            undo.append(lambda: asyncio.to_thread(netns.remove, ns))
             sandbox.netns = str(ns)
             await failpoints.hit("sandbox.netns")
 
