@@ -311,3 +311,17 @@ def test_a_failed_run_pod_sandbox_undoes_its_mounts_off_the_event_loop(
         assert info.value.code() == grpc.StatusCode.INTERNAL  # the injected failure's own code
     assert not daemon.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
     assert [p for p in watch.problems() if "unmount" in p or "umount" in p] == []
+
+
+def test_resources_the_kernel_refuses_are_invalid_argument(bed: Bed) -> None:
+    """A memory limit of -2^63 and a cpuset of CPUs the node lacks reached runc and came back INTERNAL."""
+    bed.ensure()
+    for linux in (
+        api_pb2.LinuxContainerResources(memory_limit_in_bytes=-(2**63)),
+        api_pb2.LinuxContainerResources(cpu_period=-(2**63)),
+        api_pb2.LinuxContainerResources(cpuset_cpus="4000-4001"),
+    ):
+        request = api_pb2.UpdateContainerResourcesRequest(container_id=bed.base_container, linux=linux)
+        with pytest.raises(grpc.RpcError) as info:
+            bed.daemon.runtime.UpdateContainerResources(request, timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()

@@ -249,9 +249,24 @@ def test_container_status_reports_the_stop_signal_used() -> None:
     assert effective_stop_signal(0) == api_pb2.RUNTIME_DEFAULT
 
 
-def test_negative_cpu_shares_or_period_is_invalid_argument() -> None:
-    # Found by e2e/test_fuzz_rpc.py: runc could not unmarshal them (uint64), which became INTERNAL.
-    for field in ("cpu_shares", "cpu_period"):
-        with pytest.raises(InvalidArgument, match=f"{field} -9223372036854775808"):
-            container_spec.resources(api_pb2.LinuxContainerResources(**{field: -(2**63)}))
+def test_resources_runc_or_the_kernel_would_refuse_are_invalid_argument() -> None:
+    # Found by e2e/test_fuzz_rpc.py: runc could not unmarshal a negative period (uint64), and the
+    # kernel refused a memory limit of -2^63; both became INTERNAL.
+    refused = {
+        "cpu_shares": -(2**63),
+        "cpu_period": -(2**63),
+        "cpu_quota": 999,
+        "memory_limit_in_bytes": -(2**63),
+        "memory_swap_limit_in_bytes": -2,
+    }
+    for field, value in refused.items():
+        with pytest.raises(InvalidArgument, match=f"{field} {value}"):
+            container_spec.resources(api_pb2.LinuxContainerResources(**{field: value}))
+    for period in (999, 1_000_001):
+        with pytest.raises(InvalidArgument, match="cpu_period"):
+            container_spec.resources(api_pb2.LinuxContainerResources(cpu_period=period))
     assert container_spec.resources(api_pb2.LinuxContainerResources(cpu_quota=-1)) == {"cpu": {"quota": -1}}
+    accepted = api_pb2.LinuxContainerResources(
+        cpu_shares=2, cpu_period=100_000, cpu_quota=50_000, memory_limit_in_bytes=-1
+    )
+    assert container_spec.resources(accepted)["cpu"] == {"shares": 2, "quota": 50_000, "period": 100_000}

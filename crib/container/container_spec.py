@@ -216,11 +216,32 @@ def _host_devices() -> list[Path]:
     return out
 
 
+# What the kernel takes for CFS bandwidth (kernel/sched/core.c): a period of 1 ms to 1 s, a
+# quota of at least 1 ms and below 2^44 us, or -1 (none).
+CFS_PERIOD_US = (1000, 1_000_000)
+CFS_QUOTA_US = (1000, (1 << 44) - 1)
+
+
+def check_resources(res: api_pb2.LinuxContainerResources) -> None:
+    """Refuse values runc cannot read (int64 in the CRI, uint64 in the OCI spec) or the kernel
+    refuses, before a runtime call fails on them; 0 means unset."""
+
+    def refuse(name: str, why: str) -> None:
+        raise InvalidArgument(f"resources: {name} {getattr(res, name)} {why}")
+
+    if res.cpu_shares < 0:
+        refuse("cpu_shares", "must not be negative")
+    if res.cpu_period and not CFS_PERIOD_US[0] <= res.cpu_period <= CFS_PERIOD_US[1]:
+        refuse("cpu_period", "must be 1000 to 1000000 (microseconds)")
+    if res.cpu_quota not in (0, -1) and not CFS_QUOTA_US[0] <= res.cpu_quota <= CFS_QUOTA_US[1]:
+        refuse("cpu_quota", "must be -1 or at least 1000 (microseconds)")
+    for name in ("memory_limit_in_bytes", "memory_swap_limit_in_bytes"):
+        if getattr(res, name) < -1:
+            refuse(name, "must be -1 (no limit) or a number of bytes")
+
+
 def resources(res: api_pb2.LinuxContainerResources) -> dict[str, Any]:
-    # int64 in the CRI, uint64 in the OCI spec: runc cannot even read a negative one.
-    for name in ("cpu_shares", "cpu_period"):
-        if (value := getattr(res, name)) < 0:
-            raise InvalidArgument(f"resources: {name} {value} must not be negative")
+    check_resources(res)
     out: dict[str, Any] = {}
     cpu: dict[str, Any] = {}
     if res.cpu_shares:
