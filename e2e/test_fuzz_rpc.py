@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,6 +260,7 @@ def test_the_loop_probe_reports_a_blocking_step_and_not_a_waiting_one() -> None:
 @pytest.mark.parametrize("method", methods(), ids=lambda m: m.name)
 def test_fuzzed_requests(bed: Bed, method: MethodDescriptor) -> None:
     strategy = fuzzed_requests(method, bed.world)
+    codes: Counter[str] = Counter()
 
     @settings(
         max_examples=EXAMPLES,
@@ -275,6 +277,7 @@ def test_fuzzed_requests(bed: Bed, method: MethodDescriptor) -> None:
         request = data.draw(strategy, label="request")
         assume(request.ByteSize() < MAX_REQUEST_BYTES)
         outcome = _call(bed.daemon, method, request)
+        codes[outcome.name if isinstance(outcome, grpc.StatusCode) else outcome.code().name] += 1
         problems = []
         if (verdict := _verdict(method, outcome)) is not None:
             problems.append(verdict)
@@ -288,6 +291,7 @@ def test_fuzzed_requests(bed: Bed, method: MethodDescriptor) -> None:
         assert not problems, f"{problems}\nrequest: {dump(request)}"
 
     example()
+    print(f"{method.name}: {sum(codes.values())} requests, {dict(codes.most_common())}")
 
 
 # --- what the fuzzer found, kept as focused regressions -------------------------------------------
