@@ -25,6 +25,7 @@ sets the examples per RPC (default 6, the CI profile).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -48,7 +49,9 @@ from crib.proto.cri import api_pb2, api_pb2_grpc
 from e2e.harness.cribd import Cribd
 from e2e.harness.fuzz_strategies import MARKER, World, allowed, dump, fuzzed_requests, methods, named_paths
 from e2e.harness.loop_watch import LOOP_ENV, LoopWatch
+from e2e.harness.machine import machine_state
 from e2e.harness.network import PodNetwork, new_network
+from e2e.harness.wait import wait_until
 from e2e.pods import container_config, import_busybox, pod_config, run_container, run_pod
 
 EXAMPLES = int(os.environ.get("CRIB_FUZZ_EXAMPLES", "6"))
@@ -181,24 +184,41 @@ def _base_pod_config(world: World) -> api_pb2.PodSandboxConfig:
     return config
 
 
+def _leftovers(daemon: Cribd, net: PodNetwork) -> dict[str, list[str]]:
+    """What pods and containers leave on the host (images are not theirs: RemoveImage is fuzzed too)."""
+    state = machine_state(daemon, net)
+    return {k: v for k, v in state.items() if k not in ("blobs", "layers")}
+
+
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
     net = new_network(tmp_path_factory.mktemp("net"))
     daemon = Cribd()
     outside = Path(tempfile.mkdtemp(prefix="crib-fuzz-outside-"))
+    left: dict[str, list[str]] = {}
     try:
         net.install(daemon.cni_conf_dir)
         daemon.start(env=LOOP_ENV)
+        import_busybox(daemon)
+        before = _leftovers(daemon, net)
         world = World(outside=outside, log_dir=daemon.dir / "pod-logs")
         bed = Bed(daemon, net, world, LoopWatch(daemon))
         bed.ensure()
         bed.watch.new_log()  # start-up is not what is measured
         yield bed
+        # Every pod and container the fuzzer made, and the base ones, removed: nothing stays.
+        if bed.serving() is None:
+            bed.sweep()
+            daemon.remove_all_pods()
+            with contextlib.suppress(AssertionError):
+                wait_until(lambda: _leftovers(daemon, net) == before, 30, "nothing left behind")
+            left = {k: v for k, v in _leftovers(daemon, net).items() if v != before[k]}
     finally:
         daemon.destroy()
         net.destroy()
         shutil.rmtree(outside, ignore_errors=True)
         _remove_marked()
+    assert not left, f"left behind after the fuzzing: {left}"
 
 
 def _stub(daemon: Cribd, method: MethodDescriptor) -> object:
