@@ -26,6 +26,7 @@ import socket
 import struct
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -46,6 +47,7 @@ MARKER = "4343"  # the exec'd command's argument, to find it in the container
 READ_S = 1.0  # how long cribd gets to answer or close, per example
 CERTAIN_CLOSE_S = 5.0
 LEAK_WAIT_S = 15.0
+TALLY: Counter[str] = Counter()
 
 
 @dataclass
@@ -374,6 +376,8 @@ def run_session(bed: StreamBed, case: dict[str, object]) -> list[str]:
         except OSError:
             pass  # cribd closed already: fine, the checks below still apply
         closed = _closed_by_peer(sock, CERTAIN_CLOSE_S if case["certain"] else READ_S)
+        TALLY["certainly invalid" if case["certain"] else "fuzzed"] += 1
+        TALLY["closed by cribd" if closed else "closed by the client"] += 1
         if case["certain"] and not closed:
             problems.append(f"cribd kept a connection whose first frame is invalid open {CERTAIN_CLOSE_S}s")
     return problems
@@ -422,6 +426,6 @@ def test_fuzzed_streaming_frames(sbed: StreamBed) -> None:
 
     example()
     begun = total(sbed.metrics, "crib_streaming_sessions_total")
-    print(f"{EXAMPLES} fuzzed connections, {begun:g} of them upgraded into a streaming session")
+    print(f"{EXAMPLES} fuzzed connections, {begun:g} upgraded into a streaming session; {dict(TALLY)}")
     # Enough of them got past the upgrade for the frames to have been parsed at all.
     assert begun >= EXAMPLES / 4
