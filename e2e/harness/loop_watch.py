@@ -1,9 +1,10 @@
 """How long a test's cribd kept its event loop from serving, read from its log.
 
 cribd started with `LOOP_ENV` loads `loop_probe/sitecustomize.py`, which times every event
-loop callback and task step, less the time the kernel kept the thread waiting for a CPU
+loop callback and task step, less the time the kernel kept cribd's threads waiting for a CPU
 (/proc schedstat's run delay: on a busy 2-core machine, other processes' turns are not a
-block), and reports each step over 100 ms with its task: the loop blocked, measured where it
+block, nor is a GIL held by a thread that waits for its turn), and reports each step over
+100 ms with its task and where it was: the loop blocked, measured where it
 happens rather than guessed from a client's latency. asyncio itself reports tasks that died
 unseen (`Task exception was never retrieved`, `Exception in callback`).
 """
@@ -20,7 +21,7 @@ LOOP_ENV = {
     "PYTHONPATH": f"{Path(__file__).parent / 'loop_probe'}:{REPO_ROOT}",
     "CRIB_LOOP_BUDGET_S": str(BLOCK_BUDGET_S),
 }
-BLOCKED = re.compile(r"crib\.loop_blocked (\d+\.\d+) s \(wall (\d+\.\d+) s\) by (.*)")
+BLOCKED = re.compile(r"crib\.loop_blocked (\d+\.\d+) s \(wall (\d+\.\d+) s, [^)]*\) by (.*)")
 DIED = ("Task exception was never retrieved", "Exception in callback", "Task was destroyed but it is pending")
 
 
