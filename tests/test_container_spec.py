@@ -265,6 +265,10 @@ def test_resources_runc_or_the_kernel_would_refuse_are_invalid_argument() -> Non
     for period in (999, 1_000_001):
         with pytest.raises(InvalidArgument, match="cpu_period"):
             container_spec.resources(api_pb2.LinuxContainerResources(cpu_period=period))
+    # Found later by the fuzzer: runc refuses shares the kernel would clamp.
+    for shares in (1, 262145):
+        with pytest.raises(InvalidArgument, match="cpu_shares"):
+            container_spec.resources(api_pb2.LinuxContainerResources(cpu_shares=shares))
     assert container_spec.resources(api_pb2.LinuxContainerResources(cpu_quota=-1)) == {"cpu": {"quota": -1}}
     accepted = api_pb2.LinuxContainerResources(
         cpu_shares=2, cpu_period=100_000, cpu_quota=50_000, memory_limit_in_bytes=-1

@@ -220,6 +220,7 @@ def _host_devices() -> list[Path]:
 # quota of at least 1 ms and below 2^44 us, or -1 (none).
 CFS_PERIOD_US = (1000, 1_000_000)
 CFS_QUOTA_US = (1000, (1 << 44) - 1)
+CPU_SHARES = (2, 262144)  # runc's bounds (the kernel's, which it refuses to clamp)
 
 
 def check_resources(res: api_pb2.LinuxContainerResources) -> None:
@@ -229,8 +230,8 @@ def check_resources(res: api_pb2.LinuxContainerResources) -> None:
     def refuse(name: str, why: str) -> None:
         raise InvalidArgument(f"resources: {name} {getattr(res, name)} {why}")
 
-    if res.cpu_shares < 0:
-        refuse("cpu_shares", "must not be negative")
+    if res.cpu_shares and not CPU_SHARES[0] <= res.cpu_shares <= CPU_SHARES[1]:
+        refuse("cpu_shares", "must be 2 to 262144")
     if res.cpu_period and not CFS_PERIOD_US[0] <= res.cpu_period <= CFS_PERIOD_US[1]:
         refuse("cpu_period", "must be 1000 to 1000000 (microseconds)")
     if res.cpu_quota not in (0, -1) and not CFS_QUOTA_US[0] <= res.cpu_quota <= CFS_QUOTA_US[1]:
