@@ -311,7 +311,9 @@ def test_fuzzed_requests(bed: Bed, method: MethodDescriptor) -> None:
         assert not problems, f"{problems}\nrequest: {dump(request)}"
 
     example()
-    print(f"{method.name}: {sum(codes.values())} requests, {dict(codes.most_common())}")
+    spawns = len(bed.watch.spawn_blocks)
+    summary = f"{sum(codes.values())} requests, {dict(codes.most_common())}"
+    print(f"{method.name}: {summary}; spawn blocks so far {spawns}")
 
 
 # --- what the fuzzer found, kept as focused regressions -------------------------------------------
