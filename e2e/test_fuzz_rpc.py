@@ -354,3 +354,10 @@ def test_resources_the_kernel_refuses_are_invalid_argument(bed: Bed) -> None:
         with pytest.raises(grpc.RpcError) as info:
             bed.daemon.runtime.UpdateContainerResources(request, timeout=30)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+    # Found later: a limit below what the container uses is refused for its state.
+    request = api_pb2.UpdateContainerResourcesRequest(
+        container_id=bed.base_container, linux=api_pb2.LinuxContainerResources(memory_limit_in_bytes=1)
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        bed.daemon.runtime.UpdateContainerResources(request, timeout=30)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION, info.value.details()

@@ -524,6 +524,9 @@ class Containers:
                     # The kernel refused a value (EINVAL; ERANGE: CPUs it lacks): the request is at fault.
                     if "invalid argument" in exc.stderr or "numerical result out of range" in exc.stderr:
                         raise InvalidArgument(f"UpdateContainerResources: {exc.message}") from None
+                    # A memory limit below what the container already uses: its state, not the request.
+                    if "unable to set memory limit" in exc.stderr:
+                        raise FailedPrecondition(f"UpdateContainerResources: {exc.message}") from None
                     raise
             container.resources_b64 = base64.b64encode(res.SerializeToString()).decode()
             self._persist(container)
