@@ -12,6 +12,7 @@ watchdog thread, which also samples the run delay of all of cribd's threads):
 
 from __future__ import annotations
 
+import _posixsubprocess
 import asyncio
 import collections
 import os
@@ -63,6 +64,23 @@ def _longest_thread_wait_since(started: float) -> float:
     return max((now[tid] - base.get(tid, 0) for tid in now), default=0) / 1e9
 
 
+# Time each thread spent in fork_exec (vfork until the child has exec'd) during its step.
+_spawning: dict[int, float] = {}
+_fork_exec = _posixsubprocess.fork_exec
+
+
+def _timed_fork_exec(*args: object) -> int:
+    started = time.monotonic()
+    try:
+        return _fork_exec(*args)
+    finally:
+        ident = threading.get_ident()
+        _spawning[ident] = _spawning.get(ident, 0.0) + time.monotonic() - started
+
+
+_posixsubprocess.fork_exec = _timed_fork_exec
+
+
 def _what(handle: events.Handle) -> str:
     owner = getattr(handle._callback, "__self__", None)
     return repr(owner) if isinstance(owner, asyncio.Task) else repr(handle)
@@ -106,6 +124,7 @@ def _run(self: events.Handle) -> None:
     sample: list[str] = []
     started, waited = time.monotonic(), _runqueue_wait_s()
     _running[ident] = (started, sample)
+    _spawning[ident] = 0.0
     try:
         _original_run(self)
     finally:
@@ -116,7 +135,9 @@ def _run(self: events.Handle) -> None:
             blocked = wall - min(wall, cpu_waits)
             if blocked > BUDGET_S:
                 what, where = _what(self)[:400], sample[0] if sample else "?"
-                head = f"crib.loop_blocked {blocked:.3f} s (wall {wall:.3f} s, CPU waits {cpu_waits:.3f} s)"
+                spawn = _spawning.get(ident, 0.0)
+                times = f"wall {wall:.3f} s, CPU waits {cpu_waits:.3f} s, spawning {spawn:.3f} s"
+                head = f"crib.loop_blocked {blocked:.3f} s ({times})"
                 sys.stderr.write(f"{head} by {what} at {where}\n")
 
 
