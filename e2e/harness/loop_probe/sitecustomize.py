@@ -16,6 +16,7 @@ import _posixsubprocess
 import asyncio
 import collections
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -79,6 +80,7 @@ def _timed_fork_exec(*args: object) -> int:
 
 
 _posixsubprocess.fork_exec = _timed_fork_exec
+subprocess._fork_exec = _timed_fork_exec  # type: ignore[attr-defined]  # what Popen calls
 
 
 def _what(handle: events.Handle) -> str:
