@@ -117,6 +117,12 @@ def test_location_must_be_an_absolute_file_path_in_an_existing_dir(tmp_path: Pat
     assert checkpoint.validate_location(str(tmp_path / "cp.tar")) == tmp_path / "cp.tar"
 
 
+def test_a_location_too_long_for_the_file_system_is_invalid_argument() -> None:
+    # Found by e2e/test_fuzz_rpc.py: the ENAMETOOLONG of the check became INTERNAL.
+    with pytest.raises(InvalidArgument, match="too long"):
+        checkpoint.validate_location("/x" * 3000 + "/cp.tar")
+
+
 async def test_criu_probe_reports_the_first_error_of_criu_check(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

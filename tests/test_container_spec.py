@@ -193,6 +193,12 @@ def test_real_time_stop_signals_as_images_and_the_cri_spell_them() -> None:
             container_spec.stop_signal(_config(), {"StopSignal": text})
 
 
+def test_a_stop_signal_no_signal_names_is_invalid_argument() -> None:
+    # Found by e2e/test_fuzz_rpc.py: Signal.Name raised ValueError, which became INTERNAL.
+    with pytest.raises(InvalidArgument, match="stop_signal -2147483648"):
+        container_spec.stop_signal(_config(stop_signal=-(2**31)), {})
+
+
 def _pause(tmp_path: Path, **security: Any) -> dict[str, Any]:
     config = api_pb2.PodSandboxConfig(metadata=api_pb2.PodSandboxMetadata(name="p", namespace="ns", uid="u"))
     config.linux.sysctls["net.ipv4.ip_forward"] = "1"
@@ -262,3 +268,30 @@ def test_container_status_reports_the_stop_signal_used() -> None:
         named = effective_stop_signal(number)
         assert named != api_pb2.RUNTIME_DEFAULT, number
         assert container_spec.stop_signal(_config(stop_signal=named), {}) == number
+
+
+def test_resources_runc_or_the_kernel_would_refuse_are_invalid_argument() -> None:
+    # Found by e2e/test_fuzz_rpc.py: runc could not unmarshal a negative period (uint64), and the
+    # kernel refused a memory limit of -2^63; both became INTERNAL.
+    refused = {
+        "cpu_shares": -(2**63),
+        "cpu_period": -(2**63),
+        "cpu_quota": 999,
+        "memory_limit_in_bytes": -(2**63),
+        "memory_swap_limit_in_bytes": -2,
+    }
+    for field, value in refused.items():
+        with pytest.raises(InvalidArgument, match=f"{field} {value}"):
+            container_spec.resources(api_pb2.LinuxContainerResources(**{field: value}))
+    for period in (999, 1_000_001):
+        with pytest.raises(InvalidArgument, match="cpu_period"):
+            container_spec.resources(api_pb2.LinuxContainerResources(cpu_period=period))
+    # Found later by the fuzzer: runc refuses shares the kernel would clamp.
+    for shares in (1, 262145):
+        with pytest.raises(InvalidArgument, match="cpu_shares"):
+            container_spec.resources(api_pb2.LinuxContainerResources(cpu_shares=shares))
+    assert container_spec.resources(api_pb2.LinuxContainerResources(cpu_quota=-1)) == {"cpu": {"quota": -1}}
+    accepted = api_pb2.LinuxContainerResources(
+        cpu_shares=2, cpu_period=100_000, cpu_quota=50_000, memory_limit_in_bytes=-1
+    )
+    assert container_spec.resources(accepted)["cpu"] == {"shares": 2, "quota": 50_000, "period": 100_000}

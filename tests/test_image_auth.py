@@ -28,6 +28,21 @@ def test_auth_config_forms() -> None:
         auth.from_auth_config(auth=base64.b64encode(b"nocolon").decode())
 
 
+def test_auth_that_is_not_ascii_is_invalid_argument() -> None:
+    # Found by e2e/test_fuzz_rpc.py: b64decode raised ValueError, which became INTERNAL.
+    with pytest.raises(InvalidArgument, match="base64"):
+        auth.from_auth_config(auth="\u00e9t\u00e9:x")
+
+
+def test_a_registry_token_that_cannot_be_a_header_is_invalid_argument() -> None:
+    # Found by e2e/test_fuzz_rpc.py: httpx could not encode it into the Authorization header,
+    # which became INTERNAL.
+    for token in ("\x80", "a b", "line\nbreak", "\u00e9"):
+        with pytest.raises(InvalidArgument, match="registry_token"):
+            auth.from_auth_config(registry_token=token)
+    assert auth.from_auth_config(registry_token="eyJ.abc-_~+/=").registry_token == "eyJ.abc-_~+/="
+
+
 def test_secrets_are_not_in_repr() -> None:
     c = auth.Credentials("user", "hunter2", "idtok", "regtok")
     text = repr(c)

@@ -179,3 +179,20 @@ async def test_a_stream_that_fails_midway_ends_with_the_domain_code(tmp_path: Pa
             assert info.value.details() == "bad filter"
     finally:
         await server.stop(None)
+
+
+async def test_a_huge_id_is_echoed_capped_in_the_status_and_the_log(
+    channel: grpc.aio.Channel, log_stream: LogSink
+) -> None:
+    # Found by e2e/test_fuzz_rpc.py: a 565 KB container_id, echoed whole into the log line and
+    # the status, blocked the event loop for over 100 ms.
+    stub = api_pb2_grpc.RuntimeServiceStub(channel)
+    huge = "p" * 1_000_000
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=huge), timeout=5)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert len(info.value.details()) < 1000
+    assert info.value.details().endswith("... (1000024 characters)")
+    events = await log_stream.wait_for(lambda evs: any(e["event"] == "rpc" for e in evs))
+    (rpc,) = [e for e in events if e["event"] == "rpc"]
+    assert len(rpc["pod"]) < 1000 and len(rpc["error"]) < 1000

@@ -148,3 +148,25 @@ async def test_port_forward_round_trip_and_refusal(transport: str) -> None:
         await server.close()
         echo.close()
         await echo.wait_closed()
+
+
+async def test_a_protocol_header_that_is_not_utf8_is_refused_with_403() -> None:
+    # Found by e2e/test_fuzz_streaming.py: a strict decode raised, and the session failed
+    # unanswered instead of refusing the upgrade.
+    server = StreamingServer("127.0.0.1", 0, _backend(0))
+    await server.start()
+    try:
+        url = server.url("exec", api_pb2.ExecRequest(container_id="c", cmd=["true"], stdout=True))
+        target = url.split(str(server.port), 1)[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(
+            f"POST {target} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n".encode()
+            + b"X-Stream-Protocol-Version: v4.\xe4channel.k8s.io\r\n\r\n"
+        )
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 403 ")
+            await reader.read()  # then it closes
+        writer.close()
+    finally:
+        await server.close()

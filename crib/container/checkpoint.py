@@ -79,9 +79,13 @@ def validate_location(location: str) -> Path:
     path = Path(location)
     if not path.is_absolute() or ".." in path.parts:
         raise InvalidArgument(f"CheckpointContainer: location {location!r} must be an absolute path")
-    if not path.parent.is_dir():
+    try:
+        parent_is_dir, is_dir = path.parent.is_dir(), path.is_dir()
+    except OSError as exc:  # a name or path too long, ...
+        raise InvalidArgument(f"CheckpointContainer: location {location!r}: {exc.strerror}") from None
+    if not parent_is_dir:
         raise InvalidArgument(f"CheckpointContainer: the directory of {location!r} does not exist")
-    if path.is_dir():
+    if is_dir:
         raise InvalidArgument(f"CheckpointContainer: location {location!r} is a directory")
     return path
 

@@ -91,7 +91,12 @@ def process_env(config: api_pb2.ContainerConfig, img: dict[str, Any], hostname: 
 
 def stop_signal(config: api_pb2.ContainerConfig, img: dict[str, Any]) -> int:
     if config.stop_signal != api_pb2.RUNTIME_DEFAULT:
-        value = signals.number(api_pb2.Signal.Name(config.stop_signal))
+        try:
+            name = api_pb2.Signal.Name(config.stop_signal)
+        except ValueError:  # an open enum: any number arrives, not only the named ones
+            number = config.stop_signal
+            raise InvalidArgument(f"CreateContainer: stop_signal {number} is not a Signal") from None
+        value = signals.number(name)
         return int(signal_mod.SIGTERM) if value is None else value
     text = str(img.get("StopSignal") or "")
     if text:
@@ -213,7 +218,33 @@ def _host_devices() -> list[Path]:
     return out
 
 
+# What the kernel takes for CFS bandwidth (kernel/sched/core.c): a period of 1 ms to 1 s, a
+# quota of at least 1 ms and below 2^44 us, or -1 (none).
+CFS_PERIOD_US = (1000, 1_000_000)
+CFS_QUOTA_US = (1000, (1 << 44) - 1)
+CPU_SHARES = (2, 262144)  # runc's bounds (the kernel's, which it refuses to clamp)
+
+
+def check_resources(res: api_pb2.LinuxContainerResources) -> None:
+    """Refuse values runc cannot read (int64 in the CRI, uint64 in the OCI spec) or the kernel
+    refuses, before a runtime call fails on them; 0 means unset."""
+
+    def refuse(name: str, why: str) -> None:
+        raise InvalidArgument(f"resources: {name} {getattr(res, name)} {why}")
+
+    if res.cpu_shares and not CPU_SHARES[0] <= res.cpu_shares <= CPU_SHARES[1]:
+        refuse("cpu_shares", "must be 2 to 262144")
+    if res.cpu_period and not CFS_PERIOD_US[0] <= res.cpu_period <= CFS_PERIOD_US[1]:
+        refuse("cpu_period", "must be 1000 to 1000000 (microseconds)")
+    if res.cpu_quota not in (0, -1) and not CFS_QUOTA_US[0] <= res.cpu_quota <= CFS_QUOTA_US[1]:
+        refuse("cpu_quota", "must be -1 or at least 1000 (microseconds)")
+    for name in ("memory_limit_in_bytes", "memory_swap_limit_in_bytes"):
+        if getattr(res, name) < -1:
+            refuse(name, "must be -1 (no limit) or a number of bytes")
+
+
 def resources(res: api_pb2.LinuxContainerResources) -> dict[str, Any]:
+    check_resources(res)
     out: dict[str, Any] = {}
     cpu: dict[str, Any] = {}
     if res.cpu_shares:

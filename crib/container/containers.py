@@ -38,6 +38,7 @@ from crib.log_setup import get_logger
 from crib.proto.cri import api_pb2
 from crib.runtime import conmon, lsm, userns
 from crib.runtime.cgroup_stats import CgroupStats, read_stats, usage_of_tree
+from crib.runtime.oci_runtime import RuntimeCallFailed
 from crib.runtime.runtime_env import RuntimeEnv, conmon_alive, wait_for_exit
 from crib.sandbox import pod_files
 from crib.sandbox.sandboxes import READY, Sandbox, Sandboxes, pause_alive, pod_userns
@@ -555,7 +556,16 @@ class Containers:
         async with self._lock(container.id):
             if container.state in (RUNNING, CREATED) and not container.exited.is_set():
                 runtime = self.env.runtime(container.handler)
-                await runtime.update(container.id, container_spec.resources(res))
+                try:
+                    await runtime.update(container.id, container_spec.resources(res))
+                except RuntimeCallFailed as exc:
+                    # The kernel refused a value (EINVAL; ERANGE: CPUs it lacks): the request is at fault.
+                    if "invalid argument" in exc.stderr or "numerical result out of range" in exc.stderr:
+                        raise InvalidArgument(f"UpdateContainerResources: {exc.message}") from None
+                    # A memory limit below what the container already uses: its state, not the request.
+                    if "unable to set memory limit" in exc.stderr:
+                        raise FailedPrecondition(f"UpdateContainerResources: {exc.message}") from None
+                    raise
             container.resources_b64 = base64.b64encode(res.SerializeToString()).decode()
             self._persist(container)
 

@@ -58,6 +58,15 @@ QUIET_RPCS = frozenset(
 
 Subjects = Callable[[Message], dict[str, str]]
 
+# A request may carry megabytes in an ID or a name (up to the 16 MiB message limit), and the
+# log and error messages echo them: each echo is capped, so a bad request costs neither a
+# megabyte log line written on the event loop nor a status bigger than a client accepts.
+MAX_ECHO = 512
+
+
+def capped(text: str) -> str:
+    return text if len(text) <= MAX_ECHO else f"{text[:MAX_ECHO]}... ({len(text)} characters)"
+
 
 def _subjects_for(desc: Descriptor) -> Subjects:
     """What a request concerns, for the log: built once per method."""
@@ -90,7 +99,7 @@ def _subjects_for(desc: Descriptor) -> Subjects:
         out: dict[str, str] = {}
         for get in getters:
             get(request, out)
-        return out
+        return {k: capped(v) for k, v in out.items()}
 
     return subjects
 
@@ -117,9 +126,9 @@ def _status_for(exc: BaseException, method: str) -> tuple[str, str]:
         log.warning("rpc.out_of_space", method=method, error=no_space)
         return "RESOURCE_EXHAUSTED", f"{method}: out of disk space: {no_space}"
     if isinstance(exc, CribError):
-        return exc.code, exc.message
+        return exc.code, capped(exc.message)
     log.error("rpc.crashed", method=method, exc_info=exc)
-    return "INTERNAL", f"{method}: internal error: {type(exc).__name__}: {exc}"
+    return "INTERNAL", capped(f"{method}: internal error: {type(exc).__name__}: {exc}")
 
 
 UnaryHandler = Callable[[Message, grpc.aio.ServicerContext], Awaitable[Message]]

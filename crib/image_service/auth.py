@@ -6,7 +6,6 @@ Secrets never reach a log or an error message: Credentials' repr hides them.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,7 @@ class Credentials:
 def _decode_auth(auth: str, where: str) -> tuple[str, str]:
     try:
         decoded = base64.b64decode(auth, validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text b64decode refuses
         raise InvalidArgument(f"{where}: 'auth' is not base64 of user:password") from None
     user, sep, password = decoded.partition(":")
     if not sep:
@@ -49,6 +48,9 @@ def from_auth_config(
 ) -> Credentials | None:
     if auth and not (username or password):
         username, password = _decode_auth(auth, "auth config")
+    # It goes into an Authorization header as it is: visible ASCII only (RFC 6750's token68 and more).
+    if any(not 33 <= ord(c) <= 126 for c in registry_token):
+        raise InvalidArgument("auth config: 'registry_token' may hold only visible ASCII characters")
     creds = Credentials(username, password, identity_token, registry_token)
     return creds or None
 

@@ -17,7 +17,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -130,6 +130,37 @@ def validate(config: api_pb2.PodSandboxConfig) -> None:
         raise InvalidArgument(f"RunPodSandbox: log_directory {config.log_directory!r} is not absolute")
     sc = config.linux.security_context
     userns.parse(sc.namespace_options, "RunPodSandbox")
+    check_sysctls(config.linux.sysctls, sc.namespace_options)
+
+
+# The sysctls a namespace of the pod's own holds (runc refuses any other, as the kubelet does).
+IPC_SYSCTLS = frozenset(
+    {
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    }
+)
+
+
+def check_sysctls(sysctls: Mapping[str, str], opts: api_pb2.NamespaceOption) -> None:
+    for key in sysctls:
+        if key in IPC_SYSCTLS or key.startswith("fs.mqueue."):
+            namespace, shared = "IPC", opts.ipc == api_pb2.NODE
+        elif key.startswith("net.") or key == "kernel.domainname":
+            namespace, shared = "network and UTS", opts.network == api_pb2.NODE
+        else:
+            raise InvalidArgument(
+                f"RunPodSandbox: sysctl {key!r} is not namespaced: only kernel.shm*, kernel.msg*, "
+                "kernel.sem, fs.mqueue.*, net.* and kernel.domainname can be set for a pod"
+            )
+        if shared:
+            raise InvalidArgument(f"RunPodSandbox: sysctl {key!r} needs the pod's own {namespace} namespace")
 
 
 def pod_userns(config: api_pb2.PodSandboxConfig) -> userns.PodUserns | None:
@@ -354,6 +385,8 @@ class Sandboxes:
             process_label=labels.process if labels else "",
             mount_label=labels.mount if labels else "",
         )
+        # An undo step may return a coroutine (work off the loop): unmounting a netns alone can
+        # keep a thread 250 ms.
         undo: list[Callable[[], Any]] = [lambda: self.selinux.release(sandbox.process_label)]
         try:
             async with self._lock(sandbox_id):
@@ -396,7 +429,7 @@ class Sandboxes:
 
         directory = self.sandbox_dir(sandbox.id)
         directory.mkdir(parents=True)
-        undo.append(lambda: shutil.rmtree(directory, ignore_errors=True))
+        undo.append(lambda: asyncio.to_thread(shutil.rmtree, directory, ignore_errors=True))
         # What a start-up that lost the state store needs to find the pod again (a small
         # file in the state dir, written on the loop like the pod's files below).
         disk_record.write(directory, sandbox.record())
@@ -422,7 +455,7 @@ class Sandboxes:
             await asyncio.to_thread(
                 mount, "shm", str(shm), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"mode=1777,{SHM_SIZE}"
             )
-            undo.append(lambda: unmount(str(shm)))
+            undo.append(lambda: asyncio.to_thread(unmount, str(shm)))
         if sandbox.mount_label:
             # Bound into every container (containerd relabels them likewise).
             shared = [directory / n for n in ("resolv.conf", "hostname", "hosts")]
@@ -435,11 +468,11 @@ class Sandboxes:
             # The netns is made inside the user namespace, as containerd does, so that it owns it.
             pinned = self.userns_path(sandbox.id)
             await asyncio.to_thread(userns.pin, own_userns, pinned, ns)
-            undo.append(lambda: userns.unpin(pinned))
+            undo.append(lambda: asyncio.to_thread(userns.unpin, pinned))
         elif ns is not None:
             await asyncio.to_thread(netns.create, ns)
         if ns is not None:
-            undo.append(lambda: netns.remove(ns))
+            undo.append(lambda: asyncio.to_thread(netns.remove, ns))
             sandbox.netns = str(ns)
             await failpoints.hit("sandbox.netns")
 

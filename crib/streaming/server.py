@@ -291,7 +291,7 @@ class StreamingServer:
             p.strip()
             for k, v in request.headers
             if k.decode().lower() == "x-stream-protocol-version"
-            for p in v.decode().split(",")
+            for p in v.decode(errors="replace").split(",")  # any bytes may arrive; h11 checks no charset
             if p.strip()
         ]
         supported = PORTFORWARD_SPDY if kind == "portforward" else REMOTECOMMAND_SPDY

@@ -73,7 +73,8 @@ class Cribd:
     def start(self, *args: str, wait: bool = True, env: dict[str, str] | None = None) -> Cribd:
         self._ready.clear()
         self._started = False
-        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), **(env or {}))
+        # `env` may set PYTHONPATH too (a probe loaded ahead of the checkout).
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
         self.proc = subprocess.Popen(
             self.command(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=self.dir
         )
