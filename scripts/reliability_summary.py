@@ -15,7 +15,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 # What the long tests print about their runs, kept as the scenario's notes.
-NOTES = re.compile(r"^(after \d+ cycles|restart under \d+ pods|\d+ clients killed).*", re.MULTILINE)
+NOTES = re.compile(
+    r"^(after \d+ cycles|restart under \d+ pods|\d+ clients killed|\d+ fuzzed).*", re.MULTILINE
+)
 
 
 def _counts(xml: Path) -> dict[str, float]:
