@@ -317,6 +317,8 @@ def test_a_pause_that_dies_makes_the_pod_not_ready(net_cribd: Cribd) -> None:
     os.kill(info["pid"], signal.SIGKILL)
     wait_until(lambda: pod_status(net_cribd, pod_id)[0].state == api_pb2.SANDBOX_NOTREADY)
     remove_pod(net_cribd, pod_id)
+    # An unexpected death is worth a warning (a StopPodSandbox's kill is not: test_churn).
+    assert net_cribd.log_text().count('"event": "sandbox.pause_exited"') == 1
     assert json.loads("{}") == {}
 
 

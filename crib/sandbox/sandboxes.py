@@ -75,7 +75,8 @@ class Sandbox:
     _exited: asyncio.Event | None = field(default=None, repr=False, compare=False)
     # (state, serialized list item): list replies reuse it while the state holds.
     _item: tuple[str, bytes] | None = field(default=None, repr=False, compare=False)
-    # A StopPodSandbox has begun: the pause may be dying while it still looks alive.
+    # A StopPodSandbox has begun: the pause may be dying while it still looks alive, and
+    # its exit is expected, not news.
     stop_requested: bool = field(default=False, repr=False, compare=False)
 
     @property
@@ -554,7 +555,9 @@ class Sandboxes:
         def on_exit() -> None:
             sandbox.exited.set()
             if sandbox.state == READY:
-                log.warning("sandbox.pause_exited", pod=sandbox.id, exit_code=self.env.exit_code(sandbox.id))
+                if not sandbox.stop_requested:
+                    code = self.env.exit_code(sandbox.id)
+                    log.warning("sandbox.pause_exited", pod=sandbox.id, exit_code=code)
                 sandbox.state = NOTREADY
                 self._persist(sandbox)
 
