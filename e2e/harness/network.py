@@ -1,12 +1,16 @@
 """A pod network for one test: its own bridge, subnet and IPAM dir, removed afterwards.
 
-Bridges and subnets are unique per test worker and per test, so tests run in
-parallel. Teardown deletes the bridge (the bridge plugin never does) and
-reports iptables rules that mention the subnet, which would be leaks.
+Bridges and subnets are unique on the machine, so tests run in parallel, also in test
+sessions of other checkouts: each subnet is claimed with a lock on a file of its own
+(released by destroy(), or by the kernel when the session ends), and one whose bridge
+exists (a running cluster's) is passed over. Teardown deletes the bridge (the bridge
+plugin never does) and reports iptables rules that mention the subnet, which would be
+leaks.
 """
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import os
@@ -18,6 +22,9 @@ from pathlib import Path
 
 CNI_BIN = "/usr/lib/cni"
 _counter = itertools.count()
+CLAIMS_DIR = Path("/run/crib-e2e-nets")
+# bridge -> the fd whose lock claims its subnet
+_claims: dict[str, int] = {}
 
 
 def _worker() -> int:
@@ -75,7 +82,14 @@ class PodNetwork:
         return [line for line in rules.splitlines() if self._mentions(line)]
 
     def destroy(self) -> None:
-        """Delete the bridge, and any iptables rule and chain the plugins left for this network."""
+        """Delete the bridge, and any iptables rule and chain the plugins left for this network;
+        then give its subnet back."""
+        try:
+            self._delete()
+        finally:
+            _release(self.bridge)
+
+    def _delete(self) -> None:
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, timeout=30)
         for table in ("nat", "filter"):
             dump = subprocess.run(
@@ -98,16 +112,47 @@ class PodNetwork:
                 subprocess.run(["iptables", "-t", table, "-X", chain], capture_output=True, timeout=30)
 
 
+def _bridge(w: int, third: int) -> str:
+    return f"cribe2e{w}x{third}"[:15]  # an interface name has at most 15 characters
+
+
+def _claim(w: int, start: int) -> int:
+    """The first third octet from `start` on that no other network on this machine uses.
+
+    Worker numbers repeat across test sessions (another checkout's suite runs alongside),
+    and two networks on one subnet and bridge tear down each other's rules and bridge.
+    """
+    CLAIMS_DIR.mkdir(parents=True, exist_ok=True)
+    for i in range(250):
+        third = (start + i) % 250
+        if Path("/sys/class/net", _bridge(w, third)).exists():
+            continue  # in use by what holds no claim: a cluster whose starter has exited
+        fd = os.open(CLAIMS_DIR / f"{w}-{third}", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        _claims[_bridge(w, third)] = fd
+        return third
+    raise RuntimeError(f"no free e2e pod subnet for worker {w}")
+
+
+def _release(bridge: str) -> None:
+    if (fd := _claims.pop(bridge, None)) is not None:
+        os.close(fd)
+
+
 def new_network(base: Path) -> PodNetwork:
     n = next(_counter)
     w = _worker()
-    third = (os.getpid() + n * 7) % 250
+    third = _claim(w, (os.getpid() + n * 7) % 250)
     subnet_prefix = f"10.{100 + w}.{third}"
     return PodNetwork(
         # The pid too: teardown removes rules by network name, and another test
         # session on this machine has the same worker numbers.
         name=f"crib-e2e-{w}-{os.getpid()}-{n}",
-        bridge=f"cribe2e{w}x{third}"[:15],
+        bridge=_bridge(w, third),
         subnet=f"{subnet_prefix}.0/24",
         gateway=f"{subnet_prefix}.1",
         ipam_dir=base / "ipam",
