@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 import subprocess
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -569,3 +571,13 @@ def test_a_file_longer_than_one_read_is_read_whole(tmp_path: Path) -> None:
     (tmp_path / "cgroup.procs").write_text(procs)
     assert _read(tmp_path / "cgroup.procs") == procs
     assert _read(str(tmp_path / "missing")) is None
+
+
+def test_a_removed_containers_cgroup_dirs_are_not_kept() -> None:
+    # Each container and pod has cgroup paths of its own: once the caller drops their dirs
+    # nothing may hold them (a cache by path grew by every removed pod; found by the churn).
+    dirs = cgroup_dirs("/crib/0123456789abcdef", False)
+    ref = weakref.ref(dirs)
+    del dirs
+    gc.collect()
+    assert ref() is None
