@@ -10,7 +10,7 @@
 #   disconnects   e2e/test_streaming_disconnects.py CRIB_DISCONNECTS=1000
 #   failpoints    e2e/test_failpoints.py            CRIB_FAILPOINT_RUNS=3 (whole file, repeated)
 #   concurrency   e2e/test_concurrency.py           CRIB_CONCURRENCY_RUNS=5 (whole file, repeated)
-#   fuzz          e2e/test_fuzz_*.py                CRIB_FUZZ_EXAMPLES=200 (per RPC)
+#   fuzz          e2e/test_fuzz_*.py                CRIB_FUZZ_EXAMPLES=100 (per RPC)
 #   full-disk     e2e/test_full_disk.py
 #   damaged-state e2e/test_damaged_state.py
 # A scenario whose test files are absent is reported as such, not as a failure.
@@ -28,7 +28,7 @@ py=${CRIB_PYTHON:-.venv/bin/python}
 export CRIB_CHURN_CYCLES=${CRIB_CHURN_CYCLES:-1000}
 export CRIB_RESTART_PODS=${CRIB_RESTART_PODS:-200}
 export CRIB_DISCONNECTS=${CRIB_DISCONNECTS:-1000}
-export CRIB_FUZZ_EXAMPLES=${CRIB_FUZZ_EXAMPLES:-200}
+export CRIB_FUZZ_EXAMPLES=${CRIB_FUZZ_EXAMPLES:-100}
 failpoint_runs=${CRIB_FAILPOINT_RUNS:-3}
 concurrency_runs=${CRIB_CONCURRENCY_RUNS:-5}
 out=${CRIB_RELIABILITY_OUT:-reliability-results/$(date -u +%Y%m%dT%H%M%SZ)}
