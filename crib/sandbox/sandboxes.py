@@ -32,7 +32,14 @@ from crib.image_service.images import Images
 from crib.log_setup import get_logger
 from crib.proto.cri import api_pb2
 from crib.runtime import lsm, selinux, userns
-from crib.runtime.cgroup_stats import CgroupStats, cgroup_dirs, network_stats, process_count, read_stats
+from crib.runtime.cgroup_stats import (
+    CgroupDirs,
+    CgroupStats,
+    cgroup_dirs,
+    network_stats,
+    process_count,
+    read_stats,
+)
 from crib.runtime.rootfs import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount, unmount, unmount_all_under
 from crib.runtime.runtime_env import RuntimeEnv, wait_for_exit
 from crib.sandbox import netns, pause_image, pause_spec, pod_files
@@ -75,6 +82,8 @@ class Sandbox:
     _exited: asyncio.Event | None = field(default=None, repr=False, compare=False)
     # (state, serialized list item): list replies reuse it while the state holds.
     _item: tuple[str, bytes] | None = field(default=None, repr=False, compare=False)
+    # The pod cgroup's dirs (from cgroup_parent, fixed): every stats poll reads them.
+    _cgroup: CgroupDirs | None = field(default=None, repr=False, compare=False)
     # A StopPodSandbox has begun: the pause may be dying while it still looks alive, and
     # its exit is expected, not news.
     stop_requested: bool = field(default=False, repr=False, compare=False)
@@ -671,7 +680,9 @@ class Sandboxes:
         The per-container parts are read only for a pod without a cgroup of its own (the sum
         stands in for it); the kubelet always gives one, so a poll reads each cgroup once."""
         parent = sandbox.config.linux.cgroup_parent
-        pod = read_stats(cgroup_dirs(parent, self.env.systemd), oom_kills=False) if parent else None
+        if parent and sandbox._cgroup is None:
+            sandbox._cgroup = cgroup_dirs(parent, self.env.systemd)
+        pod = read_stats(sandbox._cgroup, oom_kills=False) if sandbox._cgroup is not None else None
         parts: list[CgroupStats | None] = []
         processes = 0
         for cid in [sandbox.id, *(m[0] for m in members)]:
