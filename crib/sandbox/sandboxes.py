@@ -17,7 +17,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,6 +44,7 @@ from crib.runtime.rootfs import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount, unmount, 
 from crib.runtime.runtime_env import RuntimeEnv, wait_for_exit
 from crib.sandbox import netns, pause_image, pause_spec, pod_files
 from crib.sandbox.pause_spec import PauseContext
+from crib.sandbox.sysctls import check_sysctls
 from crib.store import disk_record
 from crib.store.index import Index
 from crib.store.state_store import StateStore
@@ -141,36 +142,6 @@ def validate(config: api_pb2.PodSandboxConfig) -> None:
     sc = config.linux.security_context
     userns.parse(sc.namespace_options, "RunPodSandbox")
     check_sysctls(config.linux.sysctls, sc.namespace_options)
-
-
-# The sysctls a namespace of the pod's own holds (runc refuses any other, as the kubelet does).
-IPC_SYSCTLS = frozenset(
-    {
-        "kernel.msgmax",
-        "kernel.msgmnb",
-        "kernel.msgmni",
-        "kernel.sem",
-        "kernel.shmall",
-        "kernel.shmmax",
-        "kernel.shmmni",
-        "kernel.shm_rmid_forced",
-    }
-)
-
-
-def check_sysctls(sysctls: Mapping[str, str], opts: api_pb2.NamespaceOption) -> None:
-    for key in sysctls:
-        if key in IPC_SYSCTLS or key.startswith("fs.mqueue."):
-            namespace, shared = "IPC", opts.ipc == api_pb2.NODE
-        elif key.startswith("net.") or key == "kernel.domainname":
-            namespace, shared = "network and UTS", opts.network == api_pb2.NODE
-        else:
-            raise InvalidArgument(
-                f"RunPodSandbox: sysctl {key!r} is not namespaced: only kernel.shm*, kernel.msg*, "
-                "kernel.sem, fs.mqueue.*, net.* and kernel.domainname can be set for a pod"
-            )
-        if shared:
-            raise InvalidArgument(f"RunPodSandbox: sysctl {key!r} needs the pod's own {namespace} namespace")
 
 
 def pod_userns(config: api_pb2.PodSandboxConfig) -> userns.PodUserns | None:
