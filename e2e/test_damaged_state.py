@@ -25,6 +25,7 @@ from crib.proto.cri import api_pb2
 from e2e.harness.cribd import Cribd
 from e2e.harness.machine import machine_state
 from e2e.harness.network import PodNetwork
+from e2e.harness.wait import alive
 from e2e.pods import (
     container_config,
     container_status,
@@ -64,14 +65,6 @@ def _damage(db: Path, how: str) -> None:
         db.write_bytes(bytes(data))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _without_images(state: dict[str, list[str]]) -> dict[str, list[str]]:
     return {k: v for k, v in state.items() if k not in ("blobs", "layers")}
 
@@ -95,7 +88,7 @@ def test_cribd_recovers_running_pods_from_disk_when_the_state_store_is(
     lost = run_pod(daemon, pod_config("lost"))
     lost_ip = pod_status(daemon, lost)[0].network.ip
     lost_pause = pod_status(daemon, lost)[1]["pid"]
-    assert _alive(lost_pause)
+    assert alive(lost_pause)
 
     # SIGTERM: the store is closed whole first, so the damage is all there is.
     assert daemon.stop(signal.SIGTERM) == 0
@@ -132,7 +125,7 @@ def test_cribd_recovers_running_pods_from_disk_when_the_state_store_is(
     assert (status.state, status.exit_code) == (api_pb2.CONTAINER_EXITED, 3)
     # The lost pod's pause, netns, mounts and address are gone. (Its pause no longer shows
     # the test's dir once its rootfs is unmounted: machine_state's process scan cannot see it.)
-    assert not _alive(lost_pause) and not (daemon.state / "runtime" / "runc" / lost).exists()
+    assert not alive(lost_pause) and not (daemon.state / "runtime" / "runc" / lost).exists()
     left = machine_state(daemon, pod_network)
     assert lost not in left["sandbox_dirs"] and lost not in left["container_dirs"]
     assert not [m for m in left["mounts"] if lost in m], left["mounts"]

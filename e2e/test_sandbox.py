@@ -18,7 +18,7 @@ from crib.proto.cri import api_pb2
 from e2e.harness.cleanup import processes_referencing
 from e2e.harness.cribd import Cribd
 from e2e.harness.network import PodNetwork
-from e2e.harness.wait import wait_until
+from e2e.harness.wait import alive, wait_until
 from e2e.pods import (
     ECHO_CLIENT,
     echo_server,
@@ -32,14 +32,6 @@ from e2e.pods import (
     run_pod,
     stop_pod,
 )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def _processes_under(path: Path) -> list[int]:
@@ -87,7 +79,7 @@ def test_a_pod_gets_a_netns_an_ip_and_a_pause_process(net_cribd: Cribd, pod_netw
     status, _ = pod_status(net_cribd, pod_id)
     assert status.state == api_pb2.SANDBOX_NOTREADY
     assert status.network.ip == ""  # released: it may already be another pod's
-    assert not _alive(pid)
+    assert not alive(pid)
     assert not Path(info["netns"]).exists()
     assert pod_network.allocated_ips() == []
     stop_pod(net_cribd, pod_id)  # idempotent
@@ -292,7 +284,7 @@ def test_sigkill_with_five_pods_then_recovery_and_clean_teardown(
     for pod_id, ip in pods.items():
         status, info = pod_status(net_cribd, pod_id)
         assert status.state == api_pb2.SANDBOX_READY and status.network.ip == ip
-        assert _alive(info["pid"])
+        assert alive(info["pid"])
     for pod_id in pods:
         stop_pod(net_cribd, pod_id)
         remove_pod(net_cribd, pod_id)

@@ -46,6 +46,7 @@ from e2e.harness.containerd import Containerd
 from e2e.harness.containerd import config_text as containerd_config
 from e2e.harness.network import PodNetwork, new_network
 from e2e.harness.registry import Registry, free_port
+from e2e.harness.wait import alive
 from e2e.kube import host
 from e2e.kube.images import PAUSE, push_images
 from e2e.kube.pki import PKI, write_kubeconfig
@@ -114,22 +115,14 @@ class State:
         return cls(**json.loads((d / "state.json").read_text()))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def stop_pid(pid: int, timeout: float = STOP_TIMEOUT_S, sig: int = signal.SIGTERM) -> None:
     """Signal `pid` and wait (bounded) until it is gone; SIGKILL if it overstays."""
-    if not _alive(pid):
+    if not alive(pid):
         return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
     deadline = time.monotonic() + timeout
-    while _alive(pid):
+    while alive(pid):
         with contextlib.suppress(ChildProcessError):
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
                 return
@@ -220,7 +213,7 @@ class Cluster:
 
     def running(self, name: str) -> bool:
         pid = self.state.pids.get(name, 0)
-        return bool(pid) and _alive(pid)
+        return bool(pid) and alive(pid)
 
     def _wait(self, name: str, ready: object, what: str, timeout: float = START_TIMEOUT_S) -> None:
         """Poll `ready()` (bounded) while the component is alive; fail with its log tail."""
