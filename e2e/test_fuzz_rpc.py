@@ -69,6 +69,12 @@ def _cgroup_roots() -> list[Path]:
     return [base, *(p for p in base.iterdir() if p.is_dir() and not p.is_symlink())]
 
 
+# The first components of the fuzzer's absolute paths (fuzz_strategies._paths), as cgroup
+# dirs, and what each cgroup hierarchy held at the top before any fuzzing.
+_FUZZ_CGROUP_TOPS = ("etc", "dev", "tmp", "proc", "sys", "-")
+_CGROUP_TOPS_BEFORE = {d: set(os.listdir(d)) for d in _cgroup_roots()}
+
+
 @dataclass
 class Bed:
     daemon: Cribd
@@ -168,11 +174,20 @@ def _remove_marked() -> None:
             else:
                 p.unlink(missing_ok=True)
     for d in _cgroup_roots():
-        for p in _marked(d):
-            for sub in sorted(p.rglob("*"), key=lambda q: len(str(q)), reverse=True):
+        # A fuzzed cgroup_parent ("/etc/<marker>…", "/dev/null", "-") makes runc create the
+        # cgroup's parents, which outlive the pod (the kubelet owns pod cgroups, not the
+        # runtime): the marked ones, and the tops the fuzzer's paths start with that were
+        # not there before it ran, go, emptiest first (a cgroup with a task stays).
+        tops = _marked(d) + [d / n for n in _FUZZ_CGROUP_TOPS if (d / n).is_dir()]
+        for top in tops:
+            if top.relative_to(d).parts[0] in _CGROUP_TOPS_BEFORE.get(d, set()):
+                continue
+            for sub in sorted(top.rglob("*"), key=lambda q: len(str(q)), reverse=True):
                 if sub.is_dir():
-                    sub.rmdir()
-            p.rmdir()
+                    with contextlib.suppress(OSError):
+                        sub.rmdir()
+            with contextlib.suppress(OSError):
+                top.rmdir()
 
 
 def _base_pod_config(world: World) -> api_pb2.PodSandboxConfig:
