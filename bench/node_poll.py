@@ -180,8 +180,6 @@ def main() -> int:
             "node_poll", samples, pods=args.pods, poll_seconds=args.poll_seconds, scales=scales
         )
         print(f"raw samples: {raw}")
-        for c in clients.values():
-            c.remove_all()
     finally:
         stop_daemons(daemons, wait_s=30)
         remove_cgroups()
