@@ -41,7 +41,6 @@ from bench.daemon_idle import Daemon, _wait_ready, start_containerd, start_crib 
 from bench.report import Samples  # noqa: E402
 from crib.proto.cri import api_pb2, api_pb2_grpc  # noqa: E402
 
-TICK = os.sysconf("SC_CLK_TCK")
 VERSION_REPLY = api_pb2.VersionResponse(
     version="0.1.0", runtime_name="floor", runtime_version="0", runtime_api_version="v1"
 ).SerializeToString()
@@ -94,11 +93,6 @@ def start_floor(kind: str) -> Daemon:
 # --- measuring -----------------------------------------------------------------------------------
 
 
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
 def python_client(d: Daemon, method: str, calls: int) -> list[float]:
     with grpc.insecure_channel(f"unix://{d.socket}") as ch:
         stub = api_pb2_grpc.RuntimeServiceStub(ch)
@@ -143,9 +137,9 @@ def build_go_client() -> str | None:
 
 def measure(d: Daemon, method: str, client: str, go: str | None, calls: int, samples: Samples) -> None:
     pid = d.proc.pid
-    cpu0 = cpu_s(pid)
+    cpu0 = report.cpu_seconds([pid])
     lat = python_client(d, method, calls) if client == "python" else go_client(go or "", d, method, calls)
-    cpu = cpu_s(pid) - cpu0
+    cpu = report.cpu_seconds([pid]) - cpu0
     # The warm-up calls count in the CPU too: per call over all of them.
     per_call_ms = cpu * 1000 / (calls + 100)
     figure = f"{method}, {client} client"

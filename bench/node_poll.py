@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -41,7 +40,6 @@ from e2e.harness.registry import Registry  # noqa: E402
 
 CGROUP_ROOT = "crib-bench-poll"
 CG_V1 = Path("/sys/fs/cgroup")
-TICK = os.sysconf("SC_CLK_TCK")
 
 LISTS: dict[str, Callable[[Client], object]] = {
     "ListPodSandbox": lambda c: c.rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=30),
@@ -53,17 +51,6 @@ LISTS: dict[str, Callable[[Client], object]] = {
 }
 RELIST = ("ListPodSandbox", "ListContainers")
 STATS = ("ListContainerStats", "ListPodSandboxStats")
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICK
 
 
 def add_pods(c: Client, count: int, image: str) -> None:
@@ -103,7 +90,7 @@ def poll(c: Client, seconds: float, samples: Samples, pods: int) -> None:
     daemon_pid = c.daemon.proc.pid
     helper_pids = helpers(c.daemon)
     start = time.monotonic()
-    cpu0, helpers0 = cpu_seconds([daemon_pid]), cpu_seconds(helper_pids)
+    cpu0, helpers0 = report.cpu_seconds([daemon_pid]), report.cpu_seconds(helper_pids)
     tick = 0
     errors = 0
     while time.monotonic() - start < seconds:
@@ -115,8 +102,8 @@ def poll(c: Client, seconds: float, samples: Samples, pods: int) -> None:
         time.sleep(max(0.0, start + tick - time.monotonic()))
     elapsed = time.monotonic() - start
     per_min = 60 / elapsed
-    daemon = (cpu_seconds([daemon_pid]) - cpu0) * per_min
-    helper = (cpu_seconds(helper_pids) - helpers0) * per_min
+    daemon = (report.cpu_seconds([daemon_pid]) - cpu0) * per_min
+    helper = (report.cpu_seconds(helper_pids) - helpers0) * per_min
     report.add(samples, c.daemon.name, f"poll CPU s/min, daemon, {pods} pods", daemon)
     report.add(samples, c.daemon.name, f"poll CPU s/min, daemon + helpers, {pods} pods", daemon + helper)
     if errors:

@@ -32,19 +32,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import report  # noqa: E402
 from e2e.harness.containerd import containerd_bin  # noqa: E402
 from e2e.kube.cluster import NODE_NAME, Cluster, ensure_built  # noqa: E402
 from e2e.kube.images import BUSYBOX  # noqa: E402
 from e2e.kube.kube import Kube, container, is_ready, pod_manifest  # noqa: E402
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def rss_bytes(pid: int) -> int:
@@ -109,16 +103,16 @@ def run_one(runtime: str, pods: int, steady: float, bin_dir: Path) -> dict:
         all_ready_s = time.monotonic() - t0
 
         metrics_before = kube.kubelet("/metrics")
-        cpu0 = cpu_seconds(daemon)
-        help0 = {pid: cpu_seconds(pid) for pid in helpers(runtime)}
+        cpu0 = report.cpu_seconds([daemon])
+        help0 = {pid: report.cpu_seconds([pid]) for pid in helpers(runtime)}
         rss = []
         start = time.monotonic()
         while time.monotonic() - start < steady:
             rss.append(rss_bytes(daemon))
             time.sleep(min(10.0, max(0.0, steady - (time.monotonic() - start))))
         elapsed_min = (time.monotonic() - start) / 60
-        cpu1 = cpu_seconds(daemon)
-        help1 = {pid: cpu_seconds(pid) for pid in helpers(runtime)}
+        cpu1 = report.cpu_seconds([daemon])
+        help1 = {pid: report.cpu_seconds([pid]) for pid in helpers(runtime)}
         metrics_after = kube.kubelet("/metrics")
         helper_cpu = sum(help1[p] - help0.get(p, 0.0) for p in help1)
         name = "kubelet_pleg_relist_duration_seconds"

@@ -6,6 +6,7 @@
   ratio of the medians.
 - `save_raw(...)`: every sample, as JSON in bench/results/<bench>-<date>.json, so a
   figure in RESULTS.md can be checked against what was measured.
+- `cpu_seconds(pids)`: the CPU time (user + system) processes have used, for CPU figures.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,20 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MIN_SAMPLES = 5
 
 Samples = dict[str, dict[str, list[float]]]  # runtime -> figure -> values
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User plus system CPU time of the processes so far; one that has gone counts 0."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICK
 
 
 def in_turn(names: list[str], run: int) -> list[str]:
