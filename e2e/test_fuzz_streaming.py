@@ -427,6 +427,5 @@ def test_fuzzed_streaming_frames(sbed: StreamBed) -> None:
     example()
     begun = total(sbed.metrics, "crib_streaming_sessions_total")
     print(f"{EXAMPLES} fuzzed connections, {begun:g} upgraded into a streaming session; {dict(TALLY)}")
-    print(f"loop blocks while spawning a process (known): {sbed.watch.spawn_blocks}")
     # Enough of them got past the upgrade for the frames to have been parsed at all.
     assert begun >= EXAMPLES / 4

@@ -28,6 +28,7 @@ LAYERS = {
         "log_setup",
         "node_metrics",
         "shared_task",
+        "spawn",
         "tracing",
         "__init__",
     },

@@ -9,7 +9,6 @@ a crash or a reboot. A failed ADD is undone with a DEL of the same list.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from crib import node_metrics, tracing
+from crib import node_metrics, spawn, tracing
 from crib.cni.config import NetworkConfigList, find_plugin
 from crib.errors import DeadlineExceeded, Internal, Unavailable
 from crib.log_setup import get_logger
@@ -85,26 +84,15 @@ async def _exec_plugin(
         "CNI_PATH": ":".join(bin_dirs),
         "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
     }
-    proc = await asyncio.create_subprocess_exec(
-        str(binary),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(json.dumps(conf).encode()), PLUGIN_TIMEOUT_S)
+        code, out, err = await spawn.run(
+            [str(binary)], timeout=PLUGIN_TIMEOUT_S, input=json.dumps(conf).encode(), env=env
+        )
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
         raise DeadlineExceeded(
             f"CNI plugin {plugin['type']} {command} took longer than {PLUGIN_TIMEOUT_S:g}s"
         ) from None
-    except asyncio.CancelledError:
-        proc.kill()
-        await proc.wait()
-        raise
-    if proc.returncode != 0:
+    if code != 0:
         detail = out.decode(errors="replace").strip() or err.decode(errors="replace").strip()
         with contextlib.suppress(ValueError, AttributeError):
             doc = json.loads(detail)

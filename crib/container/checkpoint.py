@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crib import spawn
 from crib.errors import DeadlineExceeded, Internal, InvalidArgument
 from crib.runtime.oci_runtime import CALL_TIMEOUT_S, OCIRuntime, RuntimeCallFailed
 
@@ -54,18 +55,13 @@ async def _run_criu_check(binary: str) -> CriuProbe:
     path = shutil.which(binary)
     if path is None:
         return CriuProbe(False, "CheckpointContainer needs CRIU, which is not installed on this node")
-    proc = await asyncio.create_subprocess_exec(
-        path, "check", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), CRIU_CHECK_TIMEOUT_S)
+        code, out, _ = await spawn.run([path, "check"], timeout=CRIU_CHECK_TIMEOUT_S, stderr=spawn.STDOUT)
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
         return CriuProbe(
             False, f"CRIU cannot be used on this node: `criu check` hung for {CRIU_CHECK_TIMEOUT_S:g}s"
         )
-    if proc.returncode != 0:
+    if code != 0:
         lines = [line for line in out.decode(errors="replace").splitlines() if line.strip()]
         # CRIU's first error says what it tripped on; later ones are consequences.
         first = next((line for line in lines if line.startswith("Error")), lines[-1] if lines else "")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crib import spawn
 from crib.container.exec_sync import (
     _NOT_FOUND,
     _NOT_RUNNING,
@@ -86,7 +87,7 @@ def _recv_fd(sock: socket.socket) -> int:
 
 
 async def _accept_console(
-    loop: asyncio.AbstractEventLoop, console: socket.socket, runc: asyncio.subprocess.Process
+    loop: asyncio.AbstractEventLoop, console: socket.socket, runc: spawn.Child
 ) -> socket.socket | None:
     """runc's connection to the console socket; None when runc exits without making one."""
     accepting = asyncio.ensure_future(loop.sock_accept(console))
@@ -135,6 +136,7 @@ async def start(
     ours: list[int] = []
     theirs: list[int] = []
     console: socket.socket | None = None
+    runc: spawn.Child | None = None
     try:
         # runc's own errors go to its log: its stdio is the process's.
         log_file = tmp / "runc.log"
@@ -176,16 +178,13 @@ async def start(
                     else:
                         proc_err = r
         args.append(container_id)
-        runc = await asyncio.create_subprocess_exec(
-            *args, stdin=child_stdio[0], stdout=child_stdio[1], stderr=child_stdio[2]
-        )
+        runc = await spawn.start(args, stdin=child_stdio[0], stdout=child_stdio[1], stderr=child_stdio[2])
         pty = None
         if console is not None:
             try:
                 conn = await _accept_console(loop, console, runc)
             except TimeoutError:
-                runc.kill()
-                await runc.wait()
+                await runc.kill_and_wait()
                 raise DeadlineExceeded(f"runc exec in {container_id} did not hand over a terminal") from None
             if conn is not None:  # else runc failed first: its log says why, below
                 with conn:
@@ -194,8 +193,7 @@ async def start(
                     try:
                         pty = await asyncio.to_thread(_recv_fd, conn)
                     except TimeoutError:
-                        runc.kill()
-                        await runc.wait()
+                        await runc.kill_and_wait()
                         raise DeadlineExceeded(
                             f"runc exec in {container_id} did not hand over a terminal"
                         ) from None
@@ -209,8 +207,7 @@ async def start(
             async with asyncio.timeout(START_TIMEOUT_S):
                 await runc.wait()
         except TimeoutError:
-            runc.kill()
-            await runc.wait()
+            await runc.kill_and_wait()
             raise DeadlineExceeded(
                 f"runc exec in {container_id} did not start within {START_TIMEOUT_S:g}s"
             ) from None
@@ -234,6 +231,8 @@ async def start(
         ours = []
         return process_
     except BaseException:
+        if runc is not None:
+            runc.kill()  # if still there; its reaper collects it
         for fd in ours:
             with contextlib.suppress(OSError):
                 os.close(fd)

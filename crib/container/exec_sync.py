@@ -40,12 +40,12 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crib import spawn
 from crib.errors import DeadlineExceeded, FailedPrecondition, Internal, NotFound
 from crib.runtime.oci_runtime import OCIRuntime
 
@@ -79,7 +79,7 @@ class ExecResult:
     truncated: bool  # an output hit MAX_OUTPUT
 
 
-class _Collector(asyncio.SubprocessProtocol):
+class _Collector:
     """Reads both pipes as fast as they fill, keeping at most `limit` bytes of each."""
 
     def __init__(self, limit: int) -> None:
@@ -87,7 +87,6 @@ class _Collector(asyncio.SubprocessProtocol):
         self.buffers = {1: bytearray(), 2: bytearray()}
         self.truncated = False
         self.open_pipes = {1, 2}
-        self.runc_exited = asyncio.Event()
         self.pipes_closed = asyncio.Event()
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
@@ -100,13 +99,10 @@ class _Collector(asyncio.SubprocessProtocol):
             data = data[:room]
         buf += data
 
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+    def pipe_closed(self, fd: int) -> None:
         self.open_pipes.discard(fd)
         if not self.open_pipes:
             self.pipes_closed.set()
-
-    def process_exited(self) -> None:
-        self.runc_exited.set()
 
 
 class _Child:
@@ -165,43 +161,45 @@ async def exec_sync(
     tmp = _make_dir(work_dir, process)
     process_file = tmp / "process.json"
     pid_file = tmp / "pid"
-    transport: asyncio.SubprocessTransport | None = None
+    runc: spawn.Child | None = None
     proto = _Collector(MAX_OUTPUT)
     child: _Child | None = None
     try:
         try:
-            transport, _ = await loop.subprocess_exec(
-                lambda: proto,
-                runtime.binary,
-                *runtime.global_args(),
-                "exec",
-                "--detach",
-                "--process",
-                str(process_file),
-                "--pid-file",
-                str(pid_file),
-                container_id,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+            runc = await spawn.start(
+                [
+                    runtime.binary,
+                    *runtime.global_args(),
+                    "exec",
+                    "--detach",
+                    "--process",
+                    str(process_file),
+                    "--pid-file",
+                    str(pid_file),
+                    container_id,
+                ],
+                stdout=spawn.PIPE,
+                stderr=spawn.PIPE,
             )
         except OSError as exc:
             raise Internal(f"cannot run {runtime.binary}: {exc}") from exc
+        # The exec'd process inherits these pipes: they stay open after runc exits.
+        await runc.read_pipes(proto.pipe_data_received, proto.pipe_closed)
 
         # 1. runc starts the process and exits.
         start_by = loop.time() + START_TIMEOUT_S
         timed_out = False
         try:
             async with asyncio.timeout_at(start_by if deadline is None else min(deadline, start_by)):
-                await proto.runc_exited.wait()
+                await runc.exited.wait()
         except TimeoutError:
             if deadline is None or deadline > start_by:
                 raise DeadlineExceeded(
                     f"{runtime.handler} exec in {container_id} did not start within {START_TIMEOUT_S:g}s"
                 ) from None
             timed_out = True
-            await _stop_runc(transport, proto, pid_file)
-        rc = transport.get_returncode()
+            await _stop_runc(runc, pid_file)
+        rc = runc.returncode
         pid = _read_pid(pid_file)
         if pid is not None:
             child = _adopt(loop, pid)
@@ -248,10 +246,10 @@ async def exec_sync(
         )
     finally:
         try:
-            if transport is not None:
-                if transport.get_returncode() is None:
+            if runc is not None:
+                if runc.returncode is None:
                     # Cancelled or failed while runc exec runs.
-                    await _stop_runc(transport, proto, pid_file)
+                    await _stop_runc(runc, pid_file)
                 if child is None and (pid := _read_pid(pid_file)) is not None:
                     child = _adopt(loop, pid)
                 if child is not None and not child.exit_code.done():
@@ -259,21 +257,20 @@ async def exec_sync(
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(KILL_GRACE_S):
                             await asyncio.shield(child.exit_code)
-                transport.close()
+                runc.close()
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-async def _stop_runc(transport: asyncio.SubprocessTransport, proto: _Collector, pid_file: Path) -> None:
+async def _stop_runc(runc: spawn.Child, pid_file: Path) -> None:
     """runc exec has not returned in time: kill what it started, then runc itself. Bounded."""
     pid = _read_pid(pid_file)
     if pid is not None:
-        _kill_exec_tree(pid, transport.get_pid())
-    if await _wait(proto.runc_exited, KILL_GRACE_S):
+        _kill_exec_tree(pid, runc.pid)
+    if await _wait(runc.exited, KILL_GRACE_S):
         return
-    with contextlib.suppress(ProcessLookupError):
-        transport.kill()
-    await _wait(proto.runc_exited, KILL_GRACE_S)
+    runc.kill()
+    await _wait(runc.exited, KILL_GRACE_S)
 
 
 def _adopt(loop: asyncio.AbstractEventLoop, pid: int) -> _Child | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crib import tracing
+from crib import spawn, tracing
 from crib.errors import DeadlineExceeded, Internal, NotFound
 
 CALL_TIMEOUT_S = 60.0
@@ -40,25 +40,13 @@ class OCIRuntime:
             return await self._run(args, timeout, stdin)
 
     async def _run(self, args: tuple[str, ...], timeout: float, stdin: bytes | None) -> bytes:
-        proc = await asyncio.create_subprocess_exec(
-            self.binary,
-            *self.global_args(),
-            *args,
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
         try:
-            out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+            code, out, err = await spawn.run(
+                [self.binary, *self.global_args(), *args], timeout=timeout, input=stdin
+            )
         except TimeoutError:
-            proc.kill()
-            await proc.wait()
             raise DeadlineExceeded(f"{self.handler} {args[0]} did not finish within {timeout:g}s") from None
-        except asyncio.CancelledError:
-            proc.kill()
-            await proc.wait()
-            raise
-        if proc.returncode != 0:
+        if code != 0:
             text = err.decode(errors="replace").strip()
             raise RuntimeCallFailed(f"{self.handler} {' '.join(args[:1])} failed: {_last_line(text)}", text)
         return out
@@ -75,7 +63,7 @@ class OCIRuntime:
             return await self._run_detached(container_id, bundle, pid_file, log_file)
 
     async def _run_detached(self, container_id: str, bundle: Path, pid_file: Path, log_file: Path) -> int:
-        proc = await asyncio.create_subprocess_exec(
+        argv = [
             self.binary,
             *self.global_args(),
             f"--log={log_file}",
@@ -85,17 +73,14 @@ class OCIRuntime:
             f"--bundle={bundle}",
             f"--pid-file={pid_file}",
             container_id,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
+        ]
         try:
-            await asyncio.wait_for(proc.wait(), CALL_TIMEOUT_S)
-        except (TimeoutError, asyncio.CancelledError):
-            proc.kill()
-            await proc.wait()
-            raise
-        if proc.returncode != 0:
+            code, _, _ = await spawn.run(
+                argv, timeout=CALL_TIMEOUT_S, stdout=spawn.DEVNULL, stderr=spawn.DEVNULL
+            )
+        except TimeoutError:
+            raise DeadlineExceeded(f"{self.handler} run did not finish within {CALL_TIMEOUT_S:g}s") from None
+        if code != 0:
             error = await asyncio.to_thread(_log_error, log_file)
             raise RuntimeCallFailed(f"{self.handler} run failed: {error}", error)
         return int((await asyncio.to_thread(pid_file.read_text)).strip())

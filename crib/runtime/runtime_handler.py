@@ -14,6 +14,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
+from crib import spawn
 from crib.log_setup import get_logger
 
 log = get_logger("crib.runtime_handler")
@@ -64,24 +65,14 @@ async def probe(name: str, binary: str) -> HandlerInfo:
         log.warning("runtime_handler.missing", handler=name, binary=binary)
         return HandlerInfo(name, binary, None)
     try:
-        proc = await asyncio.create_subprocess_exec(
-            path,
-            "features",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
+        code, out, _ = await spawn.run([path, "features"], timeout=PROBE_TIMEOUT_S, stderr=spawn.DEVNULL)
     except OSError as exc:
         log.warning("runtime_handler.unusable", handler=name, path=path, error=str(exc))
         return HandlerInfo(name, binary, None)
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), PROBE_TIMEOUT_S)
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
         log.warning("runtime_handler.features_timeout", handler=name, path=path)
         return HandlerInfo(name, binary, path)
-    if proc.returncode != 0:
+    if code != 0:
         return HandlerInfo(name, binary, path)
     try:
         data = json.loads(out)

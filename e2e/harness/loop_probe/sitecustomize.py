@@ -76,7 +76,13 @@ def _timed_fork_exec(*args: object) -> int:
         return _fork_exec(*args)
     finally:
         ident = threading.get_ident()
-        _spawning[ident] = _spawning.get(ident, 0.0) + time.monotonic() - started
+        took = time.monotonic() - started
+        _spawning[ident] = _spawning.get(ident, 0.0) + took
+        if ident in _running:
+            # A fork on the loop thread: vfork holds it until the exec, however long that takes.
+            argv = args[0] if args and isinstance(args[0], (list, tuple)) else ["?"]
+            program = os.fsdecode(argv[0]) if argv else "?"
+            sys.stderr.write(f"crib.loop_forked {program} ({took:.3f} s) on the event loop thread\n")
 
 
 _posixsubprocess.fork_exec = _timed_fork_exec
