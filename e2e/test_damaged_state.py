@@ -29,6 +29,7 @@ from e2e.harness.wait import alive
 from e2e.pods import (
     container_config,
     container_status,
+    create_container,
     exec_sync,
     import_busybox,
     list_pods,
@@ -37,6 +38,7 @@ from e2e.pods import (
     remove_pod,
     run_container,
     run_pod,
+    start_container,
     wait_exited,
 )
 
@@ -84,6 +86,13 @@ def test_cribd_recovers_running_pods_from_disk_when_the_state_store_is(
     running = run_container(daemon, pod, container_config("sleeper", ["sleep", "1000"]))
     ended = run_container(daemon, pod, container_config("ender", ["sh", "-c", "exit 3"]))
     assert wait_exited(daemon, ended).exit_code == 3
+    # Created, never started: conmon and runc's init wait for a StartContainer.
+    waiting = create_container(daemon, pod, container_config("waiter", ["sleep", "1000"]))
+    # Resources the kubelet changed after the create (an in-place pod resize).
+    resized = api_pb2.LinuxContainerResources(cpu_shares=512, cpu_period=100000, cpu_quota=50000)
+    daemon.runtime.UpdateContainerResources(
+        api_pb2.UpdateContainerResourcesRequest(container_id=running, linux=resized), timeout=60
+    )
     # A second pod whose saved record goes too: nothing on disk says what it was.
     lost = run_pod(daemon, pod_config("lost"))
     lost_ip = pod_status(daemon, lost)[0].network.ip
@@ -121,6 +130,12 @@ def test_cribd_recovers_running_pods_from_disk_when_the_state_store_is(
     status = container_status(daemon, running).status
     assert (status.state, status.metadata.name) == (api_pb2.CONTAINER_RUNNING, "sleeper")
     assert exec_sync(daemon, running, ["echo", "still here"]).stdout == b"still here\n"
+    assert status.resources.linux == resized
+    status = container_status(daemon, waiting).status
+    assert (status.state, status.started_at) == (api_pb2.CONTAINER_CREATED, 0)
+    start_container(daemon, waiting)
+    assert container_status(daemon, waiting).status.state == api_pb2.CONTAINER_RUNNING
+    assert exec_sync(daemon, waiting, ["echo", "started"]).stdout == b"started\n"
     status = container_status(daemon, ended).status
     assert (status.state, status.exit_code) == (api_pb2.CONTAINER_EXITED, 3)
     # The lost pod's pause, netns, mounts and address are gone. (Its pause no longer shows
@@ -132,7 +147,7 @@ def test_cribd_recovers_running_pods_from_disk_when_the_state_store_is(
     assert lost_ip not in left["ipam"] and lost not in " ".join(left["cni_cache"])
 
     # The kubelet's teardown, then nothing is left.
-    for cid in (running, ended):
+    for cid in (running, ended, waiting):
         daemon.runtime.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=1), timeout=60)
         daemon.runtime.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid), timeout=60)
     remove_pod(daemon, pod)

@@ -27,6 +27,7 @@ from e2e.pods import (
     container_config,
     container_status,
     create_container,
+    exec_sync,
     import_busybox,
     list_pods,
     pod_config,
@@ -207,6 +208,38 @@ def _teardown(daemon: Cribd, pod_id: str) -> None:
         daemon.runtime.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=c.id), timeout=60)
     stop_pod(daemon, pod_id)
     remove_pod(daemon, pod_id)
+
+
+@pytest.mark.parametrize("store", ["kept", "lost"])
+def test_a_crash_inside_start_container_is_finished_by_the_retry(
+    cribd_factory: Callable[..., Cribd], pod_network: PodNetwork, store: str
+) -> None:
+    """cribd SIGKILLed inside StartContainer, after conmon had the runtime create the
+    container and before `runc start`: the next cribd has it CREATED (also when it rebuilt
+    its state store from what is on disk, where conmon's pidfile alone would say it ran),
+    and the kubelet's retried StartContainer starts that container rather than failing on it."""
+    daemon = cribd_factory()
+    pod_network.install(daemon.cni_conf_dir)
+    daemon.start(env={"CRIB_FAILPOINTS": "container.conmon=crash@1"})
+    import_busybox(daemon)
+    empty = _without_images(machine_state(daemon, pod_network))
+    pod_id = run_pod(daemon, pod_config("starting"))
+    cid = create_container(daemon, pod_id, container_config("c", ["sleep", "1000"]))
+    with pytest.raises(grpc.RpcError) as err:
+        start_container(daemon, cid)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert daemon.stop() == -9  # it killed itself at the step
+    if store == "lost":
+        for suffix in ("", "-wal", "-shm"):
+            (daemon.root / f"state.db{suffix}").unlink(missing_ok=True)
+    daemon.start()
+    status = container_status(daemon, cid).status
+    assert (status.state, status.started_at) == (api_pb2.CONTAINER_CREATED, 0)
+    start_container(daemon, cid)
+    assert container_status(daemon, cid).status.state == api_pb2.CONTAINER_RUNNING
+    assert exec_sync(daemon, cid, ["echo", "started"]).stdout == b"started\n"
+    _teardown(daemon, pod_id)
+    assert _without_images(machine_state(daemon, pod_network)) == empty
 
 
 @pytest.mark.parametrize("step", TEARDOWN_STEPS)

@@ -444,7 +444,10 @@ class Containers:
                 raise FailedPrecondition(f"the pod sandbox of container {container.id} is not ready")
             runtime = self.env.runtime(container.handler)
             try:
-                await self._create_under_conmon(container, sandbox, runtime)
+                if container.conmon_pid == 0:
+                    await self._create_under_conmon(container, sandbox, runtime)
+                # else a start cut short (cribd killed) after conmon had it created, its conmon
+                # alive (else it would be exited): `start` finishes it.
                 await failpoints.hit("container.conmon")
                 container.started_at = time.time_ns()
                 await runtime.start(container.id)
@@ -568,6 +571,20 @@ class Containers:
                     raise
             container.resources_b64 = base64.b64encode(res.SerializeToString()).decode()
             self._persist(container)
+            try:
+                await asyncio.to_thread(self._record_resources, container)
+            except OSError as exc:
+                # Applied and in the store; only a start-up that loses the store would miss it.
+                log.warning("container.record_not_updated", container=container.id, error=str(exc))
+
+    def _record_resources(self, container: Container) -> None:
+        """The saved record takes the new resources, so a start-up that rebuilds the state
+        store reports (and keeps) what the kubelet last set, not what it first asked for. Blocking."""
+        directory = self.env.conmon_paths(container.id).dir
+        raw = disk_record.read(directory)
+        if raw is not None:
+            raw["resources_b64"] = container.resources_b64
+            disk_record.write(directory, raw)
 
     async def reopen_log(self, container_id: str) -> None:
         container = self.get(container_id)
@@ -688,6 +705,7 @@ class Containers:
                 self._exited(container)
         adopted = await asyncio.to_thread(self._adoptable) if self.store.rebuilt else []
         for container in adopted:
+            await self._settle_created(container)
             self._adopt(container)
         log.info("container.recovered", count=len(self.index), from_disk=len(adopted))
 
@@ -722,6 +740,21 @@ class Containers:
                     container.started_at = paths.conmon_pidfile.stat().st_mtime_ns
             found.append(container)
         return found
+
+    async def _settle_created(self, container: Container) -> None:
+        """conmon's pidfile says the container was created, not that it was started: one cribd
+        was killed between CreateContainer and StartContainer leaves a container that must come
+        back CREATED (and startable). The runtime knows which."""
+        if container.state != RUNNING or not conmon_alive(container.conmon_pid, container.id):
+            return
+        try:
+            state = await self.env.runtime(container.handler).state(container.id)
+        except CribError as exc:
+            log.warning("container.runtime_state_unknown", container=container.id, error=exc.message)
+            return
+        if state is not None and state.get("status") == "created":
+            container.state = CREATED
+            container.started_at = 0
 
     def _adopt(self, container: Container) -> None:
         self.index.add(container.id, container)

@@ -1,10 +1,11 @@
 """A copy of a pod's or container's record beside its files, for when the state store is lost.
 
-Written once, when the pod or container is made, with the fields that never change
-(its CRI config, image, handler, network). The state that does change (running or
-not, PIDs, exit codes, addresses) is not kept here: a start-up that must rebuild the
-state store reads it from where the runtime keeps it (runc's state, conmon's pid and
-exit files, the CNI result cache). Kept in the state dir, beside the runtime files
+Written when the pod or container is made, with the fields that never change (its CRI
+config, image, handler, network), and again when UpdateContainerResources changes a
+container's resources. The state that does change (created, running or not, PIDs, exit
+codes, addresses) is not kept here: a start-up that must rebuild the state store reads
+it from where the runtime keeps it (runc's state, conmon's pid and exit files, the CNI
+result cache). Kept in the state dir, beside the runtime files
 it completes, so it lives exactly as long as they do; not fsynced for that reason.
 """
 
