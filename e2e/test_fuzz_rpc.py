@@ -378,12 +378,16 @@ def test_a_failed_run_pod_sandbox_undoes_its_mounts_off_the_event_loop(
 
 
 def test_resources_the_kernel_refuses_are_invalid_argument(bed: Bed) -> None:
-    """A memory limit of -2^63 and a cpuset of CPUs the node lacks reached runc and came back INTERNAL."""
+    """A memory limit of -2^63, a cpuset of CPUs the node lacks and one of numbers too long to
+    parse reached runc and came back INTERNAL."""
     bed.ensure()
     for linux in (
         api_pb2.LinuxContainerResources(memory_limit_in_bytes=-(2**63)),
         api_pb2.LinuxContainerResources(cpu_period=-(2**63)),
         api_pb2.LinuxContainerResources(cpuset_cpus="4000-4001"),
+        # Found by a long run: a node number too long to parse (EOVERFLOW), for CPUs and memory nodes.
+        api_pb2.LinuxContainerResources(cpuset_mems="1" * 1500),
+        api_pb2.LinuxContainerResources(cpuset_cpus="1" * 20),
     ):
         request = api_pb2.UpdateContainerResourcesRequest(container_id=bed.base_container, linux=linux)
         with pytest.raises(grpc.RpcError) as info:

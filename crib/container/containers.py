@@ -130,6 +130,14 @@ class Container:
         return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
 
 
+# What the kernel says (through runc) when a cgroup file refuses the value written to it.
+_KERNEL_REFUSED = (
+    "invalid argument",
+    "numerical result out of range",
+    "value too large for defined data type",
+)
+
+
 def _reservation(config: api_pb2.ContainerConfig, pod: api_pb2.PodSandboxMetadata) -> str:
     return f"{config.metadata.name}_{pod.name}_{pod.namespace}_{pod.uid}_{config.metadata.attempt}"
 
@@ -562,8 +570,9 @@ class Containers:
                 try:
                     await runtime.update(container.id, container_spec.resources(res))
                 except RuntimeCallFailed as exc:
-                    # The kernel refused a value (EINVAL; ERANGE: CPUs it lacks): the request is at fault.
-                    if "invalid argument" in exc.stderr or "numerical result out of range" in exc.stderr:
+                    # The kernel refused a value (EINVAL; ERANGE: CPUs it lacks; EOVERFLOW: a CPU or
+                    # node number past any it parses): the request is at fault.
+                    if any(why in exc.stderr for why in _KERNEL_REFUSED):
                         raise InvalidArgument(f"UpdateContainerResources: {exc.message}") from None
                     # A memory limit below what the container already uses: its state, not the request.
                     if "unable to set memory limit" in exc.stderr:
