@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from crib import node_metrics, tracing
-from crib.image_service.unpack import unpack_layer
 from crib.log_setup import get_logger
 from crib.runtime.cgroup_stats import usage_of_tree
 from crib.store.state_store import StateStore
@@ -119,6 +118,10 @@ class LayerStore:
             tracing.span("layer.unpack", **{"crib.chain_id": chain_id, "crib.media_type": media_type}),
             node_metrics.timed(node_metrics.UNPACK_DURATION),
         ):
+            # Imported at the first unpack: the tar, gzip and zstd readers are for pulls and
+            # loads only, not for an idle cribd's memory (issue 17).
+            from crib.image_service.unpack import unpack_layer  # noqa: PLC0415
+
             result = await asyncio.to_thread(unpack_layer, blob, media_type, dest, diff_id)
         record = LayerRecord(chain_id, result.diff_id, result.size, result.inodes)
         self.store.put(_KIND, chain_id, asdict(record))
