@@ -23,7 +23,7 @@ from crib.streaming.server import Backend, StreamingServer
 REPO = Path(__file__).resolve().parents[1]
 
 # Each is imported on first use: a pull, a layer unpack or a load, a streaming connection,
-# a YAML CDI spec, a signature policy, tracing. Measured with bench/import_cost.py.
+# a YAML CDI spec, a signature policy, tracing, the metrics endpoint. Measured with bench/import_cost.py.
 DEFERRED = (
     "httpx",
     "h11",
@@ -32,6 +32,7 @@ DEFERRED = (
     "yaml",
     "cryptography",
     "opentelemetry.sdk",
+    "prometheus_client",
     "crib.image_service.image_pull",
     "crib.image_service.registry",
     "crib.image_service.host_dirs",
