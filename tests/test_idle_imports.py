@@ -86,6 +86,17 @@ async def test_images_make_the_puller_at_the_first_pull_with_the_config_of_then(
         store.close()
 
 
+async def test_concurrent_first_pulls_share_one_puller(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    images = Images(ImageSection(), tmp_path / "root", store)
+    try:
+        first, second = await asyncio.gather(images._ready_puller(), images._ready_puller())
+        assert first is second is images.puller
+    finally:
+        await images.close()
+        store.close()
+
+
 async def test_images_close_without_a_pull(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state.db")
     images = Images(ImageSection(), tmp_path / "root", store)

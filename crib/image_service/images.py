@@ -47,6 +47,16 @@ def http_client(verify: ssl.SSLContext) -> httpx.AsyncClient:
     return httpx.AsyncClient(limits=limits, headers={"User-Agent": "crib"}, verify=verify)
 
 
+def _load_pull_stack() -> ssl.SSLContext:
+    """What a pull needs first: its modules imported, and the node's own CA store
+    (/etc/ssl/certs), as containerd uses, not certifi's."""
+    import httpx  # noqa: F401, PLC0415
+
+    from crib.image_service import host_dirs, image_pull  # noqa: F401, PLC0415
+
+    return ssl.create_default_context()
+
+
 def _host_dirs(config_path: str) -> HostDirs | None:
     from crib.image_service.host_dirs import HostDirs  # noqa: PLC0415  (pull-only; see Images.puller)
 
@@ -161,25 +171,35 @@ class Images:
         Only pulls need httpx and its HTTP stack, the registry client, the hosts dir, the
         node's CA store loaded into an SSL context and the layer unpacker: about 6 MB
         resident that an idle cribd (most of a node's life) does without (issue 17). The
-        first pull pays for the imports once, a few milliseconds.
+        first pull pays for them once (0.1-0.2 s here), in a worker thread: see _ready_puller.
         """
         if self._puller is None:
-            from crib.image_service.image_pull import ImagePuller  # noqa: PLC0415
-
-            self._puller = ImagePuller(
-                self.config,
-                self.content,
-                self.layers,
-                self.images,
-                # The node's own CA store (/etc/ssl/certs), as containerd uses, not certifi's.
-                http_client(ssl.create_default_context()),
-                self.collect_garbage,
-                # Endpoints with TLS settings of their own (config_path) get a client each,
-                # with the same limits.
-                _host_dirs(self.config.config_path),
-                self._policy,
-            )
+            self._puller = self._make_puller(_load_pull_stack())
         return self._puller
+
+    async def _ready_puller(self) -> ImagePuller:
+        if self._puller is None:
+            # The imports and the CA store's load, off the event loop.
+            verify = await asyncio.to_thread(_load_pull_stack)
+            if self._puller is None:  # else a concurrent first pull made it meanwhile
+                self._puller = self._make_puller(verify)
+        return self._puller
+
+    def _make_puller(self, verify: ssl.SSLContext) -> ImagePuller:
+        from crib.image_service.image_pull import ImagePuller  # noqa: PLC0415  (see puller)
+
+        return ImagePuller(
+            self.config,
+            self.content,
+            self.layers,
+            self.images,
+            http_client(verify),
+            self.collect_garbage,
+            # Endpoints with TLS settings of their own (config_path) get a client each,
+            # with the same limits.
+            _host_dirs(self.config.config_path),
+            self._policy,
+        )
 
     def reconfigure(self, config: ImageSection) -> None:
         """A reloaded [image] section: the next pulls use it, those in flight keep what they began with."""
@@ -232,13 +252,17 @@ class Images:
     # --- changes ------------------------------------------------------------------------------
 
     async def pull(self, image: str, credentials: auth.Credentials | None = None) -> ImageRecord:
-        return await self.puller.pull(image, credentials)
+        puller = await self._ready_puller()
+        return await puller.pull(image, credentials)
 
-    def pull_with_progress(
+    async def pull_with_progress(
         self, image: str, credentials: auth.Credentials | None = None
     ) -> AsyncIterator[PullSnapshot]:
         """The pull `pull` makes (shared with it), as progress snapshots; see ImagePuller."""
-        return self.puller.pull_with_progress(image, credentials)
+        puller = await self._ready_puller()
+        async with contextlib.aclosing(puller.pull_with_progress(image, credentials)) as snapshots:
+            async for snapshot in snapshots:
+                yield snapshot
 
     async def remove(self, spec: str) -> ImageRecord | None:
         """Remove the image `spec` names, with all its names; None if there is none."""

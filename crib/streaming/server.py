@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import ssl
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +81,9 @@ class StreamingServer:
         assert task is not None
         self._sessions.add(task)
         try:
+            if self._handler is None:
+                # The first connection's imports (40-90 ms here), off the event loop.
+                await asyncio.to_thread(importlib.import_module, "crib.streaming.handler")
             await self.handler().handle(reader, writer)
         finally:
             self._sessions.discard(task)
@@ -90,7 +94,7 @@ class StreamingServer:
         HTTP parsing (h11), SPDY/3.1, WebSocket (wsproto) and the exec, attach and
         port-forward plumbing are only for streaming sessions, which most nodes open
         rarely; an idle cribd does without them (about 2 MB resident, issue 17). The first
-        connection pays for the imports once, a few milliseconds.
+        connection pays for the imports once.
         """
         if self._handler is None:
             from crib.streaming.handler import StreamHandler  # noqa: PLC0415
