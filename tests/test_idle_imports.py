@@ -31,7 +31,7 @@ DEFERRED = (
     "zstandard",
     "yaml",
     "cryptography",
-    "opentelemetry.sdk",
+    "opentelemetry",
     "prometheus_client",
     "crib.image_service.image_pull",
     "crib.image_service.registry",
