@@ -168,10 +168,11 @@ class Images:
     def puller(self) -> ImagePuller:
         """The puller, made at the first pull.
 
-        Only pulls need httpx and its HTTP stack, the registry client, the hosts dir, the
-        node's CA store loaded into an SSL context and the layer unpacker: about 6 MB
-        resident that an idle cribd (most of a node's life) does without (issue 17). The
-        first pull pays for them once (0.1-0.2 s here), in a worker thread: see _ready_puller.
+        Only pulls need httpx and its HTTP stack, the registry client, the hosts dir and the
+        node's CA store loaded into an SSL context: 6-7 MB resident that an idle cribd (most
+        of a node's life) does without (issue 17; the unpacker comes with the first unpack).
+        The first pull pays for them once (0.1-0.2 s here), in a worker thread: see
+        _ready_puller.
         """
         if self._puller is None:
             self._puller = self._make_puller(_load_pull_stack())
