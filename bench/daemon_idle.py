@@ -46,16 +46,23 @@ class Daemon:
     proc: subprocess.Popen[bytes]
     lat: dict[str, list[float]] = field(default_factory=dict)
 
-    def memory_kb(self) -> tuple[int, int]:
-        """(RSS, PSS) in kB."""
-        rss = pss = 0
+    def memory_kb(self) -> tuple[int, int, int]:
+        """(RSS, PSS, USS) in kB.
+
+        PSS shares each library page among the processes that map it, so it falls when
+        other Python (or grpcio) processes run beside the daemon, this client among them;
+        USS (Private_Clean + Private_Dirty) is what the daemon alone holds, whatever else runs.
+        """
+        rss = pss = uss = 0
         with open(f"/proc/{self.proc.pid}/smaps_rollup") as f:
             for line in f:
                 if line.startswith("Rss:"):
                     rss = int(line.split()[1])
                 elif line.startswith("Pss:"):
                     pss = int(line.split()[1])
-        return rss, pss
+                elif line.startswith(("Private_Clean:", "Private_Dirty:")):
+                    uss += int(line.split()[1])
+        return rss, pss, uss
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -161,9 +168,10 @@ def main() -> int:
         samples: report.Samples = {d.name: {} for d in daemons}
         for _ in range(report.MIN_SAMPLES):
             for d in daemons:
-                rss, pss = d.memory_kb()
+                rss, pss, uss = d.memory_kb()
                 report.add(samples, d.name, "RSS idle (MB)", rss / 1024)
                 report.add(samples, d.name, "PSS idle (MB)", pss / 1024)
+                report.add(samples, d.name, "USS idle (MB)", uss / 1024)
         measure(daemons, args.calls)
         for _ in range(report.MIN_SAMPLES):
             for d in daemons:

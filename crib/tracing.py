@@ -22,17 +22,17 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import trace
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from opentelemetry.util.types import AttributeValue
-
 from crib import __version__
 from crib.config import TracingSection
 from crib.log_setup import get_logger
 
 if TYPE_CHECKING:
+    from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.trace import Span
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    from opentelemetry.util.types import AttributeValue
 
 log = get_logger("crib.tracing")
 
@@ -42,17 +42,49 @@ EXPORT_TIMEOUT_S = 5.0
 SHUTDOWN_TIMEOUT_S = 5.0
 
 Metadata = Iterable[tuple[str, Any]]
-Span = trace.Span
+
+
+class _NullSpan:
+    """The span while tracing is off, as OpenTelemetry's INVALID_SPAN behaves: records nothing.
+
+    crib's own, so that a cribd that does not trace never imports even the OpenTelemetry
+    API (about 0.4 MB resident, issue 17); setup() imports it when tracing is on.
+    """
+
+    def is_recording(self) -> bool:
+        return False
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        pass
+
+    def set_attributes(self, attributes: Any) -> None:
+        pass
+
+    def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
+        pass
+
+    def set_status(self, status: Any, description: str | None = None) -> None:
+        pass
+
+    def record_exception(self, exception: BaseException, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def update_name(self, name: str) -> None:
+        pass
+
+    def end(self, end_time: int | None = None) -> None:
+        pass
+
 
 # What span() and server_span() return while tracing is off: one shared, reusable null context.
-INVALID_SPAN: Span = trace.INVALID_SPAN
+INVALID_SPAN: Span = _NullSpan()  # type: ignore[assignment]
 NOOP: AbstractContextManager[Span] = contextlib.nullcontext(INVALID_SPAN)
-_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 class _State:
     tracer: trace.Tracer | None = None
     provider: TracerProvider | None = None
+    propagator: TraceContextTextMapPropagator | None = None
 
 
 _state = _State()
@@ -91,6 +123,7 @@ def setup(config: TracingSection, exporter: SpanExporter | None = None) -> None:
     from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor  # noqa: PLC0415
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased  # noqa: PLC0415
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator  # noqa: PLC0415
 
     _route_sdk_logs()
     provider = TracerProvider(
@@ -109,6 +142,7 @@ def setup(config: TracingSection, exporter: SpanExporter | None = None) -> None:
         provider.add_span_processor(BatchSpanProcessor(otlp))
         log.info("tracing.enabled", endpoint=config.endpoint, sampling_ratio=config.sampling_ratio)
     _state.provider = provider
+    _state.propagator = TraceContextTextMapPropagator()
     _state.tracer = provider.get_tracer("crib", __version__)
 
 
@@ -145,9 +179,11 @@ def server_span(
     Its status is the caller's to set (`set_error`): an exception out of the block is
     how gRPC aborts a call, not necessarily a failure of it.
     """
-    tracer = _state.tracer
-    if tracer is None:
+    tracer, propagator = _state.tracer, _state.propagator
+    if tracer is None or propagator is None:
         return NOOP
+    from opentelemetry.trace import SpanKind  # noqa: PLC0415  (imported by setup() already)
+
     carrier: dict[str, str] = {}
     for key, value in (metadata() if metadata is not None else None) or ():
         # Binary headers (`-bin`) carry bytes; trace context is text.
@@ -155,8 +191,8 @@ def server_span(
             carrier[key.lower()] = value
     return tracer.start_as_current_span(
         name,
-        context=_PROPAGATOR.extract(carrier),
-        kind=trace.SpanKind.SERVER,
+        context=propagator.extract(carrier),
+        kind=SpanKind.SERVER,
         attributes=_attributes(attributes),
         record_exception=False,
         set_status_on_exception=False,
@@ -164,7 +200,9 @@ def server_span(
 
 
 def set_error(s: Span, message: str) -> None:
-    s.set_status(trace.Status(trace.StatusCode.ERROR, message))
+    from opentelemetry.trace import Status, StatusCode  # noqa: PLC0415  (a recording span: imported)
+
+    s.set_status(Status(StatusCode.ERROR, message))
 
 
 def _attributes(attributes: dict[str, AttributeValue | None]) -> dict[str, AttributeValue]:

@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -370,6 +371,13 @@ def test_a_pull_cut_off_midway_leaves_nothing_and_the_next_one_works(
     assert pull(daemon, f"{private_registry.host}/big/img:1") == image.config.digest
 
 
+def _stall_after(proxy: Proxy, downstream_bytes: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while proxy.downstream_bytes < downstream_bytes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proxy.stall()
+
+
 def test_a_stalled_registry_fails_the_pull_naming_it(
     cribd_factory: Callable[..., Cribd], private_registry: Registry
 ) -> None:
@@ -378,13 +386,15 @@ def test_a_stalled_registry_fails_the_pull_naming_it(
     push(private_registry, "stall/img", "1", image)
     proxy = Proxy(private_registry.port).start()
     try:
-        # Slow enough to be midway through the layers when the stall begins.
+        # Slow enough to be midway through the layers when the stall begins: after 3 MiB of
+        # them, however long the pull took to begin (a cribd's first pull imports its HTTP
+        # stack and loads the CA store first).
         proxy.rate = 4 << 20
-        timer = threading.Timer(0.8, proxy.stall)
-        timer.start()
+        midway = threading.Thread(target=_stall_after, args=(proxy, 3 << 20), daemon=True)
+        midway.start()
         with pytest.raises(grpc.RpcError) as info:
             pull(daemon, f"127.0.0.1:{proxy.port}/stall/img:1")
-        timer.cancel()
+        midway.join(30)
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         details = info.value.details()
         assert f"127.0.0.1:{proxy.port}" in details and "sent no data for 2s" in details

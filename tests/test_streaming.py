@@ -11,7 +11,8 @@ import pytest
 from crib.errors import NotFound, ResourceExhausted
 from crib.proto.cri import api_pb2
 from crib.streaming import client, remotecommand, tokens
-from crib.streaming.server import Backend, StreamingServer, _query_ports
+from crib.streaming.handler import _query_ports
+from crib.streaming.server import Backend, StreamingServer
 
 # --- tokens -------------------------------------------------------------------------------------
 

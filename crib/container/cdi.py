@@ -31,8 +31,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from crib.errors import FailedPrecondition, InvalidArgument, NotFound
 
 DEFAULT_SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
@@ -461,17 +459,26 @@ def _parse_spec(raw: Any, path: Path, priority: int) -> CDISpec:
     )
 
 
+def _yaml() -> Any:
+    """PyYAML, imported at the first YAML spec (or a spec that fails to load): most nodes
+    have no CDI specs, or JSON ones, and an idle cribd does without its ~0.8 MB resident
+    (issue 17)."""
+    import yaml  # noqa: PLC0415
+
+    return yaml
+
+
 def _decode(path: Path, text: str) -> Any:
     if path.suffix == ".json":
         return json.loads(text)
-    return yaml.safe_load(text)
+    return _yaml().safe_load(text)
 
 
 def load_spec(path: Path, priority: int = 0) -> CDISpec:
     """Read and validate one spec file; InvalidArgument naming it and the field if it is broken."""
     try:
         return _parse_spec(_decode(path, path.read_text()), path, priority)
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError, _Bad) as e:
+    except (OSError, UnicodeDecodeError, ValueError, _yaml().YAMLError, _Bad) as e:
         raise InvalidArgument(f"CDI spec {path}: {e}") from None
 
 
@@ -479,7 +486,7 @@ def _kind_of(path: Path) -> str | None:
     """A broken file's kind, when it is readable enough to say (to blame it in errors)."""
     try:
         raw = _decode(path, path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, ValueError, _yaml().YAMLError):
         return None
     if isinstance(raw, dict):
         for key, value in raw.items():

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from crib import failpoints, tracing
-from crib.container import cdi, checkpoint, container_spec, exec_sync, image_volumes
+from crib.container import cdi, container_spec, exec_sync, image_volumes
 from crib.container.events import EventBus
 from crib.errors import (
     AlreadyExists,
@@ -655,6 +655,10 @@ class Containers:
         return stats, usage_of_tree(self.env.layer_dir(container.id) / "upper")
 
     async def checkpoint(self, container_id: str, location: str, timeout: float) -> None:
+        # Imported at the first checkpoint, a rare call: its tar writer stays out of an idle
+        # cribd's memory (issue 17).
+        from crib.container import checkpoint  # noqa: PLC0415
+
         container = self.get(container_id)
         target = checkpoint.validate_location(location)
         probe = await checkpoint.criu_probe()

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import ModuleType
 from typing import IO
 
 import grpc
 
 from crib.cri_server.image import pull_arguments
 from crib.errors import InvalidArgument
-from crib.image_service import image_load, reference
+from crib.image_service import reference
 from crib.image_service.image_store import ImageRecord
 from crib.image_service.images import Images
 from crib.image_service.pull_progress import PullSnapshot
@@ -48,6 +50,12 @@ def progress_proto(snapshot: PullSnapshot) -> crib_pb2.PullProgress:
     )
 
 
+async def _image_load() -> ModuleType:
+    """The archive reader (tar, gzip, zstd), imported at the first load or import (in a
+    worker thread): rare calls, kept out of an idle cribd's memory (issue 17)."""
+    return await asyncio.to_thread(importlib.import_module, "crib.image_service.image_load")
+
+
 async def _spool(first: bytes, rest: AsyncIterator, f: IO[bytes]) -> None:
     """Write the streamed data to a file, off the loop."""
     if first:
@@ -78,6 +86,7 @@ class CribService:
             await _spool(b"", requests, f)
             if f.tell() == 0:
                 raise InvalidArgument("LoadImage: no archive data received")
+            image_load = await _image_load()
             records = await image_load.load_archive(self.images, Path(f.name))
         return crib_pb2.LoadImageResponse(images=[_loaded(r, names) for r, names in records])
 
@@ -103,6 +112,7 @@ class CribService:
             await _spool(first.data, requests, f)
             if f.tell() == 0:
                 raise InvalidArgument("ImportImage: no rootfs data received")
+            image_load = await _image_load()
             record = await image_load.import_rootfs(self.images, Path(f.name), first.name, settings)
         return crib_pb2.ImportImageResponse(image=_loaded(record, [str(reference.parse(first.name))]))
 

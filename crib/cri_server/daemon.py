@@ -307,9 +307,7 @@ async def serve(config: Config, load: Callable[[], Config] | None = None) -> int
             tls=_tls_context(config),
         )
         await streaming.start()
-        node_metrics.REGISTRY.register(
-            node_metrics.StateCollector(lambda: _state_counts(sandboxes, containers))
-        )
+        node_metrics.register(node_metrics.StateCollector(lambda: _state_counts(sandboxes, containers)))
         metrics_server = _start_metrics(config.metrics.address)
         # Everything that runs is known now: what no image or container names
         # is a leftover of a crash.

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import zstandard
-
 from crib.errors import InvalidArgument
 from crib.image_service import reference
 from crib.image_service.content_store import ContentStore, sha256_digest
@@ -284,13 +282,20 @@ async def load_archive(images: Images, path: Path) -> list[tuple[ImageRecord, li
     return records
 
 
+def _zstandard() -> Any:
+    """zstd, imported at the first archive that needs it: loads are rare, an idle cribd's memory is not."""
+    import zstandard  # noqa: PLC0415
+
+    return zstandard
+
+
 def _open_rootfs(path: Path) -> IO[bytes]:
     with open(path, "rb") as f:
         head = f.read(4)
     if head.startswith(b"\x1f\x8b"):
         return gzip.open(path, "rb")
     if head.startswith(b"\x28\xb5\x2f\xfd"):
-        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+        return _zstandard().ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
     return open(path, "rb")
 
 
@@ -301,7 +306,7 @@ def _rootfs_blob(path: Path, content: ContentStore) -> tuple[str, str, int, str]
         with _open_rootfs(path) as f:
             while chunk := f.read(COPY_CHUNK):
                 h.update(chunk)
-    except (OSError, EOFError, zstandard.ZstdError) as exc:
+    except (OSError, EOFError, _zstandard().ZstdError) as exc:
         raise InvalidArgument(f"import: the rootfs archive cannot be decompressed: {exc}") from None
     diff_id = "sha256:" + h.hexdigest()
     raw = hashlib.sha256()

@@ -18,29 +18,49 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from crib.config import ImageSection
 from crib.errors import FailedPrecondition
 from crib.image_service import auth, reference
 from crib.image_service.content_store import ContentStore
-from crib.image_service.host_dirs import HostDirs
-from crib.image_service.image_pull import ImagePuller
 from crib.image_service.image_store import ImageRecord, ImageStore
 from crib.image_service.layer_store import LayerStore
-from crib.image_service.pull_progress import PullSnapshot
-from crib.image_service.signature_policy import PolicyFile
 from crib.log_setup import get_logger
 from crib.store.state_store import StateStore
 
-log = get_logger("crib.images")
+if TYPE_CHECKING:
+    import httpx
 
-HTTP_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30.0)
+    from crib.image_service.host_dirs import HostDirs
+    from crib.image_service.image_pull import ImagePuller
+    from crib.image_service.pull_progress import PullSnapshot
+    from crib.image_service.signature_policy import PolicyFile
+
+log = get_logger("crib.images")
 
 
 def http_client(verify: ssl.SSLContext) -> httpx.AsyncClient:
-    return httpx.AsyncClient(limits=HTTP_LIMITS, headers={"User-Agent": "crib"}, verify=verify)
+    import httpx  # noqa: PLC0415  (pull-only; see Images.puller)
+
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30.0)
+    return httpx.AsyncClient(limits=limits, headers={"User-Agent": "crib"}, verify=verify)
+
+
+def _load_pull_stack() -> ssl.SSLContext:
+    """What a pull needs first: its modules imported, and the node's own CA store
+    (/etc/ssl/certs), as containerd uses, not certifi's."""
+    import httpx  # noqa: F401, PLC0415
+
+    from crib.image_service import host_dirs, image_pull  # noqa: F401, PLC0415
+
+    return ssl.create_default_context()
+
+
+def _host_dirs(config_path: str) -> HostDirs | None:
+    from crib.image_service.host_dirs import HostDirs  # noqa: PLC0415  (pull-only; see Images.puller)
+
+    return HostDirs(config_path, http_client) if config_path else None
 
 
 @dataclass(frozen=True)
@@ -88,6 +108,8 @@ def _empty_trash(trash: Path) -> None:
 def _policy_file(path: str) -> PolicyFile | None:
     if not path:
         return None
+    from crib.image_service.signature_policy import PolicyFile  # noqa: PLC0415  (only with a policy)
+
     policy = PolicyFile(Path(path))
     # Read now to say at once what is wrong with it; cribd serves on either way (the file
     # may be fixed without a restart) and pulls fail until it is.
@@ -128,23 +150,11 @@ class Images:
         self.trash.mkdir(parents=True)
         self.container_dir = root / "containers"
         self.container_dir.mkdir(parents=True, exist_ok=True)
-        # The node's own CA store (/etc/ssl/certs), as containerd uses, not certifi's.
-        self.http = http_client(ssl.create_default_context())
-        # Endpoints with TLS settings of their own (config_path) get a client each, with the same limits.
-        self.host_dirs = HostDirs(config.config_path, http_client) if config.config_path else None
         # Host dirs a reload replaced: in-flight pulls may still use their clients until cribd stops.
         self._retired: list[HostDirs] = []
-        policy = _policy_file(config.signature_policy)
-        self.puller = ImagePuller(
-            config,
-            self.content,
-            self.layers,
-            self.images,
-            self.http,
-            self.collect_garbage,
-            self.host_dirs,
-            policy,
-        )
+        # Read now, to say at once what is wrong with it (see _policy_file).
+        self._policy = _policy_file(config.signature_policy)
+        self._puller: ImagePuller | None = None
         # (image IDs, chain IDs) that pods and containers use: GC and removal keep them.
         self.in_use = in_use
         # Image IDs a container mounts as an image volume: RemoveImage refuses them.
@@ -154,22 +164,64 @@ class Images:
         sandbox = reference.parse(config.sandbox_image) if config.sandbox_image else None
         self.sandbox_image = str(sandbox) if sandbox else ""
 
+    @property
+    def puller(self) -> ImagePuller:
+        """The puller, made at the first pull.
+
+        Only pulls need httpx and its HTTP stack, the registry client, the hosts dir and the
+        node's CA store loaded into an SSL context: 6-7 MB resident that an idle cribd (most
+        of a node's life) does without (issue 17; the unpacker comes with the first unpack).
+        The first pull pays for them once (0.1-0.2 s here), in a worker thread: see
+        _ready_puller.
+        """
+        if self._puller is None:
+            self._puller = self._make_puller(_load_pull_stack())
+        return self._puller
+
+    async def _ready_puller(self) -> ImagePuller:
+        if self._puller is None:
+            # The imports and the CA store's load, off the event loop.
+            verify = await asyncio.to_thread(_load_pull_stack)
+            if self._puller is None:  # else a concurrent first pull made it meanwhile
+                self._puller = self._make_puller(verify)
+        return self._puller
+
+    def _make_puller(self, verify: ssl.SSLContext) -> ImagePuller:
+        from crib.image_service.image_pull import ImagePuller  # noqa: PLC0415  (see puller)
+
+        return ImagePuller(
+            self.config,
+            self.content,
+            self.layers,
+            self.images,
+            http_client(verify),
+            self.collect_garbage,
+            # Endpoints with TLS settings of their own (config_path) get a client each,
+            # with the same limits.
+            _host_dirs(self.config.config_path),
+            self._policy,
+        )
+
     def reconfigure(self, config: ImageSection) -> None:
         """A reloaded [image] section: the next pulls use it, those in flight keep what they began with."""
-        if config.config_path != self.config.config_path:
-            if self.host_dirs is not None:
-                self._retired.append(self.host_dirs)
-            self.host_dirs = HostDirs(config.config_path, http_client) if config.config_path else None
-            self.puller.host_dirs = self.host_dirs
         if config.signature_policy != self.config.signature_policy:
-            self.puller.policy = _policy_file(config.signature_policy)
-        self.config = self.puller.config = config
+            self._policy = _policy_file(config.signature_policy)
+        if (puller := self._puller) is not None:
+            if config.config_path != self.config.config_path:
+                if puller.host_dirs is not None:
+                    self._retired.append(puller.host_dirs)
+                puller.host_dirs = _host_dirs(config.config_path)
+            puller.policy = self._policy
+            puller.config = config
+        self.config = config
         sandbox = reference.parse(config.sandbox_image) if config.sandbox_image else None
         self.sandbox_image = str(sandbox) if sandbox else ""
 
     async def close(self) -> None:
-        await self.http.aclose()
-        for host_dirs in (self.host_dirs, *self._retired):
+        if self._puller is None:
+            return
+        await self._puller.http.aclose()
+        for host_dirs in (self._puller.host_dirs, *self._retired):
             if host_dirs is not None:
                 await host_dirs.aclose()
 
@@ -201,13 +253,17 @@ class Images:
     # --- changes ------------------------------------------------------------------------------
 
     async def pull(self, image: str, credentials: auth.Credentials | None = None) -> ImageRecord:
-        return await self.puller.pull(image, credentials)
+        puller = await self._ready_puller()
+        return await puller.pull(image, credentials)
 
-    def pull_with_progress(
+    async def pull_with_progress(
         self, image: str, credentials: auth.Credentials | None = None
     ) -> AsyncIterator[PullSnapshot]:
         """The pull `pull` makes (shared with it), as progress snapshots; see ImagePuller."""
-        return self.puller.pull_with_progress(image, credentials)
+        puller = await self._ready_puller()
+        async with contextlib.aclosing(puller.pull_with_progress(image, credentials)) as snapshots:
+            async for snapshot in snapshots:
+                yield snapshot
 
     async def remove(self, spec: str) -> ImageRecord | None:
         """Remove the image `spec` names, with all its names; None if there is none."""
@@ -258,8 +314,10 @@ class Images:
         self._gc_wanted = False
         used_images, used_layers = self.in_use()
         self.images.release_retained(keep=used_images)
-        keep_blobs = set(self.puller.leases.blobs)
-        keep_layers = set(self.puller.leases.layers) | set(used_layers)
+        # Before the first pull no pull holds anything.
+        leases = self._puller.leases if self._puller is not None else None
+        keep_blobs = set(leases.blobs) if leases else set()
+        keep_layers = (set(leases.layers) if leases else set()) | set(used_layers)
         for record in (*self.images.images(), *self.images.retained.values()):
             keep_blobs |= record.all_blobs()
             keep_layers |= {layer.chain_id for layer in record.layers}

@@ -14,12 +14,15 @@ import hashlib
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crib import node_metrics, tracing
-from crib.image_service.unpack import unpack_layer
 from crib.log_setup import get_logger
 from crib.runtime.cgroup_stats import usage_of_tree
 from crib.store.state_store import StateStore
+
+if TYPE_CHECKING:
+    from crib.image_service.unpack import UnpackResult
 
 log = get_logger("crib.layers")
 
@@ -44,6 +47,14 @@ class LayerRecord:
     diff_id: str
     size: int
     inodes: int
+
+
+def _unpack_layer(blob: Path, media_type: str, dest: Path, diff_id: str | None) -> UnpackResult:
+    # Imported at the first unpack, in its worker thread: the tar, gzip and zstd readers are
+    # for pulls and loads only, not for an idle cribd's memory (issue 17).
+    from crib.image_service.unpack import unpack_layer  # noqa: PLC0415
+
+    return unpack_layer(blob, media_type, dest, diff_id)
 
 
 class LayerStore:
@@ -119,7 +130,7 @@ class LayerStore:
             tracing.span("layer.unpack", **{"crib.chain_id": chain_id, "crib.media_type": media_type}),
             node_metrics.timed(node_metrics.UNPACK_DURATION),
         ):
-            result = await asyncio.to_thread(unpack_layer, blob, media_type, dest, diff_id)
+            result = await asyncio.to_thread(_unpack_layer, blob, media_type, dest, diff_id)
         record = LayerRecord(chain_id, result.diff_id, result.size, result.inodes)
         self.store.put(_KIND, chain_id, asdict(record))
         self.records[chain_id] = record

@@ -42,7 +42,7 @@ from crib.runtime.cgroup_stats import (
 )
 from crib.runtime.rootfs import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount, unmount, unmount_all_under
 from crib.runtime.runtime_env import RuntimeEnv, wait_for_exit
-from crib.sandbox import netns, pause_image, pause_spec, pod_files
+from crib.sandbox import netns, pause_spec, pod_files
 from crib.sandbox.pause_spec import PauseContext
 from crib.sandbox.sysctls import check_sysctls
 from crib.store import disk_record
@@ -338,6 +338,10 @@ class Sandboxes:
         if record is not None:
             return record
         if self.config.image.build_sandbox_image:
+            # Imported when the image is built, once a node's life: the tar writer and the
+            # image loader stay out of an idle cribd's memory (issue 17).
+            from crib.sandbox import pause_image  # noqa: PLC0415
+
             return await pause_image.build(self.images, name)
         return await self.images.pull(name)
 
