@@ -126,16 +126,15 @@ class ImageService:
         if not request.verbose:
             return self.item_bytes(record)
         response = api_pb2.ImageStatusResponse(image=image_proto(self.images, record))
-        if request.verbose:
-            response.info["info"] = json.dumps(
-                {
-                    "id": record.id,
-                    "manifestDigest": record.manifest_digest,
-                    "chainID": record.chain_id,
-                    "layers": [layer.digest for layer in record.layers],
-                    "imageSpec": record.config,
-                }
-            )
+        response.info["info"] = json.dumps(
+            {
+                "id": record.id,
+                "manifestDigest": record.manifest_digest,
+                "chainID": record.chain_id,
+                "layers": [layer.digest for layer in record.layers],
+                "imageSpec": record.config,
+            }
+        )
         return response
 
     async def ListImages(
