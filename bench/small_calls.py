@@ -8,7 +8,8 @@ them the runtime's own code is the whole cost:
 - PodSandboxStatus of that container's pod (a ready pod with one container);
 - ImageStatus of an image by the name the kubelet passes (registry/repo:tag);
 - ListImages of a store holding the same images in both runtimes (busybox, the pause image
-  and three small images pushed for this);
+  and three small images pushed for this; crib lists one more, the pause image it builds for
+  itself since its default sandbox_image is out of reach here, so its reply is the longer);
 - Version, as the same sitting's reference to bench/grpc_floor.py's floor.
 
 Both runtimes get the same images from a local registry and the same pod (as
