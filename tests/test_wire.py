@@ -28,3 +28,14 @@ def test_repeated_items_equal_protobufs_own_encoding(ids: list[str]) -> None:
     pods = [api_pb2.PodSandbox(id=i, annotations={"a": i * 3}) for i in ids]
     expected = api_pb2.ListPodSandboxResponse(items=pods).SerializeToString()
     assert wire.repeated_field(1, (p.SerializeToString() for p in pods)) == expected
+
+
+@given(st.integers(min_value=0, max_value=2**63 - 1), st.text(max_size=300))
+def test_framed_fields_equal_protobufs_own_encoding(timestamp: int, name: str) -> None:
+    # The status replies are framed by hand: field 1 a message, 4 an int64 (left out at 0).
+    status = api_pb2.PodSandboxStatus(id=name, metadata=api_pb2.PodSandboxMetadata(name=name))
+    expected = api_pb2.PodSandboxStatusResponse(status=status, timestamp=timestamp).SerializeToString()
+    assert wire.field(1, status.SerializeToString()) + wire.int_field(4, timestamp) == expected
+    image = api_pb2.Image(id=name, repo_tags=[name, name])
+    expected = api_pb2.ImageStatusResponse(image=image).SerializeToString()
+    assert wire.field(1, image.SerializeToString()) == expected

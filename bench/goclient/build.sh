@@ -6,8 +6,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 CRI_API_VERSION=${CRI_API_VERSION:-v0.36.3}
-out=${CRIB_BENCH_CACHE:-/var/cache/crib/bench}/criclient-$CRI_API_VERSION
 stamp=$(cat "$here/main.go" "$0" | sha256sum | cut -c1-16)
+# One dir per version of main.go: checkouts with different clients do not rebuild each other's.
+out=${CRIB_BENCH_CACHE:-/var/cache/crib/bench}/criclient-$CRI_API_VERSION-$stamp
 if [ -x "$out/criclient" ] && [ "$(cat "$out/STAMP" 2>/dev/null)" = "$stamp" ]; then
   echo "$out/criclient"
   exit 0

@@ -1,7 +1,10 @@
 // criclient calls one CRI method many times over a unix socket and prints each
-// call's latency, as the kubelet's Go gRPC client would see it (bench/grpc_floor.py).
+// call's latency, as the kubelet's Go gRPC client would see it (bench/grpc_floor.py,
+// bench/small_calls.py).
 //
 //	criclient -socket /run/crib/crib.sock -method Version -calls 2000
+//	criclient -socket /run/crib/crib.sock -method ContainerStatus -id <container id>
+//	criclient -socket /run/crib/crib.sock -method ImageStatus -image busybox:1
 package main
 
 import (
@@ -19,7 +22,10 @@ import (
 
 func main() {
 	socket := flag.String("socket", "", "unix socket of the CRI server")
-	method := flag.String("method", "Version", "Version, Status, ListPodSandbox or ListContainers")
+	method := flag.String("method", "Version", "Version, Status, ListPodSandbox, ListContainers, "+
+		"ContainerStatus, PodSandboxStatus, ImageStatus or ListImages")
+	id := flag.String("id", "", "the container (ContainerStatus) or pod (PodSandboxStatus) ID")
+	image := flag.String("image", "", "the image ImageStatus asks for")
 	calls := flag.Int("calls", 1000, "timed calls (after 100 untimed)")
 	flag.Parse()
 	conn, err := grpc.NewClient("unix://"+*socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -29,6 +35,7 @@ func main() {
 	}
 	defer conn.Close()
 	rt := runtimeapi.NewRuntimeServiceClient(conn)
+	img := runtimeapi.NewImageServiceClient(conn)
 	call := func(ctx context.Context) error {
 		var err error
 		switch *method {
@@ -40,6 +47,14 @@ func main() {
 			_, err = rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
 		case "ListContainers":
 			_, err = rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+		case "ContainerStatus":
+			_, err = rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: *id})
+		case "PodSandboxStatus":
+			_, err = rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: *id})
+		case "ImageStatus":
+			_, err = img.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: *image}})
+		case "ListImages":
+			_, err = img.ListImages(ctx, &runtimeapi.ListImagesRequest{})
 		default:
 			err = fmt.Errorf("unknown method %q", *method)
 		}

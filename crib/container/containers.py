@@ -107,6 +107,9 @@ class Container:
     _exited: asyncio.Event | None = field(default=None, repr=False, compare=False)
     # (state, serialized list item): list replies reuse it while the state holds.
     _item: tuple[str, bytes] | None = field(default=None, repr=False, compare=False)
+    # (what the status shows that can change, serialized ContainerStatus): ContainerStatus
+    # and PodSandboxStatus reuse it until one of those fields changes.
+    _status: tuple[tuple[Any, ...], bytes] | None = field(default=None, repr=False, compare=False)
 
     @property
     def config(self) -> api_pb2.ContainerConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -39,6 +40,13 @@ def image_proto(images: Images, record: ImageRecord) -> api_pb2.Image:
     if uid is not None:
         image.uid.value = uid
     return image
+
+
+def image_key(images: Images, record: ImageRecord) -> tuple[Any, ...]:
+    """Every value image_proto shows that can change: the names (a pull or a tag moves them), and
+    what pinning depends on (a reloaded [image] section). The ID and config (so the user) are fixed."""
+    names = (tuple(record.repo_tags), tuple(record.repo_digests))
+    return (*names, record.size, images.sandbox_image, tuple(images.config.pinned_images))
 
 
 def _spec(image: api_pb2.ImageSpec) -> str:
@@ -85,6 +93,20 @@ def _fs_usage(usage: FsUsage) -> api_pb2.FilesystemUsage:
 class ImageService:
     def __init__(self, images: Images) -> None:
         self.images = images
+        # Image ID -> (image_key, the Image framed as field 1): ImageStatusResponse and
+        # ListImagesResponse both hold their images in field 1. An image that is gone is
+        # dropped at the next ListImages.
+        self._items: dict[str, tuple[tuple[Any, ...], bytes]] = {}
+
+    def item_bytes(self, record: ImageRecord) -> bytes:
+        """The image as field 1 of ImageStatus's and ListImages's replies, made again only when
+        its image_key changed."""
+        key = image_key(self.images, record)
+        cached = self._items.get(record.id)
+        if cached is None or cached[0] != key:
+            cached = (key, wire.field(1, image_proto(self.images, record).SerializeToString()))
+            self._items[record.id] = cached
+        return cached[1]
 
     async def PullImage(
         self, request: api_pb2.PullImageRequest, context: grpc.aio.ServicerContext
@@ -96,29 +118,35 @@ class ImageService:
 
     async def ImageStatus(
         self, request: api_pb2.ImageStatusRequest, context: grpc.aio.ServicerContext
-    ) -> api_pb2.ImageStatusResponse:
+    ) -> api_pb2.ImageStatusResponse | bytes:
         record = self.images.find(_spec(request.image))
         if record is None:
             # A missing image is an empty answer, not an error.
             return api_pb2.ImageStatusResponse()
+        if not request.verbose:
+            return self.item_bytes(record)
         response = api_pb2.ImageStatusResponse(image=image_proto(self.images, record))
-        if request.verbose:
-            response.info["info"] = json.dumps(
-                {
-                    "id": record.id,
-                    "manifestDigest": record.manifest_digest,
-                    "chainID": record.chain_id,
-                    "layers": [layer.digest for layer in record.layers],
-                    "imageSpec": record.config,
-                }
-            )
+        response.info["info"] = json.dumps(
+            {
+                "id": record.id,
+                "manifestDigest": record.manifest_digest,
+                "chainID": record.chain_id,
+                "layers": [layer.digest for layer in record.layers],
+                "imageSpec": record.config,
+            }
+        )
         return response
 
     async def ListImages(
         self, request: api_pb2.ListImagesRequest, context: grpc.aio.ServicerContext
-    ) -> api_pb2.ListImagesResponse:
-        records = self.images.list(_spec(request.filter.image))
-        return api_pb2.ListImagesResponse(images=[image_proto(self.images, r) for r in records])
+    ) -> bytes:
+        spec = _spec(request.filter.image)
+        records = self.images.list(spec)
+        if not spec:
+            # Every image is here: forget the items of those that are gone.
+            for gone in self._items.keys() - {r.id for r in records}:
+                del self._items[gone]
+        return b"".join([self.item_bytes(r) for r in records])
 
     async def StreamImages(
         self, request: api_pb2.StreamImagesRequest, context: grpc.aio.ServicerContext

@@ -1,10 +1,16 @@
-"""Building list replies from cached, already serialized items.
+"""Building replies from cached, already serialized items and statuses.
 
 PLEG lists every pod and container every second; the items rarely change
 between two lists. Each item's serialized form is cached on the record, keyed
 by what can change (its state), and a reply is the concatenation of its
 items, each prefixed with the repeated field's tag and length: the protobuf
 wire format of `repeated Item items = 1`.
+
+The status calls the kubelet makes after each relist (ContainerStatus,
+PodSandboxStatus, ImageStatus) are served the same way: a status is cached
+serialized with the values of every field it shows that can change, and made
+again when one differs. A reply is its fields framed in field-number order, as
+protobuf itself serializes a message, so it parses as the message it stands for.
 """
 
 from __future__ import annotations
@@ -41,6 +47,36 @@ def varint(n: int) -> bytes:
 def repeated_field(field_number: int, items: Iterable[bytes]) -> bytes:
     tag = varint(field_number << 3 | 2)  # wire type 2: length-delimited
     return b"".join(tag + varint(len(item)) + item for item in items)
+
+
+def field(field_number: int, data: bytes) -> bytes:
+    """`data` (a serialized message or a string) as length-delimited field `field_number`."""
+    return varint(field_number << 3 | 2) + varint(len(data)) + data
+
+
+def int_field(field_number: int, value: int) -> bytes:
+    """A non-negative integer field (wire type 0); proto3 leaves out a zero."""
+    return varint(field_number << 3) + varint(value) if value else b""
+
+
+class Stated(Protocol):
+    """A record whose status is cached: (the values it was made from, serialized status)."""
+
+    _status: tuple[tuple[Any, ...], bytes] | None
+
+
+S = TypeVar("S", bound=Stated)
+
+
+def status_bytes(record: S, key: tuple[Any, ...], build: Callable[[S], Message]) -> bytes:
+    """The record's status, serialized, made again only when `key` differs from the one it was
+    made with. `key` must hold every value the status shows that can change; it is taken
+    before the status is built, so a change made meanwhile makes the next call build again."""
+    cached = record._status
+    if cached is None or cached[0] != key:
+        cached = (key, build(record).SerializeToString())
+        record._status = cached
+    return cached[1]
 
 
 class Listed(Protocol):

@@ -9,6 +9,7 @@ state store; each image's config is re-read from the content store at start.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -76,8 +77,23 @@ class ImageRecord:
         return user if isinstance(user, str) else ""
 
 
+# Names looked up often (the kubelet's ImageStatus before each container start names the
+# image as the pod spec does) are parsed once; a longer text is no name and is not kept.
+_KEYS_KEPT = 1024
+_KEPT_TEXT_MAX = 512
+
+
 def _ref_key(text: str) -> str | None:
     """The canonical name form of a reference, or None if `text` is not one."""
+    return _kept_ref_key(text) if len(text) <= _KEPT_TEXT_MAX else _parse_ref_key(text)
+
+
+@functools.lru_cache(maxsize=_KEYS_KEPT)
+def _kept_ref_key(text: str) -> str | None:
+    return _parse_ref_key(text)
+
+
+def _parse_ref_key(text: str) -> str | None:
     try:
         ref = reference.parse(text, default_tag=True)
     except InvalidArgument:

@@ -83,6 +83,9 @@ class Sandbox:
     _exited: asyncio.Event | None = field(default=None, repr=False, compare=False)
     # (state, serialized list item): list replies reuse it while the state holds.
     _item: tuple[str, bytes] | None = field(default=None, repr=False, compare=False)
+    # (what the status shows that can change, serialized PodSandboxStatus): PodSandboxStatus
+    # reuses it until one of those fields changes.
+    _status: tuple[tuple[Any, ...], bytes] | None = field(default=None, repr=False, compare=False)
     # The pod cgroup's dirs (from cgroup_parent, fixed): every stats poll reads them.
     _cgroup: CgroupDirs | None = field(default=None, repr=False, compare=False)
     # A StopPodSandbox has begun: the pause may be dying while it still looks alive, and
