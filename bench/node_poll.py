@@ -50,6 +50,8 @@ LISTS: dict[str, Callable[[Client], object]] = {
     ),
 }
 RELIST = ("ListPodSandbox", "ListContainers")
+RELIST_PERIOD_S = 1.0
+RELIST_SAMPLES_PER_RUN = 5  # the relists are cheap: more samples, the same time
 STATS = ("ListContainerStats", "ListPodSandboxStats")
 
 
@@ -73,16 +75,30 @@ def time_call(c: Client, call: str) -> float | None:
 
 
 def measure_lists(clients: dict[str, Client], samples: Samples, pods: int, runs: int) -> None:
+    """The relist calls apart from the stats calls, as the kubelet makes them: a relist timed
+    right after a stats call (its own runtime's, or the other's, whose shims are still busy)
+    measures that call's wake as much as the list (1.43 against 0.66 ms for crib's
+    ListPodSandbox at 110 pods; 0.96 against 0.54 ms for containerd's)."""
     names = list(clients)
     for c in clients.values():  # warm: the first stats call seeds the CPU rates
         for call in LISTS:
             time_call(c, call)
+    # The kubelet's relist comes a second after the last one; the stats calls every ten.
+    time.sleep(RELIST_PERIOD_S)
+    for run in range(runs * RELIST_SAMPLES_PER_RUN):
+        for name in report.in_turn(names, run):
+            for call in RELIST:
+                _sample(clients[name], call, samples, pods)
     for run in range(runs):
         for name in report.in_turn(names, run):
-            for call in LISTS:
-                ms = time_call(clients[name], call)
-                if ms is not None:
-                    report.add(samples, name, f"{call}, {pods} pods", ms)
+            for call in STATS:
+                _sample(clients[name], call, samples, pods)
+
+
+def _sample(c: Client, call: str, samples: Samples, pods: int) -> None:
+    ms = time_call(c, call)
+    if ms is not None:
+        report.add(samples, c.daemon.name, f"{call}, {pods} pods", ms)
 
 
 def poll(c: Client, seconds: float, samples: Samples, pods: int) -> None:
