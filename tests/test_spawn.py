@@ -143,7 +143,9 @@ async def test_a_slow_spawn_does_not_hold_the_event_loop(slow_popen: type[_SlowP
     assert [code for code, _, _ in results] == [0, 0, 0]
     assert loop_thread not in slow_popen.threads
     assert len(gaps) > 20  # the loop kept turning while the three forks took 0.3 s each
-    assert max(gaps) < 0.1, f"the loop stalled {max(gaps) * 1000:.0f} ms"
+    # Each fork takes 0.3 s: on the loop, that is a gap of 0.3 s or more; a busy CI machine
+    # may delay a beat, never by that much.
+    assert max(gaps) < 0.2, f"the loop stalled {max(gaps) * 1000:.0f} ms"
 
 
 async def test_a_start_cancelled_during_the_fork_leaves_no_process(slow_popen: type[_SlowPopen]) -> None:
