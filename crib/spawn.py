@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,17 +35,53 @@ KILL_GRACE_S = 5.0
 Stdio = int | IO[Any] | None
 
 
+class PidfdReaper:
+    """Collects a process's exit when its pidfd turns readable, then closes the pidfd.
+
+    `collect` reaps and returns the exit code, or None while the process is readable but
+    not yet waitable (its other threads still exiting): then it looks again soon. It stays
+    on the loop until the exit is collected, so giving up on a process never leaves a
+    zombie or an open pidfd.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        pidfd: int,
+        collect: Callable[[int], int | None],
+        on_exit: Callable[[int], None],
+    ) -> None:
+        self._loop = loop
+        self.pidfd = pidfd
+        self._collect = collect
+        self._on_exit = on_exit
+        loop.add_reader(pidfd, self._readable)
+
+    @property
+    def reaped(self) -> bool:
+        return self.pidfd < 0
+
+    def _readable(self) -> None:
+        code = self._collect(self.pidfd)
+        self._loop.remove_reader(self.pidfd)
+        if code is None:
+            self._loop.call_later(0.01, self._loop.add_reader, self.pidfd, self._readable)
+            return
+        os.close(self.pidfd)
+        self.pidfd = -1
+        self._on_exit(code)
+
+
 class Child:
     """A started process. Its exit is collected on the loop; its pipes are ours to read."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, popen: subprocess.Popen[bytes], pidfd: int) -> None:
         self._loop = loop
         self._popen = popen
-        self._pidfd = pidfd
         self.pid = popen.pid
         self.exited = asyncio.Event()
         self._pipes: list[asyncio.BaseTransport] = []
-        loop.add_reader(pidfd, self._on_exit)
+        PidfdReaper(loop, pidfd, lambda _: popen.poll(), lambda _: self.exited.set())
 
     @property
     def returncode(self) -> int | None:
@@ -54,17 +91,6 @@ class Child:
     @property
     def stdin(self) -> IO[bytes] | None:
         return self._popen.stdin
-
-    def _on_exit(self) -> None:
-        if self._popen.poll() is None:
-            # Readable but not yet waitable (its other threads still exiting): look again soon.
-            self._loop.remove_reader(self._pidfd)
-            self._loop.call_later(0.01, self._loop.add_reader, self._pidfd, self._on_exit)
-            return
-        self._loop.remove_reader(self._pidfd)
-        os.close(self._pidfd)
-        self._pidfd = -1
-        self.exited.set()
 
     async def wait(self) -> int:
         await self.exited.wait()
@@ -78,7 +104,7 @@ class Child:
                 os.kill(self.pid, signum)
 
     def kill(self) -> None:
-        self.send_signal(9)
+        self.send_signal(signal.SIGKILL)
 
     async def kill_and_wait(self) -> None:
         """SIGKILL, then its exit; bounded (a process stuck in the kernel is left to its reaper)."""
@@ -255,4 +281,4 @@ async def run(
     return child.returncode, out, err
 
 
-__all__ = ["DEVNULL", "PIPE", "STDOUT", "Child", "run", "start"]
+__all__ = ["DEVNULL", "PIPE", "STDOUT", "Child", "PidfdReaper", "run", "start"]

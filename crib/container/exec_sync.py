@@ -106,40 +106,32 @@ class _Collector:
 
 
 class _Child:
-    """The exec'd process once it is our child: reaped when its pidfd turns readable.
-
-    The reaper stays registered on the loop until the process is reaped, so
-    giving up on waiting for it never leaves a zombie or an open pidfd.
-    """
+    """The exec'd process once it is our child (runc exited, it re-parented to cribd, a
+    subreaper): reaped by its pidfd on the loop, however long nobody waits for it."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, pid: int, pidfd: int) -> None:
         self.pid = pid
-        self._loop = loop
-        self._fd = pidfd
         self.exit_code: asyncio.Future[int] = loop.create_future()
-        loop.add_reader(pidfd, self._on_readable)
+        self._reaper = spawn.PidfdReaper(loop, pidfd, _waitid, self._exited)
 
     def kill(self) -> None:
-        if self._fd >= 0:
+        if not self._reaper.reaped:
             _kill_exec_tree(self.pid, os.getpid())
 
-    def _on_readable(self) -> None:
-        try:
-            res = os.waitid(os.P_PIDFD, self._fd, os.WEXITED | os.WNOHANG)
-        except ChildProcessError:
-            code = -1  # not ours to reap (no subreaper): the status is lost
-        else:
-            if res is None:
-                # Readable but not yet waitable (other threads still exiting): look again soon.
-                self._loop.remove_reader(self._fd)
-                self._loop.call_later(0.01, self._loop.add_reader, self._fd, self._on_readable)
-                return
-            code = res.si_status if res.si_code == os.CLD_EXITED else 128 + res.si_status
-        self._loop.remove_reader(self._fd)
-        os.close(self._fd)
-        self._fd = -1
+    def _exited(self, code: int) -> None:
         if not self.exit_code.done():
             self.exit_code.set_result(code)
+
+
+def _waitid(pidfd: int) -> int | None:
+    """Its exit code as a shell says it (128 + a signal), None while not yet waitable."""
+    try:
+        res = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)
+    except ChildProcessError:
+        return -1  # not ours to reap (no subreaper): the status is lost
+    if res is None:
+        return None
+    return res.si_status if res.si_code == os.CLD_EXITED else 128 + res.si_status
 
 
 async def exec_sync(
