@@ -147,6 +147,23 @@ def test_network_becomes_ready_when_a_cni_config_appears(cribd: Cribd) -> None:
     (cribd.cni_conf_dir / "10-crib.conflist").write_text(json.dumps(conflist))
     cond = _conditions(cribd)
     assert cond["NetworkReady"].status is True, cond["NetworkReady"].message
+    # cribd learns of changes from an inotify watch, not by reading on every call: each change
+    # below is made after a few calls answered from the reply made before, and must show at once.
+    conf = cribd.cni_conf_dir / "10-crib.conflist"
+    broken = {**conflist, "plugins": [{"type": "no-such-plugin"}]}
+    steps: list[tuple[str, Callable[[], object], bool]] = [
+        ("edited in place", lambda: conf.write_text(json.dumps(broken)), False),
+        ("mended", lambda: conf.write_text(json.dumps(conflist)), True),
+        ("removed", conf.unlink, False),
+        ("the dir removed", cribd.cni_conf_dir.rmdir, False),
+        ("the dir made again", cribd.cni_conf_dir.mkdir, False),
+        ("written again", lambda: conf.write_text(json.dumps(conflist)), True),
+    ]
+    for what, change, ready in steps:
+        for _ in range(3):
+            _conditions(cribd)
+        change()
+        assert _conditions(cribd)["NetworkReady"].status is ready, what
 
 
 def test_status_verbose_and_handlers(cribd: Cribd) -> None:

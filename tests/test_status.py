@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from crib import config as cfg
 from crib.cni.pod_cidr import PodCIDRs, parse_pod_cidr
+from crib.cri_server import runtime
 from crib.cri_server.runtime import RuntimeStatusService, runtime_config_response, status_response
 from crib.errors import InvalidArgument
 from crib.proto.cri import api_pb2
@@ -142,3 +144,31 @@ def test_status_is_made_again_exactly_when_its_inputs_change(tmp_path: Path) -> 
     cond = _conditions(_status(service))["RuntimeReady"]
     assert (cond.status, cond.reason) == (False, "ConmonNotFound")
     store.close()
+
+
+def test_status_reads_its_inputs_only_after_a_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads = []
+    real = runtime.status_inputs
+    monkeypatch.setattr(runtime, "status_inputs", lambda *a: reads.append(1) or real(*a))
+    c = _config(tmp_path)
+    store = StateStore(tmp_path / "s.db")
+    service = RuntimeStatusService(c, HANDLERS, "cgroupfs", PodCIDRs(store))
+    try:
+        for _ in range(50):
+            assert _conditions(_status(service))["NetworkReady"].status is False
+        assert len(reads) == 1
+        net_d = tmp_path / "net.d"
+        net_d.mkdir()
+        (net_d / "10-crib.conflist").write_text(
+            '{"cniVersion": "1.0.0", "name": "crib", "plugins": [{"type": "bridge"}]}'
+        )
+        plugin = Path(c.cni.bin_dirs[0]) / "bridge"
+        plugin.write_text("#!/bin/sh\n")
+        os.chmod(plugin, 0o755)
+        assert _conditions(_status(service))["NetworkReady"].status is True
+        for _ in range(50):
+            _status(service)
+        assert len(reads) == 2
+    finally:
+        service.close()
+        store.close()

@@ -220,6 +220,7 @@ async def serve(config: Config, load: Callable[[], Config] | None = None) -> int
     streaming: StreamingServer | None = None
     metrics_server: node_metrics.MetricsServer | None = None
     server: grpc.aio.Server | None = None
+    status_service: RuntimeStatusService | None = None
     bound = False
     try:
         prepare_socket_path(sock)
@@ -322,8 +323,9 @@ async def serve(config: Config, load: Callable[[], Config] | None = None) -> int
         # RuntimeService is served by one object per CRI concept.
         container_service = ContainerService(containers)
         metrics_service = MetricsService(sandboxes, containers, config.stats.included_pod_metrics)
+        status_service = RuntimeStatusService(config, handlers, driver, pod_cidrs)
         runtime_service = [
-            RuntimeStatusService(config, handlers, driver, pod_cidrs),
+            status_service,
             SandboxService(sandboxes, containers, container_service),
             container_service,
             EventService(containers),
@@ -385,6 +387,8 @@ async def serve(config: Config, load: Callable[[], Config] | None = None) -> int
             await streaming.close()
         if env is not None:
             env.watcher.close()
+        if status_service is not None:
+            status_service.close()
         if images is not None:
             await images.close()
         if store is not None:

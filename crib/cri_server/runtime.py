@@ -14,6 +14,7 @@ from crib.cni.config import CONFIG_EXTENSIONS, NetworkNotReady, load_network
 from crib.cni.pod_cidr import PodCIDRs
 from crib.config import Config
 from crib.proto.cri import api_pb2
+from crib.runtime.dir_watch import DirWatch
 from crib.runtime.runtime_handler import HandlerInfo, resolve_binary
 
 RUNTIME_NAME = "crib"
@@ -69,6 +70,27 @@ def status_inputs(config: Config, conmon: str | None) -> tuple[object, ...]:
         conmon_key = None
     cni = config.cni
     return (cni.conf_dir, tuple(cni.bin_dirs), cni.network_name, sorted(files), tuple(dirs), conmon_key)
+
+
+def status_dirs(config: Config, conmon: str | None) -> list[str]:
+    """The directories whose changes can change Status's conditions: the CNI config dir and
+    the directories its configs link into, the CNI bin dirs, and conmon's directory (its
+    link's and its target's), or every dir conmon may yet appear in while it is missing."""
+    dirs = [config.cni.conf_dir, *config.cni.bin_dirs]
+    try:
+        with os.scandir(config.cni.conf_dir) as entries:
+            for entry in entries:
+                if entry.name.endswith(CONFIG_EXTENSIONS) and entry.is_symlink():
+                    dirs.append(os.path.dirname(os.path.realpath(entry.path)))
+    except OSError:
+        pass
+    if conmon is not None:
+        dirs += [os.path.dirname(conmon), os.path.dirname(os.path.realpath(conmon))]
+    elif "/" in config.runtime.conmon:
+        dirs.append(os.path.dirname(os.path.abspath(config.runtime.conmon)))
+    else:
+        dirs += [os.path.abspath(d or ".") for d in os.environ.get("PATH", os.defpath).split(os.pathsep)]
+    return dirs
 
 
 def _runtime_condition(config: Config, handlers: dict[str, HandlerInfo]) -> api_pb2.RuntimeCondition:
@@ -166,6 +188,7 @@ class RuntimeStatusService:
         self._conmon: str | None = None
         self._status_key: tuple[object, ...] | None = None
         self._status = b""
+        self._watch = DirWatch()
 
     async def Version(self, request: api_pb2.VersionRequest, context: grpc.aio.ServicerContext) -> bytes:
         return _VERSION_REPLY
@@ -178,15 +201,24 @@ class RuntimeStatusService:
         return self._status_reply()
 
     def _status_reply(self) -> bytes:
-        """The non-verbose reply, serialized, made again only when its inputs changed. On the
-        loop: a listing and a few stats (and, after a change, a few small CNI files parsed)."""
+        """The non-verbose reply, serialized, made again only when its inputs changed. The
+        inputs are looked at only when an inotify watch on their directories saw something
+        (one read of a descriptor otherwise); then, on the loop, a listing and a few stats,
+        and after a real change a few small CNI files parsed."""
+        if not self._watch.changed():
+            return self._status
         if self._conmon is None or not os.access(self._conmon, os.X_OK):
             self._conmon = resolve_binary(self.config.runtime.conmon)
+        # Armed before the inputs are read: a change made while they are read is seen next call.
+        self._watch.watch(status_dirs(self.config, self._conmon))
         key = status_inputs(self.config, self._conmon)
         if key != self._status_key:
             reply = status_response(self.config, self.handlers, False).SerializeToString()
             self._status_key, self._status = key, reply
         return self._status
+
+    def close(self) -> None:
+        self._watch.close()
 
     async def RuntimeConfig(
         self, request: api_pb2.RuntimeConfigRequest, context: grpc.aio.ServicerContext
