@@ -59,7 +59,8 @@ VERSION_REPLY = api_pb2.VersionResponse(
 ).SerializeToString()
 METHOD = "/runtime.v1.RuntimeService/Version"
 # crib's own server options (crib/cri_server/daemon.py), so a floor differs from crib only
-# in the code between grpcio and the reply.
+# in the code between grpcio and the reply. A copy, not an import: importing cribd's daemon
+# would load crib's modules into every floor (tests/test_bench_replay.py keeps them equal).
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
