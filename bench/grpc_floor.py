@@ -1,14 +1,24 @@
 """Benchmark: the floor for a Python gRPC server, beside crib and containerd.
 
-A small CRI call (Version) costs a Python server more than its own code: grpcio's Python
-layer is most of it. This measures what the fastest Python servers can do on a unix socket,
-so crib's small calls can be judged against what is possible rather than against Go:
+A small CRI call costs a Python server more than its own code: grpcio's Python layer is
+most of it, and what that layer costs grows with the reply's size whatever the handler does.
+This measures what the fastest Python servers can do on a unix socket, so crib's calls can
+be judged against what is possible rather than against Go:
 
 - floor (sync): grpc.server with a thread pool, one generic handler answering a
   VersionResponse serialized once at start;
 - floor (aio): grpc.aio.server with the same handler as a coroutine;
+- replay (aio) and replay (sync): the same bare servers answering Version and Status with
+  the very bytes crib answered them with (captured from crib at the start of the run). This
+  is the fair floor of a call: the same reply through the same grpcio, with none of crib's
+  code, so crib / replay is what crib's own code adds (Status's reply is longer than the
+  floor's 24-byte VersionResponse, and the size alone costs grpcio and the client time);
 - crib: cribd, Version and Status;
 - containerd: Debian's containerd 1.6, Version and Status.
+
+Every floor is a child process holding no deserializer and no serializer: the request stays
+bytes and the reply is bytes already (`start_replay_floor`). It is served with crib's own
+server options (message size limits), by a generic handler as crib's are.
 
 Each is called by two clients in turn: the same in-process Python gRPC client, and
 criclient, a Go CRI client built from the module proxy (bench/goclient) as the kubelet is
@@ -22,16 +32,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from concurrent import futures
 from pathlib import Path
 
 import grpc
+from google.protobuf.message import Message
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -45,32 +58,91 @@ VERSION_REPLY = api_pb2.VersionResponse(
     version="0.1.0", runtime_name="floor", runtime_version="0", runtime_api_version="v1"
 ).SerializeToString()
 METHOD = "/runtime.v1.RuntimeService/Version"
+# crib's own server options (crib/cri_server/daemon.py), so a floor differs from crib only
+# in the code between grpcio and the reply. A copy, not an import: importing cribd's daemon
+# would load crib's modules into every floor (tests/test_bench_replay.py keeps them equal).
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
+SERVICES = ("RuntimeService", "ImageService")
 
 
-# --- the floor servers (run as `grpc_floor.py --serve sync|aio SOCKET`) -----------------------------
+# --- replies: the method paths and the bytes a floor answers them with ------------------------
 
 
-def _handler(behaviour: object) -> grpc.GenericRpcHandler:
+def method_path(method: str) -> str:
+    """The full path of a CRI method ("ListImages" -> "/runtime.v1.ImageService/ListImages")."""
+    for name in SERVICES:
+        service = api_pb2.DESCRIPTOR.services_by_name[name]
+        if method in service.methods_by_name:
+            return f"/{service.full_name}/{method}"
+    raise KeyError(f"no CRI service has a method {method!r}")
+
+
+def capture_replies(socket: Path | str, requests: Mapping[str, Message]) -> dict[str, bytes]:
+    """What the server on `socket` answers each full method path's request with, as the bytes
+    it sent: no response deserializer, so nothing is parsed and serialized again."""
+    options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+    with grpc.insecure_channel(f"unix://{socket}", options=options) as ch:
+        replies = {}
+        for path, request in requests.items():
+            call = ch.unary_unary(
+                path, request_serializer=type(request).SerializeToString, response_deserializer=None
+            )
+            replies[path] = call(request, timeout=30)
+        return replies
+
+
+def write_replies(path: Path, replies: Mapping[str, bytes]) -> None:
+    path.write_text(json.dumps({m: base64.b64encode(b).decode() for m, b in replies.items()}))
+
+
+def read_replies(path: Path) -> dict[str, bytes]:
+    return {m: base64.b64decode(b) for m, b in json.loads(path.read_text()).items()}
+
+
+def replay_handlers(replies: Mapping[str, bytes], kind: str) -> list[grpc.GenericRpcHandler]:
+    """One generic handler per service, as crib has, each method answering its fixed bytes;
+    coroutines for grpc.aio, plain functions for the thread-pool server."""
+    by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+    for path, reply in replies.items():
+        service, _, method = path.lstrip("/").partition("/")
+        if not service or not method:
+            raise ValueError(f"not a full method path: {path!r}")
+        by_service.setdefault(service, {})[method] = _fixed_reply(reply, kind)
+    return [grpc.method_handlers_generic_handler(s, methods) for s, methods in by_service.items()]
+
+
+def _fixed_reply(reply: bytes, kind: str) -> grpc.RpcMethodHandler:
     # No (de)serializers: the request stays bytes and the reply is bytes already.
-    handler = grpc.unary_unary_rpc_method_handler(behaviour)  # type: ignore[arg-type]
-    return grpc.method_handlers_generic_handler("runtime.v1.RuntimeService", {"Version": handler})
+    if kind == "aio":
+
+        async def answer(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            return reply
+
+        return grpc.unary_unary_rpc_method_handler(answer)  # type: ignore[arg-type]
+    if kind == "sync":
+        return grpc.unary_unary_rpc_method_handler(lambda request, context: reply)
+    raise ValueError(f"unknown server kind {kind!r}")
 
 
-def serve_sync(socket: str) -> None:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    server.add_generic_rpc_handlers((_handler(lambda request, context: VERSION_REPLY),))
+# --- the floor servers (run as `grpc_floor.py --serve sync|aio SOCKET REPLIES`) --------------------
+
+
+def serve_sync(socket: str, replies: Mapping[str, bytes]) -> None:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=SERVER_OPTIONS)
+    server.add_generic_rpc_handlers(replay_handlers(replies, "sync"))
     server.add_insecure_port(f"unix://{socket}")
     server.start()
     server.wait_for_termination()
 
 
-def serve_aio(socket: str) -> None:
-    async def version(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        return VERSION_REPLY
-
+def serve_aio(socket: str, replies: Mapping[str, bytes]) -> None:
     async def run() -> None:
-        server = grpc.aio.server()
-        server.add_generic_rpc_handlers((_handler(version),))
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        server.add_generic_rpc_handlers(replay_handlers(replies, "aio"))
         server.add_insecure_port(f"unix://{socket}")
         await server.start()
         await server.wait_for_termination()
@@ -78,16 +150,32 @@ def serve_aio(socket: str) -> None:
     asyncio.run(run())
 
 
-def start_floor(kind: str) -> Daemon:
+def start_replay_floor(replies: Mapping[str, bytes], kind: str = "aio", name: str = "") -> Daemon:
+    """A bare server of `kind` ("aio" or "sync") in a child process, answering each full method
+    path in `replies` with its bytes whatever the request. Version answers VERSION_REPLY where
+    `replies` has none, so the floor is found ready as every server is (by a Version)."""
+    name = name or f"replay ({kind})"
+    if kind not in ("aio", "sync"):
+        raise ValueError(f"unknown server kind {kind!r}")
     d = Path(tempfile.mkdtemp(prefix=f"crib-floor-{kind}-"))
     sock = d / "floor.sock"
+    write_replies(d / "replies.json", {METHOD: VERSION_REPLY, **replies})
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", kind, str(sock)],
+        [sys.executable, __file__, "--serve", kind, str(sock), str(d / "replies.json")],
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
-    daemon = Daemon(f"floor ({kind})", d, sock, proc)
-    _wait_ready(daemon)
+    daemon = Daemon(name, d, sock, proc)
+    try:
+        _wait_ready(daemon)
+    except BaseException:
+        daemon.stop()
+        raise
     return daemon
+
+
+def start_floor(kind: str) -> Daemon:
+    """The floor of the smallest call: Version's 24 bytes, the only method served."""
+    return start_replay_floor({METHOD: VERSION_REPLY}, kind, name=f"floor ({kind})")
 
 
 # --- measuring -----------------------------------------------------------------------------------
@@ -148,14 +236,19 @@ def measure(d: Daemon, method: str, client: str, go: str | None, calls: int, sam
     report.add(samples, d.name, f"{figure}: server CPU ms/call", per_call_ms)
 
 
+CALLS = ("Version", "Status")
+CRIB_OVER = "replay (aio)"  # the ratio column: crib / this server
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--calls", type=int, default=2000)
     p.add_argument("--rounds", type=int, default=report.MIN_SAMPLES)
-    p.add_argument("--serve", nargs=2, metavar=("KIND", "SOCKET"), help=argparse.SUPPRESS)
+    p.add_argument("--serve", nargs=3, metavar=("KIND", "SOCKET", "REPLIES"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve:
-        (serve_sync if args.serve[0] == "sync" else serve_aio)(args.serve[1])
+        kind, socket, replies = args.serve
+        (serve_sync if kind == "sync" else serve_aio)(socket, read_replies(Path(replies)))
         return 0
 
     go = build_go_client()
@@ -164,7 +257,16 @@ def main() -> int:
     try:
         daemons.append(start_floor("sync"))
         daemons.append(start_floor("aio"))
-        daemons.append(start_crib())
+        crib = start_crib()
+        daemons.append(crib)
+        requests = {
+            method_path("Version"): api_pb2.VersionRequest(),
+            method_path("Status"): api_pb2.StatusRequest(),
+        }
+        crib_replies = capture_replies(crib.socket, requests)
+        print("crib's replies: " + ", ".join(f"{p} {len(b)} B" for p, b in crib_replies.items()), flush=True)
+        daemons.append(start_replay_floor(crib_replies, "aio"))
+        daemons.append(start_replay_floor(crib_replies, "sync"))
         ctrd = start_containerd()
         if ctrd is not None:
             daemons.append(ctrd)
@@ -177,15 +279,26 @@ def main() -> int:
                 report.add(samples, d.name, "idle PSS MB", d.memory_kb()[1] / 1024)
         for rnd in range(args.rounds):
             # Each round visits the servers in another order (rotated), so none always goes first.
-            order = daemons[rnd % len(daemons) :] + daemons[: rnd % len(daemons)]
-            for d in order:
+            for d in report.in_turn(daemons, rnd):
                 for client in clients:
-                    for method in ("Version", "Status"):
+                    for method in CALLS:
+                        # The Version floors answer Version alone; the replay floors both.
                         if method == "Status" and d.name.startswith("floor"):
                             continue
                         measure(d, method, client, go, args.calls, samples)
         print(_table(samples), flush=True)
-        raw = report.save_raw("grpc_floor", samples, calls=args.calls, rounds=args.rounds)
+        raw = report.save_raw(
+            "grpc_floor",
+            samples,
+            calls=args.calls,
+            rounds=args.rounds,
+            crib_reply_bytes={p: len(b) for p, b in crib_replies.items()},
+            ratios={
+                f"crib/{CRIB_OVER}": {
+                    f: round(r, 3) for f, r in report.ratios(samples, "crib", CRIB_OVER).items()
+                }
+            },
+        )
         print(f"raw samples: {raw}")
     finally:
         for d in daemons:
@@ -194,15 +307,19 @@ def main() -> int:
 
 
 def _table(samples: Samples) -> str:
-    """One row per figure, one column per server: the median over the rounds."""
+    """One row per figure, one column per server: the median over the rounds; then crib over
+    the replay floor (what crib's own code adds to the same reply)."""
     names = list(samples)
     figures = list(dict.fromkeys(f for n in names for f in samples[n]))
-    lines = [f"{'figure':42}" + "".join(f"{n:>16}" for n in names)]
+    ratios = report.ratios(samples, "crib", CRIB_OVER)
+    ratio_title = f"crib/{CRIB_OVER}"
+    lines = [f"{'figure':42}" + "".join(f"{n:>16}" for n in names) + f"{ratio_title:>20}"]
     for figure in figures:
         row = f"{figure:42}"
         for n in names:
             values = samples[n].get(figure)
             row += f"{sorted(values)[len(values) // 2]:16.3f}" if values else f"{'-':>16}"
+        row += f"{ratios[figure]:20.2f}" if figure in ratios else f"{'-':>20}"
         lines.append(row)
     return "\n".join(lines)
 

@@ -11,6 +11,14 @@ pod cgroup as the kubelet's cgroupfs driver makes them (`/<bench>/pod<uid>`). Th
   measuring the daemon's CPU time, alone and with its per-pod helpers (conmon or shims);
 - with `--scales 110,500`, the four lists again after growing to each count.
 
+Beside them at each count, the replay floor of the relists: crib's ListPodSandbox and
+ListContainers replies at that count, captured as the bytes crib sent, answered by a bare
+grpc.aio server (bench/grpc_floor.py's `start_replay_floor`; crib is a grpc.aio server)
+whatever the request, timed by the same client with the same relist timing. A list's reply
+grows with the pods, and its size costs grpcio and the client time whatever the server's
+code does; the replay floor pays exactly that, so crib / replay is what crib's own list code
+adds. The stats lists have no floor (their cost is reading the cgroups, not the reply).
+
 A call that a runtime answers with an error (containerd 1.6 refuses ListPodSandboxStats
 for pods without a sandbox controller) is counted and reported, not timed.
 
@@ -23,7 +31,7 @@ import argparse
 import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import grpc
@@ -33,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from bench import report  # noqa: E402
 from bench.daemon_idle import Daemon  # noqa: E402
+from bench.grpc_floor import capture_replies, method_path, start_replay_floor  # noqa: E402
 from bench.pod_lifecycle import BUSYBOX, PAUSE, Client, helpers, start_daemons, stop_daemons  # noqa: E402
 from bench.report import Samples  # noqa: E402
 from crib.proto.cri import api_pb2  # noqa: E402
@@ -53,6 +62,7 @@ RELIST = ("ListPodSandbox", "ListContainers")
 RELIST_PERIOD_S = 1.0
 RELIST_SAMPLES_PER_RUN = 5  # the relists are cheap: more samples, the same time
 STATS = ("ListContainerStats", "ListPodSandboxStats")
+REPLAY = "replay (aio)"
 
 
 def add_pods(c: Client, count: int, image: str) -> None:
@@ -74,14 +84,40 @@ def time_call(c: Client, call: str) -> float | None:
     return (time.perf_counter() - t0) * 1000
 
 
-def measure_lists(clients: dict[str, Client], samples: Samples, pods: int, runs: int) -> None:
+def measure_lists_with_floor(clients: dict[str, Client], samples: Samples, pods: int, runs: int) -> None:
+    """measure_lists, with a replay floor of crib's relist replies at this count beside the
+    runtimes (started for these samples only, so it answers what crib answers now)."""
+    crib = clients.get("crib")
+    if crib is None:
+        measure_lists(clients, samples, pods, runs)
+        return
+    requests = {method_path(call): getattr(api_pb2, f"{call}Request")() for call in RELIST}
+    replies = capture_replies(crib.daemon.socket, requests)
+    sizes = ", ".join(f"{call} {len(replies[method_path(call)])} B" for call in RELIST)
+    print(f"crib's relist replies at {pods} pods: {sizes}", flush=True)
+    floor = Client(start_replay_floor(replies, "aio", name=REPLAY))
+    try:
+        measure_lists({**clients, REPLAY: floor}, samples, pods, runs, relist_only={REPLAY})
+    finally:
+        floor.channel.close()
+        floor.daemon.stop()
+
+
+def measure_lists(
+    clients: dict[str, Client],
+    samples: Samples,
+    pods: int,
+    runs: int,
+    relist_only: Collection[str] = (),
+) -> None:
     """The relist calls apart from the stats calls, as the kubelet makes them: a relist timed
     right after a stats call (its own runtime's, or the other's, whose shims are still busy)
     measures that call's wake as much as the list (1.43 against 0.66 ms for crib's
-    ListPodSandbox at 110 pods; 0.96 against 0.54 ms for containerd's)."""
+    ListPodSandbox at 110 pods; 0.96 against 0.54 ms for containerd's). The servers named in
+    `relist_only` (replay floors) are asked the relists alone."""
     names = list(clients)
-    for c in clients.values():  # warm: the first stats call seeds the CPU rates
-        for call in LISTS:
+    for name, c in clients.items():  # warm: the first stats call seeds the CPU rates
+        for call in RELIST if name in relist_only else LISTS:
             time_call(c, call)
     # The kubelet's relist comes a second after the last one; the stats calls every ten.
     time.sleep(RELIST_PERIOD_S)
@@ -90,7 +126,7 @@ def measure_lists(clients: dict[str, Client], samples: Samples, pods: int, runs:
             for call in RELIST:
                 _sample(clients[name], call, samples, pods)
     for run in range(runs):
-        for name in report.in_turn(names, run):
+        for name in report.in_turn([n for n in names if n not in relist_only], run):
             for call in STATS:
                 _sample(clients[name], call, samples, pods)
 
@@ -166,7 +202,7 @@ def main() -> int:
             add_pods(c, args.pods, image)
             print(f"{c.daemon.name}: {args.pods} pods in {time.monotonic() - t0:.1f} s", flush=True)
         samples: Samples = {n: {} for n in clients}
-        measure_lists(clients, samples, args.pods, args.runs)
+        measure_lists_with_floor(clients, samples, args.pods, args.runs)
         for rnd, name in enumerate(report.in_turn(list(clients), 0)):
             print(f"poll {rnd + 1}: {name} for {args.poll_seconds:.0f} s", flush=True)
             poll(clients[name], args.poll_seconds, samples, args.pods)
@@ -177,12 +213,16 @@ def main() -> int:
                 add_pods(c, scale - have, image)
                 print(f"{c.daemon.name}: {scale} pods ({time.monotonic() - t0:.1f} s)", flush=True)
             have = scale
-            measure_lists(clients, samples, scale, args.runs)
-        print(report.table(samples, "figure (ms unless noted)"), flush=True)
-        raw = report.save_raw(
-            "node_poll", samples, pods=args.pods, poll_seconds=args.poll_seconds, scales=scales
+            measure_lists_with_floor(clients, samples, scale, args.runs)
+        report.show_and_save(
+            "node_poll",
+            samples,
+            "figure (ms unless noted)",
+            [("crib", "containerd"), ("crib", REPLAY)],
+            pods=args.pods,
+            poll_seconds=args.poll_seconds,
+            scales=scales,
         )
-        print(f"raw samples: {raw}")
     finally:
         stop_daemons(daemons, wait_s=30)
         remove_cgroups()

@@ -1,11 +1,13 @@
 """What every benchmark here shares: turn order, medians and p95s, the table, the raw figures.
 
-- `in_turn(names, run)`: runtimes alternate which goes first from one run to the next,
-  so neither always meets a cold (or a warm) machine first.
+- `in_turn(names, run)`: runtimes take turns going first from one run to the next (two
+  alternate, more rotate), so none always meets a cold (or a warm) machine first.
 - `table(...)`: median and p95 of each figure per runtime, with the crib/containerd
-  ratio of the medians.
+  ratio of the medians (or the ratios asked for, e.g. crib over a replay floor).
+- `ratios(samples, a, b)`: a's median over b's, per figure both have.
 - `save_raw(...)`: every sample, as JSON in bench/results/<bench>-<date>.json, so a
   figure in RESULTS.md can be checked against what was measured.
+- `show_and_save(...)`: the table printed, and the raw samples saved with its ratios.
 - `cpu_seconds(pids)`: the CPU time (user + system) processes have used, for CPU figures.
 """
 
@@ -16,15 +18,16 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MIN_SAMPLES = 5
 
 Samples = dict[str, dict[str, list[float]]]  # runtime -> figure -> values
 _TICK = os.sysconf("SC_CLK_TCK")
+T = TypeVar("T")
 
 
 def cpu_seconds(pids: Iterable[int]) -> float:
@@ -40,8 +43,11 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return total / _TICK
 
 
-def in_turn(names: list[str], run: int) -> list[str]:
-    return names if run % 2 == 0 else list(reversed(names))
+def in_turn(names: Sequence[T], run: int) -> list[T]:
+    """`names` rotated by `run`: two alternate (a b, b a), three or more each go first in turn
+    (a b c, b c a, c a b); reversing would leave the middle one always in the middle."""
+    k = run % len(names) if names else 0
+    return [*names[k:], *names[:k]]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -54,31 +60,66 @@ def add(samples: Samples, name: str, figure: str, value: float) -> None:
     samples.setdefault(name, {}).setdefault(figure, []).append(value)
 
 
-def table(samples: Samples, title: str = "figure", higher_is_better: tuple[str, ...] = ()) -> str:
+def ratios(samples: Samples, a: str, b: str) -> dict[str, float]:
+    """Per figure that both runtimes have: a's median over b's."""
+    out = {}
+    for figure, values in samples.get(a, {}).items():
+        other = samples.get(b, {}).get(figure)
+        if values and other and statistics.median(other):
+            out[figure] = statistics.median(values) / statistics.median(other)
+    return out
+
+
+def table(
+    samples: Samples,
+    title: str = "figure",
+    higher_is_better: tuple[str, ...] = (),
+    ratio_of: Sequence[tuple[str, str]] | None = None,
+) -> str:
+    """`ratio_of`: the (a, b) pairs to show a/b of the medians for; by default the first
+    runtime over the second where there are two."""
     names = list(samples)
     figures = list(dict.fromkeys(f for n in names for f in samples[n]))
-    lines = [f"{title:46}" + "".join(f"{n + ' med':>16}{'p95':>10}" for n in names)]
-    if len(names) == 2:
-        lines[0] += f"{names[0] + '/' + names[1]:>22}"
+    pairs = list(ratio_of) if ratio_of is not None else ([(names[0], names[1])] if len(names) == 2 else [])
+    columns = [(f"{a}/{b}", ratios(samples, a, b)) for a, b in pairs]
+    # Columns as wide as their heads, so long names (a replay floor's) stay apart.
+    first = max([46, *(len(f) + 2 for f in figures)])
+    widths = {n: max(16, len(n) + 6) for n in names}
+    lines = [f"{title:{first}}" + "".join(f"{n + ' med':>{widths[n]}}{'p95':>10}" for n in names)]
+    lines[0] += "".join(f"{head:>{max(22, len(head) + 2)}}" for head, _ in columns)
     for figure in figures:
-        line = f"{figure:46}"
-        medians = []
+        line = f"{figure:{first}}"
         for n in names:
             values = samples[n].get(figure, [])
             if values:
-                medians.append(statistics.median(values))
-                line += f"{medians[-1]:16.2f}{pct(values, 0.95):10.2f}"
+                line += f"{statistics.median(values):{widths[n]}.2f}{pct(values, 0.95):10.2f}"
             else:
-                line += f"{'-':>16}{'-':>10}"
-        if len(medians) == 2 and medians[1]:
-            line += f"{medians[0] / medians[1]:22.2f}"
-        few = min((len(samples[n].get(figure, [])) for n in names), default=0)
+                line += f"{'-':>{widths[n]}}{'-':>10}"
+        for head, column in columns:
+            width = max(22, len(head) + 2)
+            line += f"{column[figure]:{width}.2f}" if figure in column else f"{'-':>{width}}"
+        # A runtime without the figure at all shows "-" (a replay floor has no stats calls);
+        # one with fewer samples than the rest is flagged.
+        few = min((len(samples[n][figure]) for n in names if samples[n].get(figure)), default=0)
         if few < MIN_SAMPLES:
             line += f"   (only {few} samples)"
         if figure in higher_is_better:
             line += "   (higher is better)"
         lines.append(line)
     return "\n".join(lines)
+
+
+def show_and_save(
+    bench: str, samples: Samples, title: str, ratio_of: Sequence[tuple[str, str]], **extra: Any
+) -> Path:
+    """Print the table with the ratios of `ratio_of` (pairs of runtimes present in `samples`),
+    and save the raw samples with those ratios per figure ("ratios": {"a/b": {figure: r}})."""
+    pairs = [(a, b) for a, b in ratio_of if a in samples and b in samples]
+    print(table(samples, title, ratio_of=pairs), flush=True)
+    kept = {f"{a}/{b}": {f: round(r, 3) for f, r in ratios(samples, a, b).items()} for a, b in pairs}
+    raw = save_raw(bench, samples, ratios=kept, **extra)
+    print(f"raw samples: {raw}", flush=True)
+    return raw
 
 
 def save_raw(bench: str, samples: Samples, **extra: Any) -> Path:

@@ -13,10 +13,19 @@ them the runtime's own code is the whole cost:
 - Version, as the same sitting's reference to bench/grpc_floor.py's floor.
 
 Both runtimes get the same images from a local registry and the same pod (as
-bench/pod_lifecycle.py). Each call is made by two clients: the in-process Python gRPC client
-and criclient, the Go CRI client of bench/goclient (as the kubelet is one). Rounds alternate
-which runtime goes first. Figures per round: the median and p95 latency of `--calls` calls
-(after 100 untimed), and the server's CPU time per call.
+bench/pod_lifecycle.py). A third server is timed beside them, the replay floor: once crib
+has its pod, crib's reply to each of these calls is captured as the bytes it sent, and a
+bare grpc.aio server (bench/grpc_floor.py's `start_replay_floor`, as crib is a grpc.aio
+server) answers each call with those bytes, whatever the request. It is the fair floor of
+each call: the same reply through the same grpcio, so crib / replay is what crib's own code
+adds; a floor answering Version's 24 bytes would charge crib for the size of its replies,
+which costs grpcio and the client time whatever the server's code does.
+
+Each call is made by two clients: the in-process Python gRPC client and criclient, the Go
+CRI client of bench/goclient (as the kubelet is one). Rounds rotate which server goes first.
+Figures per round: the median and p95 latency of `--calls` calls (after 100 untimed), and
+the server's CPU time per call; the table and the raw file (`ratios`) carry
+crib / replay per figure beside crib / containerd.
 
     sudo .venv/bin/python bench/small_calls.py [--calls 2000] [--rounds 5]
 """
@@ -32,12 +41,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from google.protobuf.message import Message
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import report  # noqa: E402
 from bench.daemon_idle import Daemon  # noqa: E402
-from bench.grpc_floor import build_go_client  # noqa: E402
+from bench.grpc_floor import build_go_client, capture_replies, method_path, start_replay_floor  # noqa: E402
 from bench.pod_lifecycle import BUSYBOX, PAUSE, Client, start_daemons, stop_daemons  # noqa: E402
 from bench.report import Samples  # noqa: E402
 from crib.proto.cri import api_pb2  # noqa: E402
@@ -48,52 +59,65 @@ from e2e.images.registry_client import RegistryClient  # noqa: E402
 
 EXTRA_IMAGES = 3
 WARM_CALLS = 100
+REPLAY = "replay (aio)"
 
 
 class Target:
-    """One runtime with its pod, container and images: what each call asks about."""
+    """One server with a pod, a container and an image to ask about."""
 
-    def __init__(self, client: Client, image: str, pause: str, extras: list[str]) -> None:
+    def __init__(self, client: Client, pod: str, container: str, image: str) -> None:
         self.client = client
+        self.pod = pod
+        self.container = container
+        self.image = image
+
+    @classmethod
+    def set_up(cls, client: Client, image: str, pause: str, extras: list[str]) -> Target:
+        """A runtime given the images, a pod and a running container."""
         for name in (image, pause, *extras):
             client.pull(name)
         cfg = client.pod_config()
-        self.pod = client.runp(cfg)
-        self.container = client.create(self.pod, cfg, image)
-        client.start(self.container)
-        self.image = image
+        pod = client.runp(cfg)
+        container = client.create(pod, cfg, image)
+        client.start(container)
         # Timing an empty answer would flatter: both must know the image by that name.
         found = client.img.ImageStatus(
             api_pb2.ImageStatusRequest(image=api_pb2.ImageSpec(image=image)), timeout=10
         )
         if not found.image.id:
             raise RuntimeError(f"{client.daemon.name}: ImageStatus does not find {image}")
-        self.images = len(client.img.ListImages(api_pb2.ListImagesRequest(), timeout=10).images)
+        images = len(client.img.ListImages(api_pb2.ListImagesRequest(), timeout=10).images)
+        print(f"{client.daemon.name}: {images} images", flush=True)
+        return cls(client, pod, container, image)
 
     @property
     def daemon(self) -> Daemon:
         return self.client.daemon
 
-    def python_call(self, method: str) -> Callable[[], object]:
-        rt, img = self.client.rt, self.client.img
-        requests: dict[str, tuple[Callable[..., object], object]] = {
-            "Version": (rt.Version, api_pb2.VersionRequest()),
-            "ContainerStatus": (
-                rt.ContainerStatus,
-                api_pb2.ContainerStatusRequest(container_id=self.container),
-            ),
-            "PodSandboxStatus": (
-                rt.PodSandboxStatus,
-                api_pb2.PodSandboxStatusRequest(pod_sandbox_id=self.pod),
-            ),
-            "ImageStatus": (
-                img.ImageStatus,
-                api_pb2.ImageStatusRequest(image=api_pb2.ImageSpec(image=self.image)),
-            ),
-            "ListImages": (img.ListImages, api_pb2.ListImagesRequest()),
+    def request(self, method: str) -> Message:
+        requests: dict[str, Message] = {
+            "Version": api_pb2.VersionRequest(),
+            "ContainerStatus": api_pb2.ContainerStatusRequest(container_id=self.container),
+            "PodSandboxStatus": api_pb2.PodSandboxStatusRequest(pod_sandbox_id=self.pod),
+            "ImageStatus": api_pb2.ImageStatusRequest(image=api_pb2.ImageSpec(image=self.image)),
+            "ListImages": api_pb2.ListImagesRequest(),
         }
-        fn, request = requests[method]
+        return requests[method]
+
+    def python_call(self, method: str) -> Callable[[], object]:
+        image_service = method_path(method).startswith("/runtime.v1.ImageService/")
+        stub = self.client.img if image_service else self.client.rt
+        fn, request = getattr(stub, method), self.request(method)
         return lambda: fn(request, timeout=10)
+
+    def replayed(self, methods: list[str]) -> Target:
+        """A replay floor answering each of `methods` with this runtime's reply (the bytes it
+        sent), asked about the same pod, container and image (the floor ignores the request)."""
+        replies = capture_replies(self.daemon.socket, {method_path(m): self.request(m) for m in methods})
+        sizes = ", ".join(f"{m} {len(replies[method_path(m)])} B" for m in methods)
+        print(f"{self.daemon.name}'s replies: {sizes}", flush=True)
+        floor = start_replay_floor(replies, "aio", name=REPLAY)
+        return Target(Client(floor), self.pod, self.container, self.image)
 
     def go_args(self, method: str) -> list[str]:
         if method in ("ContainerStatus", "PodSandboxStatus"):
@@ -170,15 +194,16 @@ def main() -> int:
     clients = ["python"] + (["go"] if go else [])
     registry = Registry().start()
     daemons: list[Daemon] = []
+    floor: Target | None = None
     try:
         extras = push_extras(registry)
         start_daemons(registry, daemons)
         targets = {
-            d.name: Target(Client(d), f"{registry.host}/{BUSYBOX}", f"{registry.host}/{PAUSE}", extras)
+            d.name: Target.set_up(Client(d), f"{registry.host}/{BUSYBOX}", f"{registry.host}/{PAUSE}", extras)
             for d in daemons
         }
-        for t in targets.values():
-            print(f"{t.daemon.name}: {t.images} images", flush=True)
+        floor = targets["crib"].replayed(methods)
+        targets[REPLAY] = floor
         samples: Samples = {n: {} for n in targets}
         for rnd in range(args.rounds):
             for name in report.in_turn(list(targets), rnd):
@@ -186,10 +211,12 @@ def main() -> int:
                     for method in methods:
                         measure(targets[name], method, client, go, args.calls, samples)
             print(f"round {rnd + 1} of {args.rounds} done", flush=True)
-        print(report.table(samples, "figure"), flush=True)
-        raw = report.save_raw("small_calls", samples, calls=args.calls, rounds=args.rounds)
-        print(f"raw samples: {raw}")
+        pairs = [("crib", "containerd"), ("crib", REPLAY)]
+        report.show_and_save("small_calls", samples, "figure", pairs, calls=args.calls, rounds=args.rounds)
     finally:
+        if floor is not None:
+            floor.client.channel.close()
+            floor.daemon.stop()
         stop_daemons(daemons)
         registry.stop()
     return 0
