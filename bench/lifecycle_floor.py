@@ -593,6 +593,14 @@ class CribCalls:
 # --- the rounds -------------------------------------------------------------------------------------------
 
 
+def daemon_path(pid: int) -> str:
+    """The PATH a process runs with (cribd's: what crib's children search)."""
+    for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+        if entry.startswith(b"PATH="):
+            return entry[5:].decode()
+    return os.defpath
+
+
 def push_images(registry: Registry) -> None:
     """busybox and the pause (catatonit) as pod_lifecycle pushes them; crib alone runs here
     (its start_daemons would start containerd too)."""
@@ -715,6 +723,8 @@ def main() -> int:
         push_images(registry)
         daemons.append(start_crib(registry))
         d = daemons[0]
+        # The floors' runc, conmon and plugins look their helpers (iptables…) up on cribd's PATH.
+        os.environ["PATH"] = daemon_path(d.proc.pid)
         client = Client(d)
         client.pull(image)
         client.pull(f"{registry.host}/{PAUSE}")
@@ -755,7 +765,27 @@ def main() -> int:
             floors.cleanup()
         stop_daemons(daemons)
         registry.stop()
+        reap_orphans()
     return 0
+
+
+def reap_orphans(wait_s: float = 2.0) -> list[int]:
+    """Reap what re-parented here and a failed run left (a killed floor pause, a conmon
+    orphaned by cribd's end): as a subreaper, this process is their parent, and left to PID 1
+    they would linger as zombies. Called once the daemons and registry are reaped, so every
+    child left is such an orphan. Bounded."""
+    reaped = []
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            res = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG)
+        except ChildProcessError:
+            break  # no children at all
+        if res is None:
+            time.sleep(0.05)  # a killed child not yet exited
+            continue
+        reaped.append(res.si_pid)
+    return reaped
 
 
 if __name__ == "__main__":
