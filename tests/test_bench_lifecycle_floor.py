@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench.lifecycle_floor import cni_env, floor_conmon_args, floor_spec, leftover_cgroups
+from bench.lifecycle_floor import cni_env, floor_conmon_args, floor_spec, leftover_cgroups, overlay_lowers
 from crib.cni import network
 from crib.cni.config import NetworkConfigList
 from crib.runtime import conmon
@@ -62,6 +62,38 @@ def test_floor_spec_points_only_the_network_namespace_at_the_floors() -> None:
     no_network["linux"]["namespaces"] = [{"type": "mount"}]
     with pytest.raises(ValueError):
         floor_spec(no_network, Path("/b"), FLOOR_ID, "/floor/netns/x")
+
+
+def test_floor_spec_takes_the_floors_rootfs_and_mount_sources() -> None:
+    original = spec("rootfs", f"/crib/{CRIB_ID}")
+    original["mounts"] = [
+        {"destination": "/dev/shm", "type": "bind", "source": "/state/sandboxes/pod/shm"},
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+    ]
+    out = floor_spec(
+        original, Path("/b"), FLOOR_ID, "", Path("/floor/rootfs"), {"/state/sandboxes/pod/shm": "/floor/shm"}
+    )
+    assert out["root"]["path"] == "/floor/rootfs"
+    assert [m["source"] for m in out["mounts"]] == ["/floor/shm", "proc"]
+    assert original["mounts"][0]["source"] == "/state/sandboxes/pod/shm"
+
+
+MOUNTINFO = (
+    "46 27 0:4 net:[4026532174] /s/sandboxes/p/netns rw - nsfs nsfs rw\n"
+    "49 27 0:41 / /s/containers/p/bundle/rootfs rw,relatime - overlay overlay "
+    "rw,lowerdir=/r/layers/top:/r/layers/base,upperdir=/r/containers/p/upper,workdir=/r/containers/p/work,uuid=on\n"
+)
+
+
+def test_overlay_lowers_reads_the_layers_of_the_mount_at_the_target() -> None:
+    assert overlay_lowers(MOUNTINFO, "/s/containers/p/bundle/rootfs") == [
+        Path("/r/layers/top"),
+        Path("/r/layers/base"),
+    ]
+    with pytest.raises(ValueError):
+        overlay_lowers(MOUNTINFO, "/s/sandboxes/p/netns")  # mounted, but no overlay
+    with pytest.raises(ValueError):
+        overlay_lowers(MOUNTINFO, "/elsewhere")
 
 
 def crib_conmon_args(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
