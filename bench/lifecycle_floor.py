@@ -752,6 +752,8 @@ def one_round(f: Floors, t: Template, crib: CribCalls, process_file: Path, run: 
             f.delete(cid)
             if not wait_exit(conmon_pid):
                 raise RuntimeError(f"floor conmon {conmon_pid} did not exit")
+            # Written by conmon as it ends.
+            (f.dir / "exits" / cid).unlink(missing_ok=True)
         floor(figures)
 
     def floor_pods() -> None:
