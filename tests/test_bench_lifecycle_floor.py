@@ -13,7 +13,13 @@ from typing import Any
 
 import pytest
 
-from bench.lifecycle_floor import cni_env, floor_conmon_args, floor_spec, leftover_cgroups, overlay_lowers
+from bench.lifecycle_floor_steps import (
+    cni_env,
+    floor_conmon_args,
+    floor_spec,
+    leftover_cgroups,
+    overlay_lowers,
+)
 from crib.cni import network
 from crib.cni.config import NetworkConfigList
 from crib.runtime import conmon
