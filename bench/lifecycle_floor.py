@@ -291,13 +291,17 @@ def one_round(f: Floors, t: Template, crib: CribCalls, process_file: Path, run: 
 
 
 def table_samples(raw: Samples) -> Samples:
-    """The table's rows: each crib call beside each of its floors, then the floors' parts."""
+    """The table's rows: each crib call beside each of its floors, then the floors' parts (each
+    CNI plugin's ADD and DEL after the chain's, in the network's order)."""
     out: Samples = {"floor": {}, "crib": {}}
     for row, crib_figure, floor_figure in PAIRS:
         out["floor"][row] = raw["floor"].get(floor_figure, [])
         out["crib"][row] = raw["crib"].get(crib_figure, [])
+    plugins = [f for f in raw["floor"] if f.startswith("CNI ")]
     for part in PARTS:
         out["floor"][f"(part) {part}"] = raw["floor"].get(part, [])
+        for plugin in (p for p in plugins if p.startswith(f"{part}: ")):
+            out["floor"][f"(part)   {plugin}"] = raw["floor"][plugin]
     return out
 
 

@@ -228,21 +228,31 @@ class Floors:
             raise RuntimeError(f"CNI {plugin['type']} {command}: {done.stdout!r} {done.stderr!r}")
         return done.stdout
 
-    def cni_add(self, att: cni.Attachment) -> None:
+    def cni_add(self, att: cni.Attachment) -> dict[str, float]:
+        """Each plugin's ADD in order, each given the previous result; returns each one's ms."""
         prev: dict[str, Any] | None = None
+        took = {}
         # Recorded before the plugins run: a failure midway must still DEL what they took.
         self.attached[att.container_id] = (att, {})
         for plugin in self.net.plugins:
+            t0 = time.perf_counter()
             out = self._plugin("ADD", plugin, cni.plugin_config(self.net, plugin, prev, att), att)
+            took[f"CNI ADD: {plugin['type']}"] = ms_since(t0)
             if out.strip():
                 prev = json.loads(out)
         self.attached[att.container_id] = (att, prev or {})
+        return took
 
-    def cni_del(self, pod_id: str) -> None:
+    def cni_del(self, pod_id: str) -> dict[str, float]:
+        """Each plugin's DEL in reverse order, with ADD's result; returns each one's ms."""
         att, result = self.attached[pod_id]
+        took = {}
         for plugin in reversed(self.net.plugins):
+            t0 = time.perf_counter()
             self._plugin("DEL", plugin, cni.plugin_config(self.net, plugin, result or None, att), att)
+            took[f"CNI DEL: {plugin['type']}"] = ms_since(t0)
         del self.attached[pod_id]
+        return took
 
     def cleanup(self) -> None:
         """Whatever a failed run left: CNI attachments released (veths, IPs, iptables rules),
@@ -457,11 +467,12 @@ def run_pod_sequential(f: Floors, t: Template) -> tuple[FloorPod, dict[str, floa
     t1 = time.perf_counter()
     netns.create(pod.netns)
     t2 = time.perf_counter()
-    f.cni_add(f.attachment(pod.id, pod.netns))
+    plugins = f.cni_add(f.attachment(pod.id, pod.netns))
     t3 = time.perf_counter()
     overlay = _pause(f, t, pod)
     t4 = time.perf_counter()
     return pod, {
+        **plugins,
         "shm mount": (t1 - t0) * 1000,
         "netns create": (t2 - t1) * 1000,
         "CNI ADD": (t3 - t2) * 1000,
@@ -507,7 +518,7 @@ def stop_pod(f: Floors, pod: FloorPod) -> dict[str, float]:
     if not wait_exit(pod.pause_pid):
         raise RuntimeError(f"floor pause {pod.pause_pid} did not exit")
     t1 = time.perf_counter()
-    f.cni_del(pod.id)
+    plugins = f.cni_del(pod.id)
     t2 = time.perf_counter()
     netns.remove(pod.netns)
     t3 = time.perf_counter()
@@ -515,6 +526,7 @@ def stop_pod(f: Floors, pod: FloorPod) -> dict[str, float]:
     t4 = time.perf_counter()
     f.delete(pod.id)
     return {
+        **plugins,
         "runc kill --all + pause exit": (t1 - t0) * 1000,
         "CNI DEL": (t2 - t1) * 1000,
         "netns remove": (t3 - t2) * 1000,
