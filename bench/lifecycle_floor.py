@@ -28,10 +28,10 @@ copies of what crib made, with the binaries crib runs:
   crib brings `lo` up itself), the pause image's layers mounted by crib's mount_overlay and
   the pause's `runc run --detach` on a copy of the template pod's pause bundle joined to the
   floor's netns and shm. Timed as crib does it (the ADD and the pause in parallel threads)
-  and one step after another (each part alone).
+  and one step after another (each part alone, each CNI plugin apart).
 - StopPodSandbox, for a pod with no container: `runc kill --all <pause> KILL` and the
-  pause's exit (pidfd), the CNI DEL (reverse order, ADD's result as prevResult), the netns
-  unmounted and removed, the shm unmounted.
+  pause's exit (pidfd), the CNI DEL (reverse order, ADD's result as prevResult; each plugin
+  timed apart too), the netns unmounted and removed, the shm unmounted.
 
 What the floors leave out, by design: crib's state writes (SQLite, the record files), its CNI
 result cache (written with fsync before ADD returns), the pod's files (hosts, resolv.conf,
