@@ -89,19 +89,6 @@ def floor_conmon_args(
     return out
 
 
-def cni_env(command: str, att: cni.Attachment, bin_dirs: list[str]) -> dict[str, str]:
-    """The environment crib gives a CNI plugin (crib/cni/network.py)."""
-    return {
-        "CNI_COMMAND": command,
-        "CNI_CONTAINERID": att.container_id,
-        "CNI_NETNS": att.netns,
-        "CNI_IFNAME": att.ifname,
-        "CNI_ARGS": att.cni_args(),
-        "CNI_PATH": ":".join(bin_dirs),
-        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-    }
-
-
 def overlay_lowers(mountinfo: str, target: str) -> list[Path]:
     """The lower layers (top first) of the overlay mounted at `target`, from mountinfo."""
     for line in mountinfo.splitlines():
@@ -220,7 +207,7 @@ class Floors:
         done = subprocess.run(
             [str(binary)],
             input=json.dumps(conf).encode(),
-            env=cni_env(command, att, self.bin_dirs),
+            env=cni.plugin_env(command, att, self.bin_dirs),
             capture_output=True,
             timeout=TIMEOUT_S,
         )

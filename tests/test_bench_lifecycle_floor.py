@@ -7,21 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench.lifecycle_floor_steps import (
-    cni_env,
     floor_conmon_args,
     floor_spec,
     leftover_cgroups,
     overlay_lowers,
 )
-from crib.cni import network
-from crib.cni.config import NetworkConfigList
 from crib.runtime import conmon
 from crib.runtime.oci_runtime import OCIRuntime
 
@@ -157,26 +153,6 @@ def test_floor_conmon_args_refuse_an_argument_left_naming_cribs_container(
     replace = [(str(state / "containers" / CRIB_ID), str(tmp_path / "floor")), (CRIB_ID, FLOOR_ID)]
     with pytest.raises(ValueError, match="exits"):
         floor_conmon_args(args, replace, [str(state), CRIB_ID])
-
-
-def test_cni_env_is_the_one_crib_gives_its_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[dict[str, str]] = []
-
-    async def run(argv: list[str], **kwargs: Any) -> tuple[int, bytes, bytes]:
-        seen.append(kwargs["env"])
-        return 0, json.dumps({"cniVersion": "1.0.0", "ips": []}).encode(), b""
-
-    monkeypatch.setattr(network.spawn, "run", run)
-    plugin_bin = tmp_path / "bridge"
-    plugin_bin.write_text("#!/bin/sh\n")
-    plugin_bin.chmod(0o755)
-    plugin = {"type": "bridge"}
-    net = NetworkConfigList("n", "1.0.0", tmp_path / "n.conflist", [plugin], {"plugins": [plugin]})
-    att = network.Attachment("p" * 64, "/netns/x", args={"K8S_POD_NAME": "a", "K8S_POD_NAMESPACE": "b"})
-    for command in ("ADD", "DEL"):
-        conf = network.plugin_config(net, plugin, None, att)
-        asyncio.run(network._exec_plugin(command, plugin, conf, att, [str(tmp_path)]))
-        assert cni_env(command, att, [str(tmp_path)]) == seen[-1]
 
 
 def test_leftover_cgroups_looks_in_every_v1_hierarchy_or_the_v2_tree(tmp_path: Path) -> None:

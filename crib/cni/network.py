@@ -69,13 +69,9 @@ def plugin_config(
     return conf
 
 
-async def _exec_plugin(
-    command: str, plugin: dict[str, Any], conf: dict[str, Any], att: Attachment, bin_dirs: list[str]
-) -> dict[str, Any] | None:
-    binary = find_plugin(plugin["type"], bin_dirs)
-    if binary is None:
-        raise Unavailable(f"CNI plugin {plugin['type']!r} not found in {':'.join(bin_dirs)}")
-    env = {
+def plugin_env(command: str, att: Attachment, bin_dirs: list[str]) -> dict[str, str]:
+    """The environment of a CNI plugin call (the CNI spec's variables; nothing of cribd's)."""
+    return {
         "CNI_COMMAND": command,
         "CNI_CONTAINERID": att.container_id,
         "CNI_NETNS": att.netns,
@@ -84,6 +80,15 @@ async def _exec_plugin(
         "CNI_PATH": ":".join(bin_dirs),
         "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
     }
+
+
+async def _exec_plugin(
+    command: str, plugin: dict[str, Any], conf: dict[str, Any], att: Attachment, bin_dirs: list[str]
+) -> dict[str, Any] | None:
+    binary = find_plugin(plugin["type"], bin_dirs)
+    if binary is None:
+        raise Unavailable(f"CNI plugin {plugin['type']!r} not found in {':'.join(bin_dirs)}")
+    env = plugin_env(command, att, bin_dirs)
     try:
         code, out, err = await spawn.run(
             [str(binary)], timeout=PLUGIN_TIMEOUT_S, input=json.dumps(conf).encode(), env=env
