@@ -12,16 +12,16 @@ import asyncio
 import base64
 import contextlib
 import os
-import secrets
 import signal
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from crib import failpoints, tracing
-from crib.container import cdi, container_spec, exec_sync, image_volumes
+from crib.container import container_spec, exec_sync, image_volumes
+from crib.container.cdi_devices import CDIDevices
 from crib.container.events import EventBus
 from crib.errors import (
     AlreadyExists,
@@ -196,11 +196,11 @@ class Containers:
         conmon_binary: str,
         make_event: Callable[[Containers, Container, int], Any],
         apparmor: lsm.AppArmor,
-        cdi_registry: cdi.CDIRegistry,
+        cdi_spec_dirs: Sequence[Path],
     ) -> None:
         self.env = env
         self.apparmor = apparmor
-        self.cdi = cdi_registry
+        self.cdi = CDIDevices(cdi_spec_dirs)
         self.images = images
         self.sandboxes = sandboxes
         self.store = store
@@ -297,7 +297,7 @@ class Containers:
             target = self.find(opts.target_id)
             target_pid = target.pid if target is not None and target.state == RUNNING else 0
         runtime = self.env.runtime(sandbox.handler)
-        container_id = secrets.token_hex(32)
+        container_id = os.urandom(32).hex()  # secrets.token_hex(32), without its hmac and hashlib
         self.index.reserve(key, container_id)
         log_path = ""
         if sandbox.config.log_directory and config.log_path:
@@ -346,10 +346,7 @@ class Containers:
                     mounted,
                     labels,
                 )
-                devices = cdi.requested_devices([d.name for d in config.CDI_devices], config.annotations)
-                if devices:
-                    edits = await asyncio.to_thread(self.cdi.resolve, devices)
-                    await asyncio.to_thread(cdi.apply_edits, built.spec, edits)
+                await self.cdi.apply(config, built.spec)
                 container.stop_signal = built.stop_signal
                 container.uid, container.gid = built.user.uid, built.user.gid
                 container.groups = list(built.user.additional_gids)

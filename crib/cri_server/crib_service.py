@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import importlib
 import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
@@ -76,6 +75,8 @@ class CribService:
 
     @contextlib.contextmanager
     def _spool_file(self) -> IO[bytes]:
+        import tempfile  # noqa: PLC0415  (and random, at the first load or import: issue 17)
+
         with tempfile.NamedTemporaryFile(dir=self.spool_dir, prefix="upload-") as f:
             yield f
 

@@ -14,7 +14,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import secrets
 import shutil
 import time
 from collections.abc import Callable
@@ -362,7 +361,7 @@ class Sandboxes:
         labels = await asyncio.to_thread(
             self.selinux.pod_labels, config.linux.security_context.selinux_options, "RunPodSandbox"
         )
-        sandbox_id = secrets.token_hex(32)
+        sandbox_id = os.urandom(32).hex()  # secrets.token_hex(32), without its hmac and hashlib
         self.index.reserve(key, sandbox_id)
         sandbox = Sandbox(
             id=sandbox_id,
