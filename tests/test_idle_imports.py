@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from crib import first_use
 from crib.config import ImageSection
 from crib.container.cdi_devices import CDIDevices
 from crib.cri_server import pod_metrics
@@ -31,7 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 # Each is imported on first use: a pull, a layer unpack or a load, a streaming connection,
 # a YAML CDI spec, a signature policy, tracing, the metrics endpoint, a CDI device, the
 # metrics RPCs, a digest (hashlib), a streaming token or an SELinux level (secrets), an exec
-# (tempfile). Measured with bench/import_cost.py.
+# (tempfile), a container's spec (container_spec and its mounts, user and securejoin), an
+# ExecSync, an Exec (termios). Measured with bench/import_cost.py.
 DEFERRED = (
     "httpx",
     "h11",
@@ -58,6 +60,13 @@ DEFERRED = (
     "secrets",
     "random",
     "tempfile",
+    "crib.container.container_spec",
+    "crib.container.mounts",
+    "crib.container.user",
+    "crib.container.securejoin",
+    "crib.container.exec_sync",
+    "crib.container.exec_stream",
+    "termios",
 )
 
 
@@ -187,3 +196,12 @@ def test_digests_are_hashlib_sha256() -> None:
     h.update(b"cr")
     h.update(b"ib")
     assert h.hexdigest() == hashlib.sha256(b"crib").hexdigest()
+
+
+async def test_first_use_imports_once_off_the_loop_and_then_looks_up() -> None:
+    name = "crib.container.exec_sync"
+    first_use._imported.pop(name, None)
+    first, second = await asyncio.gather(first_use.module(name), first_use.module(name))
+    assert first is second is sys.modules[name]
+    assert first_use._imported[name] is first
+    assert await first_use.module(name) is first

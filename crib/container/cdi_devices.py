@@ -8,11 +8,11 @@ not spent on it (issue 17).
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from crib import first_use
 from crib.proto.cri import api_pb2
 
 # Besides ContainerConfig.CDI_devices, containerd and CRI-O take devices from these annotations.
@@ -34,7 +34,7 @@ class CDIDevices:
         """The edits of the devices `config` asks for (none: nothing), applied to `spec`."""
         if not asks_for_devices(config):
             return
-        cdi = await asyncio.to_thread(importlib.import_module, "crib.container.cdi")
+        cdi = await first_use.module("crib.container.cdi")
         devices = cdi.requested_devices([d.name for d in config.CDI_devices], config.annotations)
         if devices:
             if self.registry is None:

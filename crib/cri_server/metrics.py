@@ -9,14 +9,13 @@ a worker thread: most nodes never make one, and an idle cribd's memory is not sp
 
 from __future__ import annotations
 
-import asyncio
-import importlib
 from collections.abc import AsyncIterator
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 import grpc
 
+from crib import first_use
 from crib.cri_server import wire
 from crib.proto.cri import api_pb2
 
@@ -31,8 +30,7 @@ POD_METRICS_CHUNK = 100
 
 
 async def _pod_metrics() -> ModuleType:
-    """pod_metrics, imported off the event loop the first time (a no-op lookup after)."""
-    return await asyncio.to_thread(importlib.import_module, "crib.cri_server.pod_metrics")
+    return await first_use.module("crib.cri_server.pod_metrics")
 
 
 class MetricsService:
