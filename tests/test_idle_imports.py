@@ -33,7 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 # a YAML CDI spec, a signature policy, tracing, the metrics endpoint, a CDI device, the
 # metrics RPCs, a digest (hashlib), a streaming token or an SELinux level (secrets), an exec
 # (tempfile), a container's spec (container_spec and its mounts, user and securejoin), an
-# ExecSync, an Exec (termios). Measured with bench/import_cost.py.
+# ExecSync, an Exec (termios), the pause container's spec (pause_spec, oci_spec, seccomp),
+# a pull (pull_progress). Measured with bench/import_cost.py.
 DEFERRED = (
     "httpx",
     "h11",
@@ -67,6 +68,10 @@ DEFERRED = (
     "crib.container.exec_sync",
     "crib.container.exec_stream",
     "termios",
+    "crib.sandbox.pause_spec",
+    "crib.runtime.oci_spec",
+    "crib.runtime.seccomp",
+    "crib.image_service.pull_progress",
 )
 
 

@@ -9,7 +9,7 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import grpc
 
@@ -18,8 +18,11 @@ from crib.errors import InvalidArgument
 from crib.image_service import reference
 from crib.image_service.image_store import ImageRecord
 from crib.image_service.images import Images
-from crib.image_service.pull_progress import PullSnapshot
 from crib.proto.crib.v1 import crib_pb2
+
+if TYPE_CHECKING:
+    # Only pulls with progress make snapshots; pull_progress comes with the pull stack (issue 17).
+    from crib.image_service.pull_progress import PullSnapshot
 
 
 def _loaded(record: ImageRecord, names: list[str]) -> crib_pb2.LoadedImage:

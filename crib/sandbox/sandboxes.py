@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from crib import failpoints
+from crib import failpoints, first_use
 from crib.cni import network as cni
 from crib.cni.config import NetworkConfigList, NetworkNotReady, load_network
 from crib.config import Config
@@ -41,8 +41,7 @@ from crib.runtime.cgroup_stats import (
 )
 from crib.runtime.rootfs import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount, unmount, unmount_all_under
 from crib.runtime.runtime_env import RuntimeEnv, wait_for_exit
-from crib.sandbox import netns, pause_spec, pod_files
-from crib.sandbox.pause_spec import PauseContext
+from crib.sandbox import netns, pod_files
 from crib.sandbox.sysctls import check_sysctls
 from crib.store import disk_record
 from crib.store.index import Index
@@ -507,8 +506,11 @@ class Sandboxes:
             env.prepare_rootfs, sandbox.id, lowers, self.rootfs_userns(sandbox), sandbox.mount_label
         )
         await failpoints.hit("sandbox.pause_rootfs")
+        # The pause container's spec builder (with oci_spec and seccomp's profile) is imported
+        # at the first RunPodSandbox (first_use): an idle cribd does without it (issue 17).
+        pause_spec = await first_use.module("crib.sandbox.pause_spec")
         spec = pause_spec.build(
-            PauseContext(
+            pause_spec.PauseContext(
                 sandbox_id=sandbox.id,
                 config=sandbox.config,
                 netns=sandbox.netns,
