@@ -1,6 +1,6 @@
 """cribd's own Prometheus metrics, for a node's scraper (`[metrics] address`).
 
-Not the CRI's metrics RPCs (cri_server/metrics.py, the containers' cAdvisor figures
+Not the CRI's metrics RPCs (cri_server/metrics.py and pod_metrics.py, the containers' cAdvisor figures
 for the kubelet): these describe the runtime itself. Every layer records into the
 objects below (always: an increment costs well under a microsecond); the HTTP
 endpoint that serves them is off unless configured. They live in their own

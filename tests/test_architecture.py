@@ -25,6 +25,7 @@ LAYERS = {
         "config",
         "errors",
         "failpoints",
+        "first_use",
         "log_setup",
         "node_metrics",
         "shared_task",

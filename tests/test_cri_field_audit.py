@@ -55,7 +55,7 @@ HANDLED: dict[str, str] = {
     "CheckpointContainerRequest.container_id": "cri_server/container.py",
     "CheckpointContainerRequest.location": "cri_server/container.py",
     "CheckpointContainerRequest.timeout": "cri_server/container.py",
-    "ContainerConfig.CDI_devices": "container/containers.py",
+    "ContainerConfig.CDI_devices": "container/cdi_devices.py",
     "ContainerConfig.annotations": "cri_server/container.py",
     "ContainerConfig.args": "container/container_spec.py",
     "ContainerConfig.command": "container/container_spec.py",

@@ -12,7 +12,7 @@ dashboard built for cAdvisor would not find it.
 from __future__ import annotations
 
 from crib.config import METRIC_FAMILIES
-from crib.cri_server import metrics as mr
+from crib.cri_server import pod_metrics as mr
 
 # kubelet v1.36.3 containerPrometheusLabelsFunc: id, name, image, pod, namespace, container
 # (Prometheus orders label names).

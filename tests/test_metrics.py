@@ -13,7 +13,7 @@ import pytest
 
 from crib.config import METRIC_FAMILIES, ConfigError, parse
 from crib.container.containers import EXITED, RUNNING, Container
-from crib.cri_server import metrics as mr
+from crib.cri_server import pod_metrics as mr
 from crib.cribctl.main import main
 from crib.proto.cri import api_pb2
 from crib.runtime import cgroup_stats as cs

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ def test_a_released_level_may_be_given_again_and_recovery_keeps_them(
 ) -> None:
     on = SELinux(enabled=True, policy_root=policy)
     picks = iter([[1, 2], [1, 2], [3, 4], [1, 2]])
-    monkeypatch.setattr(selinux.secrets.SystemRandom, "sample", lambda self, r, k: next(picks))
+    monkeypatch.setattr(secrets.SystemRandom, "sample", lambda self, r, k: next(picks))
     first = on.pod_labels(api_pb2.SELinuxOption(), "RunPodSandbox")
     assert first is not None and first.process.endswith("s0:c1,c2")
     second = on.pod_labels(api_pb2.SELinuxOption(), "RunPodSandbox")

@@ -31,10 +31,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from crib.container.cdi_devices import ANNOTATION_PREFIX
 from crib.errors import FailedPrecondition, InvalidArgument, NotFound
 
 DEFAULT_SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
-ANNOTATION_PREFIX = "cdi.k8s.io/"
 # The Go code reads .json and .yaml; .yml is accepted too since it is plainly YAML.
 SPEC_EXTENSIONS = (".json", ".yaml", ".yml")
 HOOK_NAMES = frozenset(

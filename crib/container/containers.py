@@ -12,16 +12,16 @@ import asyncio
 import base64
 import contextlib
 import os
-import secrets
 import signal
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from crib import failpoints, tracing
-from crib.container import cdi, container_spec, exec_sync, image_volumes
+from crib import failpoints, first_use, tracing
+from crib.container import image_volumes
+from crib.container.cdi_devices import CDIDevices
 from crib.container.events import EventBus
 from crib.errors import (
     AlreadyExists,
@@ -46,7 +46,13 @@ from crib.store import disk_record
 from crib.store.index import Index
 from crib.store.state_store import StateStore
 
+if TYPE_CHECKING:
+    from crib.container import container_spec, exec_sync
+
 log = get_logger("crib.container")
+# Imported at the first call that needs them (first_use): the spec's builder, with its mounts,
+# user and securejoin modules (CreateContainer, UpdateContainerResources), and ExecSync's runner.
+SPEC, EXEC_SYNC = "crib.container.container_spec", "crib.container.exec_sync"
 
 _KIND = "container"
 CREATED = "created"
@@ -196,11 +202,11 @@ class Containers:
         conmon_binary: str,
         make_event: Callable[[Containers, Container, int], Any],
         apparmor: lsm.AppArmor,
-        cdi_registry: cdi.CDIRegistry,
+        cdi_spec_dirs: Sequence[Path],
     ) -> None:
         self.env = env
         self.apparmor = apparmor
-        self.cdi = cdi_registry
+        self.cdi = CDIDevices(cdi_spec_dirs)
         self.images = images
         self.sandboxes = sandboxes
         self.store = store
@@ -251,11 +257,11 @@ class Containers:
 
     # --- create ---------------------------------------------------------------------------------
 
-    def _pod_context(self, sandbox: Sandbox) -> container_spec.PodContext:
+    def _pod_context(self, sandbox: Sandbox, spec_builder: Any) -> container_spec.PodContext:
         config = sandbox.config
         host_network = sandbox.host_network
         host_ipc = config.linux.security_context.namespace_options.ipc == api_pb2.NODE
-        return container_spec.PodContext(
+        return spec_builder.PodContext(
             sandbox_id=sandbox.id,
             pause_pid=sandbox.pid,
             netns=sandbox.netns,
@@ -297,7 +303,7 @@ class Containers:
             target = self.find(opts.target_id)
             target_pid = target.pid if target is not None and target.state == RUNNING else 0
         runtime = self.env.runtime(sandbox.handler)
-        container_id = secrets.token_hex(32)
+        container_id = os.urandom(32).hex()  # secrets.token_hex(32), without its hmac and hashlib
         self.index.reserve(key, container_id)
         log_path = ""
         if sandbox.config.log_directory and config.log_path:
@@ -333,12 +339,13 @@ class Containers:
                     volumes,
                     self.env.image_volume_dir(container_id),
                 )
+                spec_builder = await first_use.module(SPEC)
                 built = await asyncio.to_thread(
-                    container_spec.build,
+                    spec_builder.build,
                     container_id,
                     config,
                     image,
-                    self._pod_context(sandbox),
+                    self._pod_context(sandbox, spec_builder),
                     rootfs,
                     self.env.systemd,
                     target_pid,
@@ -346,10 +353,7 @@ class Containers:
                     mounted,
                     labels,
                 )
-                devices = cdi.requested_devices([d.name for d in config.CDI_devices], config.annotations)
-                if devices:
-                    edits = await asyncio.to_thread(self.cdi.resolve, devices)
-                    await asyncio.to_thread(cdi.apply_edits, built.spec, edits)
+                await self.cdi.apply(config, built.spec)
                 container.stop_signal = built.stop_signal
                 container.uid, container.gid = built.user.uid, built.user.gid
                 container.groups = list(built.user.additional_gids)
@@ -571,7 +575,8 @@ class Containers:
             if container.state in (RUNNING, CREATED) and not container.exited.is_set():
                 runtime = self.env.runtime(container.handler)
                 try:
-                    await runtime.update(container.id, container_spec.resources(res))
+                    spec_builder = await first_use.module(SPEC)
+                    await runtime.update(container.id, spec_builder.resources(res))
                 except RuntimeCallFailed as exc:
                     # The kernel refused a value (EINVAL; ERANGE: CPUs it lacks; EOVERFLOW: a CPU or
                     # node number past any it parses): the request is at fault.
@@ -638,7 +643,8 @@ class Containers:
         work_dir.mkdir(exist_ok=True)
         attributes = {"crib.runtime_handler": runtime.handler, "crib.container_id": container.id}
         with tracing.span(f"{runtime.handler} exec", **attributes):
-            return await exec_sync.exec_sync(runtime, container.id, process, timeout, work_dir)
+            runner = await first_use.module(EXEC_SYNC)
+            return await runner.exec_sync(runtime, container.id, process, timeout, work_dir)
 
     async def exec_process(self, container: Container, cmd: list[str]) -> dict[str, Any]:
         """The OCI process of an exec: the container's own (user, env, cwd, caps), running `cmd`."""

@@ -18,7 +18,6 @@ import shutil
 import socket
 import struct
 import subprocess
-import tempfile
 import termios
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +109,8 @@ async def _accept_console(
 
 
 def _prepare(work_dir: Path, process: dict[str, Any], tty: bool) -> Path:
+    import tempfile  # noqa: PLC0415  (and random, at the first exec: issue 17)
+
     work_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="exec-", dir=work_dir))
     (tmp / "process.json").write_text(json.dumps({**process, "terminal": tty}))

@@ -40,7 +40,6 @@ import os
 import re
 import shutil
 import signal
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -298,6 +297,8 @@ def _ensure_subreaper() -> None:
 
 def _make_dir(work_dir: Path, process: dict[str, Any]) -> Path:
     """A fresh private dir under work_dir holding the process file; the pid file goes next to it."""
+    import tempfile  # noqa: PLC0415  (and random, at the first exec: issue 17)
+
     work_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="exec-", dir=work_dir))
     try:

@@ -6,11 +6,10 @@ import asyncio
 import contextlib
 import importlib
 import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import grpc
 
@@ -19,8 +18,11 @@ from crib.errors import InvalidArgument
 from crib.image_service import reference
 from crib.image_service.image_store import ImageRecord
 from crib.image_service.images import Images
-from crib.image_service.pull_progress import PullSnapshot
 from crib.proto.crib.v1 import crib_pb2
+
+if TYPE_CHECKING:
+    # Only pulls with progress make snapshots; pull_progress comes with the pull stack (issue 17).
+    from crib.image_service.pull_progress import PullSnapshot
 
 
 def _loaded(record: ImageRecord, names: list[str]) -> crib_pb2.LoadedImage:
@@ -76,6 +78,8 @@ class CribService:
 
     @contextlib.contextmanager
     def _spool_file(self) -> IO[bytes]:
+        import tempfile  # noqa: PLC0415  (and random, at the first load or import: issue 17)
+
         with tempfile.NamedTemporaryFile(dir=self.spool_dir, prefix="upload-") as f:
             yield f
 

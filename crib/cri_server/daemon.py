@@ -29,7 +29,6 @@ from crib import __version__, node_metrics, tracing
 from crib import config as config_mod
 from crib.cni.pod_cidr import PodCIDRs
 from crib.config import Config, ConfigError
-from crib.container.cdi import CDIRegistry
 from crib.container.containers import Containers
 from crib.cri_server.config_reload import ConfigReloader
 from crib.cri_server.container import ContainerService
@@ -279,7 +278,7 @@ async def serve(config: Config, load: Callable[[], Config] | None = None) -> int
             config.runtime.conmon,
             make_event=container_event,
             apparmor=apparmor,
-            cdi_registry=CDIRegistry([Path(d) for d in config.runtime.cdi_spec_dirs]),
+            cdi_spec_dirs=[Path(d) for d in config.runtime.cdi_spec_dirs],
         )
         # One trace for the runtime calls of recovery, rather than one trace per call.
         with tracing.span("cribd.recover"):

@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from crib import first_use
 from crib.container import attach as attach_io
-from crib.container import exec_stream
 from crib.container.containers import RUNNING, Container, Containers
 from crib.errors import FailedPrecondition, InvalidArgument, Unavailable
 from crib.proto.cri import api_pb2
 from crib.sandbox import port_forward
 from crib.sandbox.sandboxes import READY, Sandboxes
 from crib.streaming.server import Backend, StreamingServer
+
+if TYPE_CHECKING:
+    from crib.container import exec_stream
 
 
 def _running(containers: Containers, container_id: str, what: str) -> Container:
@@ -85,7 +88,9 @@ def backend(containers: Containers, sandboxes: Sandboxes) -> Backend:
     async def start_exec(req: api_pb2.ExecRequest, width: int, height: int) -> exec_stream.ExecProcess:
         container = _running(containers, req.container_id, "Exec")
         process = await containers.exec_process(container, list(req.cmd))
-        return await exec_stream.start(
+        # Imported at the first Exec (first_use), with termios for its terminal (issue 17).
+        runner = await first_use.module("crib.container.exec_stream")
+        return await runner.start(
             env.runtime(container.handler),
             container.id,
             process,

@@ -9,11 +9,11 @@ A blob becomes visible only complete and verified: it is written under
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import Any
 
 from crib.errors import InvalidArgument
 
@@ -25,8 +25,16 @@ class DigestMismatch(InvalidArgument):
     pass
 
 
+def sha256(data: bytes = b"") -> Any:
+    """A sha256 hash object. hashlib is imported here, at the first digest (a pull, a load, a
+    layer's chain ID): its OpenSSL digests cost an idle cribd 0.5 MB resident (issue 17)."""
+    import hashlib  # noqa: PLC0415
+
+    return hashlib.sha256(data)
+
+
 def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return "sha256:" + sha256(data).hexdigest()
 
 
 def _hex(digest: str) -> str:
@@ -45,7 +53,7 @@ class Ingest:
         self.expected_size = expected_size
         self.tmp = store.ingest_dir / f"{_hex(digest)[:16]}-{uuid.uuid4().hex}"
         self._file = open(self.tmp, "xb")  # noqa: SIM115 - closed in commit/abort
-        self._hash = hashlib.sha256()
+        self._hash = sha256()
         self.written = 0
 
     def write(self, data: bytes) -> None:

@@ -10,13 +10,13 @@ directory.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crib import node_metrics, tracing
+from crib.image_service.content_store import sha256
 from crib.log_setup import get_logger
 from crib.runtime.cgroup_stats import usage_of_tree
 from crib.store.state_store import StateStore
@@ -37,7 +37,7 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
         if not out:
             out.append(diff_id)
         else:
-            out.append("sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
+            out.append("sha256:" + sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
     return out
 
 

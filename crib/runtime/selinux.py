@@ -20,7 +20,6 @@ import contextlib
 import errno
 import os
 import re
-import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -174,6 +173,9 @@ class SELinux:
     def _unique_level(self, base: str) -> str:
         # go-selinux's uniqMcs: two different categories, not given to another pod (lock held).
         sensitivity = base.split(":", 1)[0].split("-", 1)[0] or "s0"
+        # Imported here, with hashlib and hmac: only a node with SELinux enforcing labels pods (issue 17).
+        import secrets  # noqa: PLC0415
+
         while True:
             a, b = sorted(secrets.SystemRandom().sample(range(CATEGORIES), 2))
             level = f"{sensitivity}:c{a},c{b}"

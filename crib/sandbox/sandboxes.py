@@ -14,7 +14,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import secrets
 import shutil
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from crib import failpoints
+from crib import failpoints, first_use
 from crib.cni import network as cni
 from crib.cni.config import NetworkConfigList, NetworkNotReady, load_network
 from crib.config import Config
@@ -42,8 +41,7 @@ from crib.runtime.cgroup_stats import (
 )
 from crib.runtime.rootfs import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount, unmount, unmount_all_under
 from crib.runtime.runtime_env import RuntimeEnv, wait_for_exit
-from crib.sandbox import netns, pause_spec, pod_files
-from crib.sandbox.pause_spec import PauseContext
+from crib.sandbox import netns, pod_files
 from crib.sandbox.sysctls import check_sysctls
 from crib.store import disk_record
 from crib.store.index import Index
@@ -362,7 +360,7 @@ class Sandboxes:
         labels = await asyncio.to_thread(
             self.selinux.pod_labels, config.linux.security_context.selinux_options, "RunPodSandbox"
         )
-        sandbox_id = secrets.token_hex(32)
+        sandbox_id = os.urandom(32).hex()  # secrets.token_hex(32), without its hmac and hashlib
         self.index.reserve(key, sandbox_id)
         sandbox = Sandbox(
             id=sandbox_id,
@@ -508,8 +506,11 @@ class Sandboxes:
             env.prepare_rootfs, sandbox.id, lowers, self.rootfs_userns(sandbox), sandbox.mount_label
         )
         await failpoints.hit("sandbox.pause_rootfs")
+        # The pause container's spec builder (with oci_spec and seccomp's profile) is imported
+        # at the first RunPodSandbox (first_use): an idle cribd does without it (issue 17).
+        pause_spec = await first_use.module("crib.sandbox.pause_spec")
         spec = pause_spec.build(
-            PauseContext(
+            pause_spec.PauseContext(
                 sandbox_id=sandbox.id,
                 config=sandbox.config,
                 netns=sandbox.netns,

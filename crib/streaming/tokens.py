@@ -7,7 +7,6 @@ options come from the cached request, never from the URL.
 
 from __future__ import annotations
 
-import secrets
 import string
 import time
 from collections import OrderedDict
@@ -49,6 +48,9 @@ class TokenCache:
             raise ResourceExhausted(
                 f"{self.max_pending} streaming requests are already waiting; try again later"
             )
+        # Imported at the first Exec, Attach or PortForward, with hashlib and hmac (issue 17).
+        import secrets  # noqa: PLC0415
+
         token = "".join(secrets.choice(_ALPHABET) for _ in range(TOKEN_LENGTH))
         while token in self._pending:
             token = "".join(secrets.choice(_ALPHABET) for _ in range(TOKEN_LENGTH))
