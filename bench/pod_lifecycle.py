@@ -72,6 +72,9 @@ def conflist(name: str, bridge: str, subnet: str, ipam_dir: Path) -> str:
     )
 
 
+DAEMON_ENV = {"PYTHONPATH": str(REPO), "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+
+
 def start_crib(registry: Registry) -> Daemon:
     d = Path(tempfile.mkdtemp(prefix="crib-bench-"))
     (d / "net.d").mkdir()
@@ -86,7 +89,7 @@ def start_crib(registry: Registry) -> Daemon:
         [sys.executable, "-m", "crib.cri_server.daemon", "--config", str(d / "crib.toml")],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+        env=DAEMON_ENV,
     )
     daemon = Daemon("crib", d, d / "state" / "crib.sock", proc)
     _wait_ready(daemon)
@@ -164,9 +167,11 @@ def start_daemons(registry: Registry, daemons: list[Daemon], containerd2_bin: Pa
 
 def stop_daemons(daemons: list[Daemon], wait_s: float = 15) -> None:
     """Stop what start_daemons started: their pods (a run that failed midway left some, and
-    containerd's netns live outside its dir), the daemons, their dirs (mounts first), the
-    bridges."""
+    containerd's netns live outside its dir; a daemon that died is started again to remove
+    them), the daemons, their dirs (mounts first), the bridges."""
     for d in daemons:
+        if d.proc.poll() is not None:
+            restart(d)
         if d.proc.poll() is None:
             try:
                 Client(d).remove_all()
@@ -180,6 +185,20 @@ def stop_daemons(daemons: list[Daemon], wait_s: float = 15) -> None:
         clean_tree(d.dir)
     for bridge in BRIDGES:
         subprocess.run(["ip", "link", "del", bridge], capture_output=True, timeout=30)
+
+
+def restart(d: Daemon) -> None:
+    """`d` started again on its own dir and config, after it died midway: its pods' network
+    (iptables rules, the CNI cache, IPAM leases, bridge ports) goes only with a CNI DEL,
+    which only the runtime that added it can make. It finds its pods on start; when it does
+    not come up, what its dir holds is still cleaned."""
+    print(f"{d.name} exited with {d.proc.returncode}; started again to remove its pods", file=sys.stderr)
+    log = (d.dir / "restart.log").open("ab")
+    d.proc = subprocess.Popen(d.proc.args, stdout=log, stderr=subprocess.STDOUT, env=DAEMON_ENV)
+    try:
+        _wait_ready(d)
+    except RuntimeError as exc:
+        print(f"{d.name} did not come back ({exc}); cleaning its dir alone", file=sys.stderr)
 
 
 class Client:
