@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from bench import containerd2, report  # noqa: E402
 from crib.proto.cri import api_pb2, api_pb2_grpc  # noqa: E402
+from e2e.harness import containerd2 as ctrd2_config  # noqa: E402
 
 READY_TIMEOUT_S = 30.0
 
@@ -142,18 +143,21 @@ def start_containerd(extra_config: str = "") -> Daemon | None:
 def start_containerd2(
     bin_dir: Path, pause_image: str = "", registry: str = "", net: Callable[[Path], str] | None = None
 ) -> Daemon:
-    """containerd 2.x from `bin_dir` (bench/containerd2), in a temp dir of its own. `net`: the
-    CNI conflist for its net.d, given that dir (none: no pod network, as 1.6's here)."""
+    """containerd 2.x from `bin_dir` (bench/containerd2), in a temp dir of its own.
+    `registry`: a host:port it pulls from over plain HTTP. `net`: the CNI conflist for its
+    net.d, given that dir (none: no pod network, as 1.6's here)."""
     d = Path(tempfile.mkdtemp(prefix="crib-bench-ctrd2-"))
     (d / "net.d").mkdir()
     if net is not None:
         (d / "net.d" / "10-bench.conflist").write_text(net(d))
-    config = containerd2.write_dir(d, bin_dir, pause_image, registry)
+    config = ctrd2_config.write_dir(
+        d, bin_dir, pause_image, {registry: f"http://{registry}"} if registry else {}
+    )
     log = (d / "containerd.log").open("wb")
     proc = subprocess.Popen(
         [str(bin_dir / "containerd"), "--config", str(config)], stdout=log, stderr=subprocess.STDOUT
     )
-    return ready(Daemon(containerd2.NAME, d, containerd2.socket(d), proc))
+    return ready(Daemon(containerd2.NAME, d, ctrd2_config.socket(d), proc))
 
 
 def measure(daemons: list[Daemon], calls: int, block: int = 50) -> None:

@@ -1,5 +1,5 @@
-"""The config the benchmarks give containerd 2.x (bench/containerd2), and how a run goes on
-without it.
+"""The config the benchmarks give containerd 2.x (e2e/harness/containerd2.py), and how a run
+goes on without it (bench/containerd2).
 
 The config must be TOML containerd reads as version 3, use the built 2.x shim rather than the
 1.6 one on PATH, and keep everything the daemon writes (sockets, state, netns mounts, runc's
@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bench import containerd2
+from e2e.harness import containerd2 as ctrd2_config
 
 RUNTIME = "io.containerd.cri.v1.runtime"
 IMAGES = "io.containerd.cri.v1.images"
@@ -34,12 +35,13 @@ def _strings(node: Any) -> Iterator[str]:
 
 def test_config_names_the_built_shim_the_pause_image_and_its_own_dirs(tmp_path: Path) -> None:
     bin_dir = Path("/cache/containerd-v2/bin")
-    path = containerd2.write_dir(tmp_path, bin_dir, "127.0.0.1:5000/bench/pause:1", "127.0.0.1:5000")
+    registries = {"127.0.0.1:5000": "http://127.0.0.1:5000"}
+    path = ctrd2_config.write_dir(tmp_path, bin_dir, "127.0.0.1:5000/bench/pause:1", registries)
     config = tomllib.loads(path.read_text())
 
     assert config["version"] == 3
     assert config["imports"] == []
-    assert config["grpc"]["address"] == str(containerd2.socket(tmp_path))
+    assert config["grpc"]["address"] == str(ctrd2_config.socket(tmp_path))
     runtime = config["plugins"][RUNTIME]
     runc = runtime["containerd"]["runtimes"]["runc"]
     assert runc["runtime_type"] == "io.containerd.runc.v2"
@@ -55,15 +57,20 @@ def test_config_names_the_built_shim_the_pause_image_and_its_own_dirs(tmp_path: 
     assert outside == {runc["runtime_path"], "/usr/lib/cni"}
 
 
-def test_the_registry_is_reached_over_plain_http_through_its_hosts_toml(tmp_path: Path) -> None:
-    containerd2.write_dir(tmp_path, Path("/bin"), "", "127.0.0.1:5000")
+def test_registries_are_reached_over_plain_http_through_their_hosts_toml(tmp_path: Path) -> None:
+    local = "http://127.0.0.1:5000"
+    ctrd2_config.write_dir(tmp_path, Path("/bin"), "", {"127.0.0.1:5000": local, "docker.io": local})
     hosts = tomllib.loads((tmp_path / "certs.d" / "127.0.0.1:5000" / "hosts.toml").read_text())
-    assert hosts["server"] == "http://127.0.0.1:5000"
-    assert hosts["host"]["http://127.0.0.1:5000"]["capabilities"] == ["pull", "resolve"]
+    assert hosts["server"] == local
+    assert hosts["host"][local]["capabilities"] == ["pull", "resolve"]
+    # A mirror: the local registry first, docker.io itself only when it fails.
+    mirror = tomllib.loads((tmp_path / "certs.d" / "docker.io" / "hosts.toml").read_text())
+    assert mirror["server"] == "https://docker.io"
+    assert mirror["host"] == {local: {"capabilities": ["pull", "resolve"]}}
 
 
 def test_without_a_registry_no_sandbox_image_is_pinned(tmp_path: Path) -> None:
-    config = tomllib.loads(containerd2.write_dir(tmp_path, Path("/bin")).read_text())
+    config = tomllib.loads(ctrd2_config.write_dir(tmp_path, Path("/bin")).read_text())
     assert "pinned_images" not in config["plugins"][IMAGES]
     assert list((tmp_path / "certs.d").iterdir()) == []
 
