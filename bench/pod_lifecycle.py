@@ -139,12 +139,8 @@ def start_containerd2(registry: Registry, bin_dir: Path) -> Daemon:
 BRIDGES = ("cribbench0", "ctrdbench0", "ctrd2bench0")
 
 
-def start_daemons(registry: Registry, daemons: list[Daemon], containerd2_bin: Path | None = None) -> None:
-    """Push busybox and pause to `registry`; start crib, containerd where it is installed, and
-    containerd 2.x from `containerd2_bin` (bench/containerd2's build) when given.
-
-    Each daemon goes into `daemons` as it starts, so the caller's cleanup sees it.
-    """
+def push_images(registry: Registry) -> None:
+    """busybox and the pause image (catatonit) into `registry`."""
     with RegistryClient(registry.url) as reg:
         reg.push_image("bench/busybox", "1", builder.busybox_image())
         pause_layer = LayerSpec(
@@ -155,6 +151,15 @@ def start_daemons(registry: Registry, daemons: list[Daemon], containerd2_bin: Pa
             "1",
             builder.build_image(ImageRecipe([pause_layer], entrypoint=["/catatonit", "-P"], cmd=None)),
         )
+
+
+def start_daemons(registry: Registry, daemons: list[Daemon], containerd2_bin: Path | None = None) -> None:
+    """Push busybox and pause to `registry`; start crib, containerd where it is installed, and
+    containerd 2.x from `containerd2_bin` (bench/containerd2's build) when given.
+
+    Each daemon goes into `daemons` as it starts, so the caller's cleanup sees it.
+    """
+    push_images(registry)
     daemons.append(start_crib(registry))
     ctrd = start_containerd(registry)
     if ctrd is not None:
