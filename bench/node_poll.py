@@ -21,8 +21,9 @@ grows with the pods, and its size costs grpcio and the client time whatever the 
 code does; the replay floor pays exactly that, so crib / replay is what crib's own list code
 adds. The stats lists have no floor (their cost is reading the cgroups, not the reply).
 
-A call that a runtime answers with an error (containerd 1.6 refuses ListPodSandboxStats
-for pods without a sandbox controller) is counted and reported, not timed.
+A call that a runtime answers with an error is counted and reported, not timed (both
+containerd 1.6 and 2.x refuse ListPodSandboxStats for a pod without a cgroup parent; these
+pods have one, as the kubelet's do, and both answer it).
 
     sudo .venv/bin/python bench/node_poll.py [--pods 100] [--poll-seconds 60] [--scales 110,500]
 """
