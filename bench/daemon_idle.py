@@ -1,16 +1,17 @@
 """Benchmark: an idle daemon's memory, and the cost of the calls a kubelet polls.
 
-Starts crib (from this checkout) and, where installed, Debian's containerd,
-each on a temp socket with temp root and state dirs, then measures:
+Starts crib (from this checkout), Debian's containerd 1.6 where installed, and containerd
+2.x where it builds (bench/containerd2; --no-containerd2 leaves it out), each on a temp
+socket with temp root and state dirs, then measures:
 
 - RSS and PSS of the idle daemon (after start-up, and after the calls below);
 - median and p95 latency of Version and Status (the calls every kubelet makes
-  every few seconds), from one in-process gRPC client, interleaved A B B A in
-  blocks (idle gaps slow every call on these machines; turns alternate).
+  every few seconds), from one in-process gRPC client, interleaved in blocks (idle
+  gaps slow every call on these machines; the daemons take turns going first).
 
     sudo .venv/bin/python bench/daemon_idle.py [--calls 2000]
 
-Prints a table with crib / containerd ratios. DESIGN.md §7: daemon RSS idle,
+Prints a table with crib / containerd and crib / containerd2 ratios. DESIGN.md §7: daemon RSS idle,
 containerd ~42 MB, crib target <= 42 MB.
 """
 
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,8 +34,9 @@ import grpc
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench import report  # noqa: E402
+from bench import containerd2, report  # noqa: E402
 from crib.proto.cri import api_pb2, api_pb2_grpc  # noqa: E402
+from e2e.harness import containerd2 as ctrd2_config  # noqa: E402
 
 READY_TIMEOUT_S = 30.0
 
@@ -91,6 +94,16 @@ def _wait_ready(d: Daemon) -> None:
     raise RuntimeError(f"{d.name} did not answer within {READY_TIMEOUT_S}s")
 
 
+def ready(daemon: Daemon) -> Daemon:
+    """`daemon` once it answers; stopped (and its dir removed) when it does not."""
+    try:
+        _wait_ready(daemon)
+    except BaseException:
+        daemon.stop()
+        raise
+    return daemon
+
+
 def start_crib() -> Daemon:
     d = Path(tempfile.mkdtemp(prefix="crib-bench-"))
     (d / "crib.toml").write_text(f'root = "{d}/root"\nstate = "{d}/state"\nlog_level = "info"\n')
@@ -127,6 +140,26 @@ def start_containerd(extra_config: str = "") -> Daemon | None:
     return daemon
 
 
+def start_containerd2(
+    bin_dir: Path, pause_image: str = "", registry: str = "", net: Callable[[Path], str] | None = None
+) -> Daemon:
+    """containerd 2.x from `bin_dir` (bench/containerd2), in a temp dir of its own.
+    `registry`: a host:port it pulls from over plain HTTP. `net`: the CNI conflist for its
+    net.d, given that dir (none: no pod network, as 1.6's here)."""
+    d = Path(tempfile.mkdtemp(prefix="crib-bench-ctrd2-"))
+    (d / "net.d").mkdir()
+    if net is not None:
+        (d / "net.d" / "10-bench.conflist").write_text(net(d))
+    config = ctrd2_config.write_dir(
+        d, bin_dir, pause_image, {registry: f"http://{registry}"} if registry else {}
+    )
+    log = (d / "containerd.log").open("wb")
+    proc = subprocess.Popen(
+        [str(bin_dir / "containerd"), "--config", str(config)], stdout=log, stderr=subprocess.STDOUT
+    )
+    return ready(Daemon(containerd2.NAME, d, ctrd2_config.socket(d), proc))
+
+
 def measure(daemons: list[Daemon], calls: int, block: int = 50) -> None:
     channels = {d.name: grpc.insecure_channel(f"unix://{d.socket}") for d in daemons}
     stubs = {n: api_pb2_grpc.RuntimeServiceStub(ch) for n, ch in channels.items()}
@@ -141,8 +174,7 @@ def measure(daemons: list[Daemon], calls: int, block: int = 50) -> None:
     for d in daemons:
         d.lat = {m: [] for m in methods}
     for i in range(calls // block):
-        order = daemons if i % 2 == 0 else list(reversed(daemons))
-        for d in order:
+        for d in report.in_turn(daemons, i):
             for name, call in methods.items():
                 for _ in range(block):
                     t0 = time.perf_counter()
@@ -155,16 +187,20 @@ def measure(daemons: list[Daemon], calls: int, block: int = 50) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--calls", type=int, default=2000, help="calls per method per daemon")
+    containerd2.add_argument(p)
     args = p.parse_args()
 
+    ctrd2_bin = containerd2.from_args(args)
     daemons: list[Daemon] = []
     try:
         daemons.append(start_crib())
         ctrd = start_containerd()
         if ctrd is None:
-            print("containerd is not installed (apt-get install containerd): crib alone\n")
+            print("containerd is not installed (apt-get install containerd)\n")
         else:
             daemons.append(ctrd)
+        if ctrd2_bin is not None:
+            daemons.append(start_containerd2(ctrd2_bin))
         samples: report.Samples = {d.name: {} for d in daemons}
         for _ in range(report.MIN_SAMPLES):
             for d in daemons:
@@ -179,8 +215,7 @@ def main() -> int:
         for d in daemons:
             for method, values in d.lat.items():
                 samples[d.name][f"{method} (ms)"] = values
-        print(report.table(samples))
-        print(f"raw samples: {report.save_raw('daemon_idle', samples, calls=args.calls)}")
+        report.show_and_save("daemon_idle", samples, "figure", containerd2.RATIOS, calls=args.calls)
     finally:
         for d in daemons:
             d.stop()

@@ -14,7 +14,9 @@ be judged against what is possible rather than against Go:
   code, so crib / replay is what crib's own code adds (Status's reply is longer than the
   floor's 24-byte VersionResponse, and the size alone costs grpcio and the client time);
 - crib: cribd, Version and Status;
-- containerd: Debian's containerd 1.6, Version and Status.
+- containerd: Debian's containerd 1.6, Version and Status;
+- containerd2: containerd 2.x built from its Go module (bench/containerd2; left out with
+  --no-containerd2 or when it does not build), Version and Status.
 
 Every floor is a child process holding no deserializer and no serializer: the request stays
 bytes and the reply is bytes already (`start_replay_floor`). It is served with crib's own
@@ -49,8 +51,8 @@ from google.protobuf.message import Message
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench import report  # noqa: E402
-from bench.daemon_idle import Daemon, _wait_ready, start_containerd, start_crib  # noqa: E402
+from bench import containerd2, report  # noqa: E402
+from bench.daemon_idle import Daemon, ready, start_containerd, start_containerd2, start_crib  # noqa: E402
 from bench.report import Samples  # noqa: E402
 from crib.proto.cri import api_pb2, api_pb2_grpc  # noqa: E402
 
@@ -164,13 +166,7 @@ def start_replay_floor(replies: Mapping[str, bytes], kind: str = "aio", name: st
         [sys.executable, __file__, "--serve", kind, str(sock), str(d / "replies.json")],
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
-    daemon = Daemon(name, d, sock, proc)
-    try:
-        _wait_ready(daemon)
-    except BaseException:
-        daemon.stop()
-        raise
-    return daemon
+    return ready(Daemon(name, d, sock, proc))
 
 
 def start_floor(kind: str) -> Daemon:
@@ -237,7 +233,8 @@ def measure(d: Daemon, method: str, client: str, go: str | None, calls: int, sam
 
 
 CALLS = ("Version", "Status")
-CRIB_OVER = "replay (aio)"  # the ratio column: crib / this server
+CRIB_OVER = "replay (aio)"  # the first ratio column: crib / this server
+RATIOS = (("crib", CRIB_OVER), *containerd2.RATIOS)
 
 
 def main() -> int:
@@ -245,6 +242,7 @@ def main() -> int:
     p.add_argument("--calls", type=int, default=2000)
     p.add_argument("--rounds", type=int, default=report.MIN_SAMPLES)
     p.add_argument("--serve", nargs=3, metavar=("KIND", "SOCKET", "REPLIES"), help=argparse.SUPPRESS)
+    containerd2.add_argument(p)
     args = p.parse_args()
     if args.serve:
         kind, socket, replies = args.serve
@@ -252,6 +250,7 @@ def main() -> int:
         return 0
 
     go = build_go_client()
+    ctrd2_bin = containerd2.from_args(args)
     clients = ["python"] + (["go"] if go else [])
     daemons: list[Daemon] = []
     try:
@@ -270,6 +269,8 @@ def main() -> int:
         ctrd = start_containerd()
         if ctrd is not None:
             daemons.append(ctrd)
+        if ctrd2_bin is not None:
+            daemons.append(start_containerd2(ctrd2_bin))
         samples: Samples = {d.name: {} for d in daemons}
         # Memory before any call: the floors are Python, grpcio and the CRI's descriptors
         # (what every Python CRI server holds); crib's own code and libraries come on top.
@@ -294,9 +295,9 @@ def main() -> int:
             rounds=args.rounds,
             crib_reply_bytes={p: len(b) for p, b in crib_replies.items()},
             ratios={
-                f"crib/{CRIB_OVER}": {
-                    f: round(r, 3) for f, r in report.ratios(samples, "crib", CRIB_OVER).items()
-                }
+                f"{a}/{b}": {f: round(r, 3) for f, r in report.ratios(samples, a, b).items()}
+                for a, b in RATIOS
+                if b in samples
             },
         )
         print(f"raw samples: {raw}")
@@ -308,18 +309,18 @@ def main() -> int:
 
 def _table(samples: Samples) -> str:
     """One row per figure, one column per server: the median over the rounds; then crib over
-    the replay floor (what crib's own code adds to the same reply)."""
+    the replay floor (what crib's own code adds to the same reply), and over each containerd."""
     names = list(samples)
     figures = list(dict.fromkeys(f for n in names for f in samples[n]))
-    ratios = report.ratios(samples, "crib", CRIB_OVER)
-    ratio_title = f"crib/{CRIB_OVER}"
-    lines = [f"{'figure':42}" + "".join(f"{n:>16}" for n in names) + f"{ratio_title:>20}"]
+    columns = [(f"{a}/{b}", report.ratios(samples, a, b)) for a, b in RATIOS if b in samples]
+    lines = [f"{'figure':42}" + "".join(f"{n:>16}" for n in names) + "".join(f"{t:>20}" for t, _ in columns)]
     for figure in figures:
         row = f"{figure:42}"
         for n in names:
             values = samples[n].get(figure)
             row += f"{sorted(values)[len(values) // 2]:16.3f}" if values else f"{'-':>16}"
-        row += f"{ratios[figure]:20.2f}" if figure in ratios else f"{'-':>20}"
+        for _, ratios in columns:
+            row += f"{ratios[figure]:20.2f}" if figure in ratios else f"{'-':>20}"
         lines.append(row)
     return "\n".join(lines)
 

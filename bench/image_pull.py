@@ -4,9 +4,10 @@
   nothing is cached), median of --runs;
 - 10 different images (~10 MB each) pulled in parallel, until all are done.
 
-Both runtimes pull over their CRI socket from the same Debian docker-registry
-on 127.0.0.1 (containerd through a mirror entry, since the registry is plain
-HTTP), driven by the same client, interleaved crib / containerd.
+The runtimes (crib, Debian's containerd 1.6, and containerd 2.x where it builds: see
+bench/containerd2, --no-containerd2) pull over their CRI socket from the same Debian
+docker-registry on 127.0.0.1 (1.6 through a mirror entry and 2.x through a hosts.toml,
+since the registry is plain HTTP), driven by the same client, taking turns going first.
 
     sudo .venv/bin/python bench/image_pull.py [--runs 3]
 """
@@ -25,8 +26,8 @@ import grpc
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench import report  # noqa: E402
-from bench.daemon_idle import Daemon, start_containerd, start_crib  # noqa: E402
+from bench import containerd2, report  # noqa: E402
+from bench.daemon_idle import Daemon, start_containerd, start_containerd2, start_crib  # noqa: E402
 from crib.proto.cri import api_pb2, api_pb2_grpc  # noqa: E402
 from e2e.harness.registry import Registry  # noqa: E402
 from e2e.images import builder  # noqa: E402
@@ -75,16 +76,19 @@ def parallel(daemon: Daemon, names: list[str]) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=5)
+    containerd2.add_argument(p)
     args = p.parse_args()
 
+    ctrd2_bin = containerd2.from_args(args)
     registry = Registry().start()
     daemons: list[Daemon] = []
     try:
-        names: dict[str, list[list[str]]] = {"crib": [], "containerd": []}
-        big: dict[str, list[str]] = {"crib": [], "containerd": []}
+        runtimes = ["crib", "containerd"] + ([containerd2.NAME] if ctrd2_bin else [])
+        names: dict[str, list[list[str]]] = {who: [] for who in runtimes}
+        big: dict[str, list[str]] = {who: [] for who in runtimes}
         print("building and pushing images...", flush=True)
         with RegistryClient(registry.url) as client:
-            for who in ("crib", "containerd"):
+            for who in runtimes:
                 for run in range(args.runs):
                     seed = hash((who, run)) & 0xFFFF
                     client.push_image(f"bench/big-{who}-{run}", "1", _image(seed, 5, 20))
@@ -103,9 +107,11 @@ def main() -> int:
         mirror += f'endpoint = ["{registry.url}"]\n'
         ctrd = start_containerd(extra_config=mirror)
         if ctrd is None:
-            print("containerd is not installed (apt-get install containerd): crib alone\n")
+            print("containerd is not installed (apt-get install containerd)\n")
         else:
             daemons.append(ctrd)
+        if ctrd2_bin is not None:
+            daemons.append(start_containerd2(ctrd2_bin, registry=registry.host))
 
         samples: report.Samples = {d.name: {} for d in daemons}
         by_name = {d.name: d for d in daemons}
@@ -118,8 +124,7 @@ def main() -> int:
                 report.add(
                     samples, name, "10 images (~10 MB each) in parallel (s)", parallel(d, names[name][run])
                 )
-        print(report.table(samples))
-        print(f"raw samples: {report.save_raw('image_pull', samples, runs=args.runs)}")
+        report.show_and_save("image_pull", samples, "figure", containerd2.RATIOS, runs=args.runs)
     finally:
         for d in daemons:
             d.stop()

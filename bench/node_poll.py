@@ -1,7 +1,9 @@
 """Benchmark: a node's worth of pods under the kubelet's polling, crib against containerd.
 
-Both runtimes get the same pods: a pause and one sleeping busybox container each, under a
-pod cgroup as the kubelet's cgroupfs driver makes them (`/<bench>/pod<uid>`). Then:
+The runtimes (crib, Debian's containerd 1.6, and containerd 2.x where it builds: see
+bench/containerd2, --no-containerd2) get the same pods: a pause and one sleeping busybox
+container each, under a pod cgroup as the kubelet's cgroupfs driver makes them
+(`/<bench>/pod<uid>`). Then:
 
 - list latency at that many pods: ListPodSandbox, ListContainers, ListContainerStats and
   ListPodSandboxStats, calls alternating between the runtimes;
@@ -19,8 +21,9 @@ grows with the pods, and its size costs grpcio and the client time whatever the 
 code does; the replay floor pays exactly that, so crib / replay is what crib's own list code
 adds. The stats lists have no floor (their cost is reading the cgroups, not the reply).
 
-A call that a runtime answers with an error (containerd 1.6 refuses ListPodSandboxStats
-for pods without a sandbox controller) is counted and reported, not timed.
+A call that a runtime answers with an error is counted and reported, not timed (both
+containerd 1.6 and 2.x refuse ListPodSandboxStats for a pod without a cgroup parent; these
+pods have one, as the kubelet's do, and both answer it).
 
     sudo .venv/bin/python bench/node_poll.py [--pods 100] [--poll-seconds 60] [--scales 110,500]
 """
@@ -39,7 +42,7 @@ import grpc
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench import report  # noqa: E402
+from bench import containerd2, report  # noqa: E402
 from bench.daemon_idle import Daemon  # noqa: E402
 from bench.grpc_floor import capture_replies, method_path, start_replay_floor  # noqa: E402
 from bench.pod_lifecycle import BUSYBOX, PAUSE, Client, helpers, start_daemons, stop_daemons  # noqa: E402
@@ -182,14 +185,16 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=10, help="samples of each list per runtime")
     p.add_argument("--scales", default="", help="more pod counts to time the lists at, e.g. 110,500")
     p.add_argument("--crib-only", action="store_true", help="leave containerd out (profiling)")
+    containerd2.add_argument(p)
     args = p.parse_args()
     scales = [int(s) for s in args.scales.split(",") if s]
+    ctrd2_bin = None if args.crib_only else containerd2.from_args(args)
 
     registry = Registry().start()
     daemons: list[Daemon] = []
     try:
         image = f"{registry.host}/{BUSYBOX}"
-        start_daemons(registry, daemons)
+        start_daemons(registry, daemons, ctrd2_bin)
         if args.crib_only:
             for d in daemons[1:]:
                 d.stop()
@@ -218,7 +223,7 @@ def main() -> int:
             "node_poll",
             samples,
             "figure (ms unless noted)",
-            [("crib", "containerd"), ("crib", REPLAY)],
+            [*containerd2.RATIOS, ("crib", REPLAY)],
             pods=args.pods,
             poll_seconds=args.poll_seconds,
             scales=scales,

@@ -1,5 +1,8 @@
 """Benchmark: a node with 100 pods under a real kubelet 1.36, crib against containerd (DESIGN.md §7).
 
+The runtimes: crib, Debian's containerd 1.6, and containerd 2.x where it builds
+(bench/containerd2; --no-containerd2 leaves it out).
+
 For each runtime, a fresh one-node cluster (e2e/kube/cluster.py; the same
 kubelet config, network, registry mirrors and images) gets 100 pods in one
 `kubectl apply`, each a pause sandbox plus one sleeping busybox container.
@@ -11,7 +14,7 @@ Measured:
 - the kubelet's PLEG relist duration over that window, p50 and p99, from its
   own `kubelet_pleg_relist_duration_seconds` histogram (bucket deltas).
 
-Runtimes run one after the other, alternating which goes first per round.
+Runtimes run one after the other, taking turns going first per round.
 Raw figures go to bench/results/node_steady-<date>.json.
 
     sudo .venv/bin/python bench/node_steady.py [--pods 100] [--steady 300] [--rounds 1]
@@ -32,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench import report  # noqa: E402
+from bench import containerd2, report  # noqa: E402
 from e2e.harness.containerd import containerd_bin  # noqa: E402
 from e2e.kube.cluster import NODE_NAME, Cluster, ensure_built  # noqa: E402
 from e2e.kube.images import BUSYBOX  # noqa: E402
@@ -82,8 +85,9 @@ def quantile(before: list[tuple[float, int]], after: list[tuple[float, int]], q:
     return float("inf")
 
 
-def run_one(runtime: str, pods: int, steady: float, bin_dir: Path) -> dict:
-    cluster = Cluster(Path(tempfile.mkdtemp(prefix=f"crib-bench-{runtime}-")), bin_dir, runtime=runtime)
+def run_one(runtime: str, pods: int, steady: float, bin_dir: Path, ctrd2_bin: Path | None = None) -> dict:
+    d = Path(tempfile.mkdtemp(prefix=f"crib-bench-{runtime}-"))
+    cluster = Cluster(d, bin_dir, runtime=runtime, containerd2_bin=ctrd2_bin)
     try:
         cluster.up()
         daemon = cluster.state.pids["cribd" if runtime == "crib" else "containerd"]
@@ -144,16 +148,21 @@ def main() -> int:
     parser.add_argument("--pods", type=int, default=100)
     parser.add_argument("--steady", type=float, default=300.0, help="seconds of steady state")
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--runtimes", default="crib,containerd")
+    parser.add_argument("--runtimes", default=f"crib,containerd,{containerd2.NAME}")
+    containerd2.add_argument(parser)
     args = parser.parse_args()
     runtimes = [r for r in args.runtimes.split(",") if r != "containerd" or containerd_bin()]
+    ctrd2_bin = None
+    if containerd2.NAME in runtimes:
+        ctrd2_bin = containerd2.from_args(args)
+        if ctrd2_bin is None:
+            runtimes.remove(containerd2.NAME)
     bin_dir = ensure_built()
     results = []
     for rnd in range(args.rounds):
-        order = runtimes if rnd % 2 == 0 else list(reversed(runtimes))
-        for runtime in order:
+        for runtime in report.in_turn(runtimes, rnd):
             try:
-                results.append(run_one(runtime, args.pods, args.steady, bin_dir))
+                results.append(run_one(runtime, args.pods, args.steady, bin_dir, ctrd2_bin))
             except Exception as e:  # a runtime the kubelet refuses is a result too
                 results.append({"runtime": runtime, "error": f"{type(e).__name__}: {e}"[:4000]})
             print(json.dumps(results[-1]), flush=True)

@@ -1,8 +1,9 @@
 """Benchmark: pods and containers, crib against containerd on this machine (DESIGN.md §7).
 
-Both runtimes get the same busybox and pause images from a local registry,
-the same kind of bridge network (each its own bridge and subnet), and the same
-in-process Python gRPC client; calls are interleaved crib / containerd.
+The runtimes (crib, Debian's containerd 1.6, and containerd 2.x where it builds: see
+bench/containerd2, --no-containerd2) get the same busybox and pause images from a local
+registry, the same kind of bridge network (each its own bridge and subnet), and the same
+in-process Python gRPC client; calls are interleaved, the runtimes taking turns going first.
 
 Figures (median and p95 of at least 5 samples; the runtimes take turns going first):
 RunPodSandbox, CreateContainer, StartContainer, and the kubelet's teardown order
@@ -34,7 +35,7 @@ import grpc
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench import report  # noqa: E402
+from bench import containerd2, daemon_idle, report  # noqa: E402
 from bench.daemon_idle import Daemon, _wait_ready  # noqa: E402
 from bench.report import Samples  # noqa: E402
 from crib.proto.cri import api_pb2, api_pb2_grpc  # noqa: E402
@@ -71,6 +72,9 @@ def conflist(name: str, bridge: str, subnet: str, ipam_dir: Path) -> str:
     )
 
 
+DAEMON_ENV = {"PYTHONPATH": str(REPO), "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+
+
 def start_crib(registry: Registry) -> Daemon:
     d = Path(tempfile.mkdtemp(prefix="crib-bench-"))
     (d / "net.d").mkdir()
@@ -85,7 +89,7 @@ def start_crib(registry: Registry) -> Daemon:
         [sys.executable, "-m", "crib.cri_server.daemon", "--config", str(d / "crib.toml")],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+        env=DAEMON_ENV,
     )
     daemon = Daemon("crib", d, d / "state" / "crib.sock", proc)
     _wait_ready(daemon)
@@ -120,11 +124,23 @@ def start_containerd(registry: Registry) -> Daemon | None:
     return daemon
 
 
-def start_daemons(registry: Registry, daemons: list[Daemon]) -> None:
-    """Push busybox and pause to `registry`; start crib, and containerd where it is installed.
+def start_containerd2(registry: Registry, bin_dir: Path) -> Daemon:
+    """containerd 2.x (bench/containerd2) with what 1.6 gets: the registry's pause as its
+    sandbox image, the registry over plain HTTP, a bridge and subnet of its own."""
+    return daemon_idle.start_containerd2(
+        bin_dir,
+        f"{registry.host}/{PAUSE}",
+        registry.host,
+        net=lambda d: conflist("ctrd2-bench", BRIDGES[2], "10.233.0.0/16", d / "ipam"),
+    )
 
-    Each daemon goes into `daemons` as it starts, so the caller's cleanup sees it.
-    """
+
+# crib's, containerd 1.6's and 2.x's; stop_daemons removes them all.
+BRIDGES = ("cribbench0", "ctrdbench0", "ctrd2bench0")
+
+
+def push_images(registry: Registry) -> None:
+    """busybox and the pause image (catatonit) into `registry`."""
     with RegistryClient(registry.url) as reg:
         reg.push_image("bench/busybox", "1", builder.busybox_image())
         pause_layer = LayerSpec(
@@ -135,19 +151,32 @@ def start_daemons(registry: Registry, daemons: list[Daemon]) -> None:
             "1",
             builder.build_image(ImageRecipe([pause_layer], entrypoint=["/catatonit", "-P"], cmd=None)),
         )
+
+
+def start_daemons(registry: Registry, daemons: list[Daemon], containerd2_bin: Path | None = None) -> None:
+    """Push busybox and pause to `registry`; start crib, containerd where it is installed, and
+    containerd 2.x from `containerd2_bin` (bench/containerd2's build) when given.
+
+    Each daemon goes into `daemons` as it starts, so the caller's cleanup sees it.
+    """
+    push_images(registry)
     daemons.append(start_crib(registry))
     ctrd = start_containerd(registry)
     if ctrd is not None:
         daemons.append(ctrd)
     else:
-        print("containerd is not installed (apt-get install containerd): crib alone\n")
+        print("containerd is not installed (apt-get install containerd)\n")
+    if containerd2_bin is not None:
+        daemons.append(start_containerd2(registry, containerd2_bin))
 
 
 def stop_daemons(daemons: list[Daemon], wait_s: float = 15) -> None:
     """Stop what start_daemons started: their pods (a run that failed midway left some, and
-    containerd's netns live outside its dir), the daemons, their dirs (mounts first), the
-    bridges."""
+    containerd's netns live outside its dir; a daemon that died is started again to remove
+    them), the daemons, their dirs (mounts first), the bridges."""
     for d in daemons:
+        if d.proc.poll() is not None:
+            restart(d)
         if d.proc.poll() is None:
             try:
                 Client(d).remove_all()
@@ -159,8 +188,22 @@ def stop_daemons(daemons: list[Daemon], wait_s: float = 15) -> None:
         except subprocess.TimeoutExpired:
             d.proc.kill()
         clean_tree(d.dir)
-    for bridge in ("cribbench0", "ctrdbench0"):
+    for bridge in BRIDGES:
         subprocess.run(["ip", "link", "del", bridge], capture_output=True, timeout=30)
+
+
+def restart(d: Daemon) -> None:
+    """`d` started again on its own dir and config, after it died midway: its pods' network
+    (iptables rules, the CNI cache, IPAM leases, bridge ports) goes only with a CNI DEL,
+    which only the runtime that added it can make. It finds its pods on start; when it does
+    not come up, what its dir holds is still cleaned."""
+    print(f"{d.name} exited with {d.proc.returncode}; started again to remove its pods", file=sys.stderr)
+    log = (d.dir / "restart.log").open("ab")
+    d.proc = subprocess.Popen(d.proc.args, stdout=log, stderr=subprocess.STDOUT, env=DAEMON_ENV)
+    try:
+        _wait_ready(d)
+    except RuntimeError as exc:
+        print(f"{d.name} did not come back ({exc}); cleaning its dir alone", file=sys.stderr)
 
 
 class Client:
@@ -259,13 +302,15 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=15)
     p.add_argument("--pods", type=int, default=50)
+    containerd2.add_argument(p)
     args = p.parse_args()
 
+    ctrd2_bin = containerd2.from_args(args)
     registry = Registry().start()
     daemons: list[Daemon] = []
     try:
         image = f"{registry.host}/{BUSYBOX}"
-        start_daemons(registry, daemons)
+        start_daemons(registry, daemons, ctrd2_bin)
         clients = {d.name: Client(d) for d in daemons}
         idle = {d.name: [pss_kb([d.proc.pid]) for _ in range(report.MIN_SAMPLES)] for d in daemons}
         for c in clients.values():
@@ -372,8 +417,10 @@ def main() -> int:
         for name in names:
             for value in idle[name]:
                 add(name, "daemon PSS idle (MB)", value / 1024)
-        print(report.table(samples, "figure (ms unless noted)"), flush=True)
-        print(f"raw samples: {report.save_raw('pod_lifecycle', samples, runs=args.runs, pods=args.pods)}")
+        title = "figure (ms unless noted)"
+        report.show_and_save(
+            "pod_lifecycle", samples, title, containerd2.RATIOS, runs=args.runs, pods=args.pods
+        )
     finally:
         stop_daemons(daemons)
         registry.stop()

@@ -1,4 +1,4 @@
-"""Benchmark: the kubelet's small per-object calls, crib against containerd.
+"""Benchmark: the kubelet's small per-object calls, crib against containerd (1.6 and 2.x).
 
 The kubelet asks these all the time (a status per changed pod and container after each PLEG
 relist, ImageStatus before each container start, ListImages for image GC), and in each of
@@ -12,8 +12,9 @@ them the runtime's own code is the whole cost:
   itself since its default sandbox_image is out of reach here, so its reply is the longer);
 - Version, as the same sitting's reference to bench/grpc_floor.py's floor.
 
-Both runtimes get the same images from a local registry and the same pod (as
-bench/pod_lifecycle.py). A third server is timed beside them, the replay floor: once crib
+The runtimes (crib, Debian's containerd 1.6, and containerd 2.x where it builds: see
+bench/containerd2, --no-containerd2) get the same images from a local registry and the
+same pod (as bench/pod_lifecycle.py). A third server is timed beside them, the replay floor: once crib
 has its pod, crib's reply to each of these calls is captured as the bytes it sent, and a
 bare grpc.aio server (bench/grpc_floor.py's `start_replay_floor`, as crib is a grpc.aio
 server) answers each call with those bytes, whatever the request. It is the fair floor of
@@ -46,7 +47,7 @@ from google.protobuf.message import Message
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench import report  # noqa: E402
+from bench import containerd2, report  # noqa: E402
 from bench.daemon_idle import Daemon  # noqa: E402
 from bench.grpc_floor import build_go_client, capture_replies, method_path, start_replay_floor  # noqa: E402
 from bench.pod_lifecycle import BUSYBOX, PAUSE, Client, start_daemons, stop_daemons  # noqa: E402
@@ -184,6 +185,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=report.MIN_SAMPLES)
     p.add_argument("--methods", default=",".join(METHODS), help="a subset, comma-separated")
     p.add_argument("--python-only", action="store_true", help="leave the Go client out")
+    containerd2.add_argument(p)
     args = p.parse_args()
     methods = [m for m in args.methods.split(",") if m]
     unknown = set(methods) - set(METHODS)
@@ -192,12 +194,13 @@ def main() -> int:
 
     go = None if args.python_only else build_go_client()
     clients = ["python"] + (["go"] if go else [])
+    ctrd2_bin = containerd2.from_args(args)
     registry = Registry().start()
     daemons: list[Daemon] = []
     floor: Target | None = None
     try:
         extras = push_extras(registry)
-        start_daemons(registry, daemons)
+        start_daemons(registry, daemons, ctrd2_bin)
         targets = {
             d.name: Target.set_up(Client(d), f"{registry.host}/{BUSYBOX}", f"{registry.host}/{PAUSE}", extras)
             for d in daemons
@@ -211,7 +214,7 @@ def main() -> int:
                     for method in methods:
                         measure(targets[name], method, client, go, args.calls, samples)
             print(f"round {rnd + 1} of {args.rounds} done", flush=True)
-        pairs = [("crib", "containerd"), ("crib", REPLAY)]
+        pairs = [*containerd2.RATIOS, ("crib", REPLAY)]
         report.show_and_save("small_calls", samples, "figure", pairs, calls=args.calls, rounds=args.rounds)
     finally:
         if floor is not None:

@@ -1,6 +1,7 @@
 """Benchmark: exec and port-forward through the streaming server, crib against containerd.
 
-Both runtimes run a busybox pod from the same local registry. The client is
+The runtimes (crib, Debian's containerd 1.6, and containerd 2.x where it builds: see
+bench/containerd2, --no-containerd2) run a busybox pod from the same local registry. The client is
 crib's own (crib/streaming/client.py, SPDY/3.1, one Python process) against
 both servers, so its cost is in both columns. Figures:
 
@@ -25,9 +26,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench import report  # noqa: E402
+from bench import containerd2, report  # noqa: E402
 from bench.daemon_idle import Daemon  # noqa: E402
-from bench.pod_lifecycle import BUSYBOX, PAUSE, Client, start_daemons  # noqa: E402
+from bench.pod_lifecycle import BRIDGES, BUSYBOX, PAUSE, Client, start_daemons  # noqa: E402
 from crib.proto.cri import api_pb2  # noqa: E402
 from crib.streaming import client  # noqa: E402
 from crib.streaming.client import CommandStreams  # noqa: E402
@@ -132,15 +133,17 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--mb", type=int, default=200)
+    containerd2.add_argument(p)
     args = p.parse_args()
     size = args.mb * MB
+    ctrd2_bin = containerd2.from_args(args)
 
     registry = Registry().start()
     daemons: list[Daemon] = []
     servers: list[subprocess.Popen[str]] = []
     try:
         image = f"{registry.host}/{BUSYBOX}"
-        start_daemons(registry, daemons)
+        start_daemons(registry, daemons, ctrd2_bin)
         clients = {d.name: Client(d) for d in daemons}
         targets: dict[str, tuple[str, str]] = {}
         for name, c in clients.items():
@@ -181,7 +184,7 @@ def main() -> int:
 
         asyncio.run(measure())
         faster = ("exec stdout (MB/s)", "port-forward download (MB/s)", "port-forward upload (MB/s)")
-        print(report.table(samples, higher_is_better=faster))
+        print(report.table(samples, higher_is_better=faster, ratio_of=_present(samples)))
         print(f"\n{args.runs} runs, {args.mb} MB per transfer; client: crib's Python SPDY client")
         print(f"raw samples: {report.save_raw('streaming', samples, runs=args.runs, mb=args.mb)}")
     finally:
@@ -203,9 +206,13 @@ def main() -> int:
             clean_tree(d.dir)  # unmounts before stop() removes the tree
             d.stop()
         registry.stop()
-        for bridge in ("cribbench0", "ctrdbench0"):
+        for bridge in BRIDGES:
             subprocess.run(["ip", "link", "del", bridge], capture_output=True, timeout=30)
     return 0
+
+
+def _present(samples: dict[str, dict[str, list[float]]]) -> list[tuple[str, str]]:
+    return [(a, b) for a, b in containerd2.RATIOS if a in samples and b in samples]
 
 
 if __name__ == "__main__":

@@ -52,8 +52,10 @@ def config_text(d: Path, socket: Path, extra: str = "") -> str:
 
 
 class Containerd:
-    def __init__(self, extra_config: str = "") -> None:
-        binary = containerd_bin()
+    def __init__(self, extra_config: str = "", binary: str | None = None) -> None:
+        """`binary`: another containerd than Debian's (a built 2.x, whose config the caller
+        writes over config.toml: e2e/harness/containerd2.py)."""
+        binary = binary or containerd_bin()
         if binary is None:
             raise ContainerdFailed("containerd is not installed (apt-get install containerd)")
         self.binary = binary

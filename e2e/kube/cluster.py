@@ -41,6 +41,7 @@ import grpc
 import httpx
 
 from crib.proto.cri import api_pb2, api_pb2_grpc
+from e2e.harness import containerd2
 from e2e.harness.cleanup import clean_tree
 from e2e.harness.containerd import Containerd
 from e2e.harness.containerd import config_text as containerd_config
@@ -61,6 +62,8 @@ SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
+# The runtimes other than crib a cluster can run (State.runtime).
+CONTAINERDS = ("containerd", "containerd2")
 POLL_S = 0.1
 
 
@@ -89,9 +92,11 @@ class State:
 
     dir: str
     bin_dir: str
-    # "crib", or "containerd" (Debian's, for the benchmarks' comparison).
+    # "crib", "containerd" (Debian's 1.6) or "containerd2" (2.x built by
+    # bench/containerd2/build.sh into containerd2_bin), for the benchmarks' comparison.
     runtime: str = "crib"
     containerd_dir: str = ""
+    containerd2_bin: str = ""
     node_ip: str = ""
     made_dummy: bool = False
     cgroup_root: str = ""
@@ -136,10 +141,14 @@ def stop_pid(pid: int, timeout: float = STOP_TIMEOUT_S, sig: int = signal.SIGTER
 
 
 class Cluster:
-    def __init__(self, d: Path, bin_dir: Path, runtime: str = "crib") -> None:
+    def __init__(
+        self, d: Path, bin_dir: Path, runtime: str = "crib", containerd2_bin: Path | None = None
+    ) -> None:
         self.dir = d
         self.bin = bin_dir
         self.state = State(dir=str(d), bin_dir=str(bin_dir), runtime=runtime)
+        if containerd2_bin is not None:
+            self.state.containerd2_bin = str(containerd2_bin)
         self.pki_dir = d / "pki"
         self.logs = d / "logs"
         self.crib_dir = d / "crib"
@@ -162,7 +171,7 @@ class Cluster:
 
     @property
     def endpoint(self) -> str:
-        if self.state.runtime == "containerd":
+        if self.state.runtime in CONTAINERDS:
             return f"unix://{self.state.containerd_dir}/containerd.sock"
         return f"unix://{self.socket}"
 
@@ -420,7 +429,7 @@ class Cluster:
         net = new_network(self.dir / "net")
         self.network = net
         self.state.network = {k: str(v) for k, v in asdict(net).items()}
-        if self.state.runtime == "containerd":
+        if self.state.runtime in CONTAINERDS:
             self._start_containerd(net)
             return
         net.install(self.crib_dir / "net.d")
@@ -429,18 +438,24 @@ class Cluster:
 
     def _start_containerd(self, net: PodNetwork) -> None:
         """Debian's containerd with its CRI plugin, set up as crib is: same network, mirrors, images."""
-        ctrd = Containerd()
         reg = self.state.registry_url
-        cri = '[plugins."io.containerd.grpc.v1.cri"'
-        text = containerd_config(ctrd.dir, ctrd.socket)
-        text = text.replace(
-            "restrict_oom_score_adj = true\n",
-            f'restrict_oom_score_adj = true\nsandbox_image = "{PAUSE}"\n',
-            1,
-        )
-        for h in ("registry.k8s.io", "docker.io"):
-            text += f'{cri}.registry.mirrors."{h}"]\nendpoint = ["{reg}"]\n'
-        ctrd.config_path.write_text(text)
+        mirrored = ("registry.k8s.io", "docker.io")
+        if self.state.runtime == "containerd2":
+            bin_dir = Path(self.state.containerd2_bin)
+            ctrd = Containerd(binary=str(bin_dir / "containerd"))
+            containerd2.write_dir(ctrd.dir, bin_dir, PAUSE, dict.fromkeys(mirrored, reg))
+        else:
+            ctrd = Containerd()
+            cri = '[plugins."io.containerd.grpc.v1.cri"'
+            text = containerd_config(ctrd.dir, ctrd.socket)
+            text = text.replace(
+                "restrict_oom_score_adj = true\n",
+                f'restrict_oom_score_adj = true\nsandbox_image = "{PAUSE}"\n',
+                1,
+            )
+            for h in mirrored:
+                text += f'{cri}.registry.mirrors."{h}"]\nendpoint = ["{reg}"]\n'
+            ctrd.config_path.write_text(text)
         net.install(ctrd.dir / "net.d")
         self.state.containerd_dir = str(ctrd.dir)
         self.state.save()
