@@ -243,6 +243,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=report.MIN_SAMPLES)
     p.add_argument("--serve", nargs=3, metavar=("KIND", "SOCKET", "REPLIES"), help=argparse.SUPPRESS)
     containerd2.add_argument(p)
+    report.add_pin_argument(p)
     args = p.parse_args()
     if args.serve:
         kind, socket, replies = args.serve
@@ -278,6 +279,8 @@ def main() -> int:
         for _ in range(report.MIN_SAMPLES):
             for d in daemons:
                 report.add(samples, d.name, "idle PSS MB", d.memory_kb()[1] / 1024)
+        if args.pin:
+            report.pin_sitting(d.proc.pid for d in daemons)
         for rnd in range(args.rounds):
             # Each round visits the servers in another order (rotated), so none always goes first.
             for d in report.in_turn(daemons, rnd):
@@ -293,6 +296,7 @@ def main() -> int:
             samples,
             calls=args.calls,
             rounds=args.rounds,
+            pinned=args.pin,
             crib_reply_bytes={p: len(b) for p, b in crib_replies.items()},
             ratios={
                 f"{a}/{b}": {f: round(r, 3) for f, r in report.ratios(samples, a, b).items()}

@@ -186,6 +186,7 @@ def main() -> int:
     p.add_argument("--methods", default=",".join(METHODS), help="a subset, comma-separated")
     p.add_argument("--python-only", action="store_true", help="leave the Go client out")
     containerd2.add_argument(p)
+    report.add_pin_argument(p)
     args = p.parse_args()
     methods = [m for m in args.methods.split(",") if m]
     unknown = set(methods) - set(METHODS)
@@ -208,6 +209,9 @@ def main() -> int:
         floor = targets["crib"].replayed(methods)
         targets[REPLAY] = floor
         samples: Samples = {n: {} for n in targets}
+        if args.pin:
+            pids = [t.daemon.proc.pid for t in targets.values()]
+            report.pin_sitting(pids)
         for rnd in range(args.rounds):
             for name in report.in_turn(list(targets), rnd):
                 for client in clients:
@@ -215,7 +219,9 @@ def main() -> int:
                         measure(targets[name], method, client, go, args.calls, samples)
             print(f"round {rnd + 1} of {args.rounds} done", flush=True)
         pairs = [*containerd2.RATIOS, ("crib", REPLAY)]
-        report.show_and_save("small_calls", samples, "figure", pairs, calls=args.calls, rounds=args.rounds)
+        report.show_and_save(
+            "small_calls", samples, "figure", pairs, calls=args.calls, rounds=args.rounds, pinned=args.pin
+        )
     finally:
         if floor is not None:
             floor.client.channel.close()
