@@ -73,6 +73,18 @@ def test_a_directory_not_made_yet_is_watched_through_its_ancestor(tmp_path: Path
     assert watch.changed() is True
 
 
+def test_a_dir_that_is_also_the_ancestor_of_a_missing_one_still_reports_edits(
+    tmp_path: Path, watch: DirWatch
+) -> None:
+    d = tmp_path / "bin"
+    d.mkdir()
+    (d / "bridge").write_text("v1")
+    watch.watch([str(d), str(d / "not-yet")])
+    assert watch.changed() is False
+    (d / "bridge").write_text("v2")  # an edit in place: no entry comes or goes
+    assert watch.changed() is True
+
+
 def test_without_watches_every_look_is_a_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     class NoWatches:
         """A libc whose inotify_add_watch fails, as at the user's watch limit."""

@@ -59,7 +59,7 @@ class DirWatch:
 
     def __init__(self) -> None:
         self._fd = -1
-        self._wds: dict[int, str] = {}
+        self._wds: list[int] = []
         # True until a complete set of watches stands: until then every look is a change.
         self._blind = True
         try:
@@ -82,11 +82,17 @@ class DirWatch:
             _libc.inotify_rm_watch(self._fd, wd)
         self._wds.clear()
         self._drain()  # the IN_IGNORED of the watches just removed
-        blind = False
-        for directory in dict.fromkeys(directories):
+        # One watch a path, with every mask asked of it: a second inotify_add_watch of the same
+        # path would replace the first one's mask (a dir watched for its files, and as the
+        # nearest ancestor of a dir not made yet, must keep reporting its files' edits).
+        masks: dict[str, int] = {}
+        for directory in directories:
             path, mask = directory, _CONTENT
             while not os.path.isdir(path) and path != "/":
                 path, mask = os.path.dirname(path) or "/", _ENTRIES
+            masks[path] = masks.get(path, 0) | mask
+        blind = False
+        for path, mask in masks.items():
             wd = _libc.inotify_add_watch(self._fd, os.fsencode(path), mask | IN_ONLYDIR)
             if wd < 0:
                 err = ctypes.get_errno()
@@ -95,7 +101,7 @@ class DirWatch:
                     log.warning("dir_watch.failed", path=path, error=os.strerror(err))
                 blind = True
                 continue
-            self._wds[wd] = path
+            self._wds.append(wd)
         self._blind = blind
 
     def changed(self) -> bool:
