@@ -23,8 +23,10 @@ from typing import Any
 
 from crib.cni import network as cni
 from crib.cni.config import NetworkConfigList, find_plugin
+from crib.container.exec_sync import detached_exec_args
 from crib.proto.cri import api_pb2
 from crib.runtime import conmon, rootfs
+from crib.runtime.oci_runtime import OCIRuntime
 from crib.runtime.rootfs import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount, unmount
 from crib.sandbox import netns
 from crib.sandbox.sandboxes import SHM_SIZE
@@ -362,17 +364,7 @@ def exec_detached(f: Floors, root: Path, cid: str, process_file: Path) -> float:
     pid_file = f.dir / f"exec-{secrets.token_hex(4)}.pid"
     t0 = time.perf_counter()
     runc = subprocess.Popen(
-        [
-            f.runc,
-            f"--root={root}",
-            "exec",
-            "--detach",
-            "--process",
-            str(process_file),
-            "--pid-file",
-            str(pid_file),
-            cid,
-        ],
+        detached_exec_args(OCIRuntime("runc", f.runc, root), cid, process_file, pid_file),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

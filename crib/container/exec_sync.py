@@ -78,6 +78,23 @@ class ExecResult:
     truncated: bool  # an output hit MAX_OUTPUT
 
 
+def detached_exec_args(
+    runtime: OCIRuntime, container_id: str, process_file: Path, pid_file: Path
+) -> list[str]:
+    """The runtime's `exec --detach` of `process_file` (module docstring: why detached)."""
+    return [
+        runtime.binary,
+        *runtime.global_args(),
+        "exec",
+        "--detach",
+        "--process",
+        str(process_file),
+        "--pid-file",
+        str(pid_file),
+        container_id,
+    ]
+
+
 class _Collector:
     """Reads both pipes as fast as they fill, keeping at most `limit` bytes of each."""
 
@@ -158,17 +175,7 @@ async def exec_sync(
     try:
         try:
             runc = await spawn.start(
-                [
-                    runtime.binary,
-                    *runtime.global_args(),
-                    "exec",
-                    "--detach",
-                    "--process",
-                    str(process_file),
-                    "--pid-file",
-                    str(pid_file),
-                    container_id,
-                ],
+                detached_exec_args(runtime, container_id, process_file, pid_file),
                 stdout=spawn.PIPE,
                 stderr=spawn.PIPE,
             )
