@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -65,6 +67,12 @@ def pod_cgroup() -> Iterator[str]:
     root = f"crib-e2e-kubepods-{uuid.uuid4().hex[:8]}"
     parent = f"/{root}/kubepods/burstable/pod{uuid.uuid4()}"
     host.make_cgroup_root(root)
+    _make_pod_cgroup(parent)
+    yield parent
+    host.remove_cgroup_root(root)
+
+
+def _make_pod_cgroup(parent: str) -> None:
     for hierarchy in host.cgroup_hierarchies():
         d = hierarchy / parent.lstrip("/")
         d.mkdir(parents=True, exist_ok=True)
@@ -72,8 +80,6 @@ def pod_cgroup() -> Iterator[str]:
             for level in (d.parent.parent, d.parent, d):
                 if (level / key).exists() and not (level / key).read_text().strip():
                     (level / key).write_text((hierarchy / key).read_text())
-    yield parent
-    host.remove_cgroup_root(root)
 
 
 def _cgroup_of(pid: int, controller: str) -> str:
@@ -139,6 +145,66 @@ def test_pod_cgroup_as_the_kubelet_sets_it(pulled: tuple[Cribd, str], pod_cgroup
         procs = hierarchy / pod_cgroup.lstrip("/") / "cgroup.procs"
         if procs.exists():
             assert procs.read_text() == ""
+
+
+def _open_under(pid: int, directory: Path) -> list[str]:
+    """The files under `directory` that process `pid` holds open."""
+    out = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith(f"{directory}/"):
+                out.append(target)
+    return out
+
+
+def test_a_pod_cgroup_made_again_is_read_afresh(pulled: tuple[Cribd, str], pod_cgroup: str) -> None:
+    # cribd keeps the cgroup files the stats calls read open for the next poll. The kubelet
+    # removes a pod's cgroup once the pod is gone, and makes one at the same path when a pod
+    # of the same UID comes back: the kept files must neither keep the first from going nor
+    # be read for the second.
+    daemon, image = pulled
+    assert daemon.proc is not None
+    memory = Path("/sys/fs/cgroup/memory") / pod_cgroup.lstrip("/")
+
+    def pod_stats(pod_id: str) -> api_pb2.PodSandboxStats:
+        return daemon.runtime.PodSandboxStats(
+            api_pb2.PodSandboxStatsRequest(pod_sandbox_id=pod_id), timeout=10
+        ).stats
+
+    config = pod_config("cgroup-again")
+    config.linux.cgroup_parent = pod_cgroup
+    first = run_pod(daemon, config)
+    try:
+        run_container(
+            daemon,
+            first,
+            container_config(
+                "big",
+                ["/bin/sh", "-c", "x=$(head -c 8000000 /dev/zero | tr '\\0' a); sleep 1000; echo ${#x}"],
+                image=image,
+            ),
+        )
+        wait_until(lambda: int((memory / "memory.usage_in_bytes").read_text()) > 8_000_000, timeout=20)
+        assert pod_stats(first).linux.memory.usage_bytes.value > 8_000_000
+        assert _open_under(daemon.proc.pid, memory), "the pod cgroup's files are read anew each call"
+    finally:
+        remove_pod(daemon, first)
+    # As the kubelet does: the pod cgroup goes, in every hierarchy, while cribd holds its files.
+    for hierarchy in host.cgroup_hierarchies():
+        (hierarchy / pod_cgroup.lstrip("/")).rmdir()
+    _make_pod_cgroup(pod_cgroup)
+    second = run_pod(daemon, config)
+    try:
+        run_container(daemon, second, container_config("small", ["sleep", "1000"], image=image))
+        stats = pod_stats(second)
+        assert stats.linux.HasField("memory") and stats.linux.memory.HasField("usage_bytes")
+        # The new cgroup's usage: a sleep and a pause, not the 8 MB the first pod held.
+        assert 0 < stats.linux.memory.usage_bytes.value < 8_000_000
+        assert stats.linux.cpu.usage_core_nano_seconds.value > 0
+        assert stats.linux.process.process_count.value == 2
+    finally:
+        remove_pod(daemon, second)
 
 
 def _mount(source: Path, target: str, propagation: int) -> api_pb2.Mount:

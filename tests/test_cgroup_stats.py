@@ -14,10 +14,9 @@ import pytest
 
 from crib.runtime import cgroup_stats as cs
 from crib.runtime.cgroup_stats import (
-    _READ_SIZE,
     CgroupDirs,
     _flat_keyed,
-    _read,
+    _keyed,
     cgroup_dirs,
     cgroup_mode,
     expand_slice,
@@ -566,11 +565,29 @@ def test_flat_keyed_files_pair_up_and_odd_lines_are_skipped() -> None:
     assert _flat_keyed("") == _flat_keyed(None) == {}
 
 
-def test_a_file_longer_than_one_read_is_read_whole(tmp_path: Path) -> None:
-    procs = "".join(f"{pid}\n" for pid in range(100000, 100000 + 2 * _READ_SIZE // 7))
-    (tmp_path / "cgroup.procs").write_text(procs)
-    assert _read(tmp_path / "cgroup.procs") == procs
-    assert _read(str(tmp_path / "missing")) is None
+def test_only_the_keys_asked_for_are_read_whole_lines_only() -> None:
+    text = "rss_huge 1\ntotal_rss 8192\nrss 4096\nmapped_file x\npgfault 7"
+    assert _keyed(text, ("rss", "total_rss", "pgfault", "mapped_file", "swap")) == {
+        "rss": 4096,
+        "total_rss": 8192,
+        "pgfault": 7,
+    }
+    assert _keyed("total_rss 5\n", ("rss",)) == {}
+    assert _keyed("", ("rss",)) == _keyed(None, ("rss",)) == {}
+
+
+def test_a_cgroups_directories_are_each_named_once() -> None:
+    dirs = CgroupDirs(
+        "hybrid",
+        {
+            "cpu": Path("/cg/cpu,cpuacct/a"),
+            "cpuacct": Path("/cg/cpu,cpuacct/a"),
+            "memory": Path("/cg/memory/a"),
+        },
+        Path("/cg/unified/a"),
+    )
+    assert dirs.directories() == ["/cg/cpu,cpuacct/a", "/cg/memory/a", "/cg/unified/a"]
+    assert CgroupDirs("v2", {}, Path("/cg/a")).directories() == ["/cg/a"]
 
 
 def test_a_removed_containers_cgroup_dirs_are_not_kept() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from crib.runtime import runtime_env
-from crib.runtime.cgroup_stats import CgroupStats
+from crib.runtime.cgroup_stats import CgroupDirs, CgroupStats
 from crib.runtime.runtime_env import RuntimeEnv
 
 CID = "c" * 64
@@ -20,12 +20,13 @@ def env(tmp_path: Path) -> RuntimeEnv:
     return e
 
 
-def _cgroup_counted(monkeypatch: pytest.MonkeyPatch, kills: int | None) -> list[str]:
+def _cgroup_counted(monkeypatch: pytest.MonkeyPatch, kills: int | None, base: Path = Path("/")) -> list[str]:
+    """cgroup_dirs faked: a v2 cgroup at the spec's path under `base`; the paths asked for."""
     asked: list[str] = []
 
-    def fake_dirs(path: str, systemd: bool) -> str:
+    def fake_dirs(path: str, systemd: bool) -> CgroupDirs:
         asked.append(path)
-        return path
+        return CgroupDirs("v2", {}, base / path.lstrip("/"))
 
     monkeypatch.setattr(runtime_env, "cgroup_dirs", fake_dirs)
     monkeypatch.setattr(runtime_env, "read_stats", lambda dirs: CgroupStats(timestamp_ns=1, oom_kills=kills))
@@ -78,14 +79,21 @@ def test_a_restart_finishes_what_a_removal_left_in_the_trash(env: RuntimeEnv, tm
 
 
 def test_a_containers_cgroup_dirs_come_from_its_spec_once_and_go_with_it(
-    env: RuntimeEnv, monkeypatch: pytest.MonkeyPatch
+    env: RuntimeEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    asked = _cgroup_counted(monkeypatch, 0)
-    assert env.cgroup_dirs(CID) == "/crib-test/" + CID  # the fake cgroup_dirs returns the path
+    asked = _cgroup_counted(monkeypatch, 0, tmp_path / "cgroup")
+    dirs = env.cgroup_dirs(CID)
+    assert dirs is not None and dirs.unified == tmp_path / "cgroup/crib-test" / CID
     # The spec is not read again (stats calls ask for every container on every poll).
     env.bundle(CID).joinpath("config.json").unlink()
-    assert env.cgroup_dirs(CID) == "/crib-test/" + CID
+    assert env.cgroup_dirs(CID) is dirs
     assert asked == ["/crib-test/" + CID]
+    # A file of the cgroup the stats calls kept open is closed with the container.
+    dirs.unified.mkdir(parents=True)
+    (dirs.unified / "memory.current").write_text("4096\n")
+    assert env.cgroup_files.read(f"{dirs.unified}/memory.current") == "4096\n"
+    assert len(env.cgroup_files) == 1
     env.discard(CID)
+    assert len(env.cgroup_files) == 0
     assert env.cgroup_dirs(CID) is None  # no spec any more: nothing cached for the ID
     assert env.cgroup_dirs("d" * 64) is None

@@ -657,11 +657,9 @@ class Containers:
 
     def stats_now(self, container: Container) -> tuple[CgroupStats | None, tuple[int, int]]:
         """The cgroup's usage (while the container runs) and the writable layer's size. Blocking."""
-        stats = None
-        if container.state == RUNNING:
-            dirs = self.env.cgroup_dirs(container.id)
-            stats = read_stats(dirs, oom_kills=False) if dirs is not None else None
-        return stats, usage_of_tree(self.env.layer_dir(container.id) / "upper")
+        dirs = self.env.cgroup_dirs(container.id) if container.state == RUNNING else None
+        stats = read_stats(dirs, oom_kills=False, read=self.env.cgroup_files.read) if dirs else None
+        return stats, usage_of_tree(self.env.upper_dir(container.id))
 
     async def checkpoint(self, container_id: str, location: str, timeout: float) -> None:
         # Imported at the first checkpoint, a rare call: its tar writer stays out of an idle

@@ -293,7 +293,7 @@ class ContainerService:
     def sample(self, container: Container) -> tuple[api_pb2.ContainerStats, CgroupStats | None]:
         """The container's ContainerStats, and the cgroup stats it was made from. Blocking."""
         cg, layer = self.containers.stats_now(container)
-        layer_dir = str(self.containers.env.layer_dir(container.id) / "upper")
+        layer_dir = self.containers.env.upper_dir(container.id)
         rate = None
         if cg is not None and cg.cpu_usage_ns is not None:
             rate = self.cpu_rates.nano_cores(container.id, cg.timestamp_ns, cg.cpu_usage_ns)

@@ -52,20 +52,29 @@ class CpuRates:
 def psi_message(pressure: Pressure | None) -> api_pb2.PsiStats | None:
     """A PSI file's "some" and "full" lines. Total stays in microseconds, as the kernel and
     containerd give it (the kubelet's readers divide by 1e6)."""
-    if not pressure or "some" not in pressure:
-        return None
     stats = api_pb2.PsiStats()
-    for kind, data in (("Some", stats.Some), ("Full", stats.Full)):
-        line = pressure.get(kind.lower(), {})
+    return stats if _fill_psi(stats, pressure) else None
+
+
+def _fill_psi(stats: api_pb2.PsiStats, pressure: Pressure | None) -> bool:
+    # Filled in place: a message built apart and copied in cost twice (3 a cgroup a stats call).
+    # Nothing is set when it returns False, so the field stays unset.
+    if not pressure or "some" not in pressure:
+        return False
+    for kind, data in (("some", stats.Some), ("full", stats.Full)):
+        line = pressure.get(kind, _NONE)
         data.Total = int(line.get("total", 0))
         data.Avg10 = float(line.get("avg10", 0.0))
         data.Avg60 = float(line.get("avg60", 0.0))
         data.Avg300 = float(line.get("avg300", 0.0))
-    return stats
+    return True
 
 
-def _psi(cg: CgroupStats, resource: str) -> api_pb2.PsiStats | None:
-    return psi_message(cg.psi.get(resource)) if cg.psi else None
+_NONE: Mapping[str, float | int] = {}
+
+
+def _fill_psi_of(stats: api_pb2.PsiStats, cg: CgroupStats, resource: str) -> bool:
+    return bool(cg.psi) and _fill_psi(stats, cg.psi.get(resource))  # type: ignore[union-attr]
 
 
 def fill_cpu(cpu: api_pb2.CpuUsage, cg: CgroupStats, nano_cores: int | None) -> None:
@@ -75,8 +84,7 @@ def fill_cpu(cpu: api_pb2.CpuUsage, cg: CgroupStats, nano_cores: int | None) -> 
     cpu.usage_core_nano_seconds.value = cg.cpu_usage_ns
     if nano_cores is not None:
         cpu.usage_nano_cores.value = nano_cores
-    if (psi := _psi(cg, "cpu")) is not None:
-        cpu.psi.CopyFrom(psi)
+    _fill_psi_of(cpu.psi, cg, "cpu")
 
 
 def fill_memory(memory: api_pb2.MemoryUsage, cg: CgroupStats) -> None:
@@ -93,12 +101,10 @@ def fill_memory(memory: api_pb2.MemoryUsage, cg: CgroupStats) -> None:
         memory.page_faults.value = cg.memory_page_faults
     if cg.memory_major_page_faults is not None:
         memory.major_page_faults.value = cg.memory_major_page_faults
-    if (psi := _psi(cg, "memory")) is not None:
-        memory.psi.CopyFrom(psi)
+    _fill_psi_of(memory.psi, cg, "memory")
 
 
 def fill_io(io: api_pb2.IoUsage, cg: CgroupStats) -> None:
     """IoUsage carries only PSI; without PSI it stays unset (the kubelet then reports no IO)."""
-    if (psi := _psi(cg, "io")) is not None:
+    if _fill_psi_of(io.psi, cg, "io"):
         io.timestamp = cg.timestamp_ns
-        io.psi.CopyFrom(psi)

@@ -24,6 +24,7 @@ from typing import Any
 from crib.errors import FailedPrecondition, InvalidArgument
 from crib.runtime import conmon, rootfs
 from crib.runtime.cgroup_stats import CgroupDirs, cgroup_dirs, read_stats
+from crib.runtime.kept_files import KeptFiles
 from crib.runtime.oci_runtime import OCIRuntime
 from crib.runtime.runtime_handler import HandlerInfo
 from crib.store import disk_record
@@ -42,6 +43,8 @@ class RuntimeEnv:
     _again: bool = field(default=False, repr=False)
     # container ID -> its cgroup's dirs: fixed at create, and every stats call needs them.
     _cgroups: dict[str, CgroupDirs] = field(default_factory=dict, repr=False)
+    # The cgroup files the stats calls read, kept open from one poll to the next.
+    cgroup_files: KeptFiles = field(default_factory=KeptFiles, repr=False)
 
     def __post_init__(self) -> None:
         self.exit_dir.mkdir(parents=True, exist_ok=True)
@@ -85,6 +88,11 @@ class RuntimeEnv:
 
     def layer_dir(self, container_id: str) -> Path:
         return self.root / "containers" / container_id
+
+    def upper_dir(self, container_id: str) -> str:
+        """The writable layer's `upper` dir, as a string: the stats calls name it for every
+        container each poll, and Path joins cost more than the walk of an empty layer."""
+        return f"{self.root}/containers/{container_id}/upper"
 
     # --- blocking helpers (call through asyncio.to_thread) ---------------------------------------
 
@@ -138,6 +146,11 @@ class RuntimeEnv:
             dirs = self._cgroups[container_id] = cgroup_dirs(path, self.systemd)
         return dirs
 
+    def _forget_cgroup(self, container_id: str) -> None:
+        dirs = self._cgroups.pop(container_id, None)
+        if dirs is not None:  # runc removes the cgroup: no file of it stays open
+            self.cgroup_files.forget(dirs.directories())
+
     @property
     def trash_dirs(self) -> tuple[Path, Path]:
         """Where removed containers' dirs wait to be deleted (on their own file systems, for rename)."""
@@ -151,7 +164,7 @@ class RuntimeEnv:
         """Remove the container from disk as far as anyone can see, at once: mounts undone,
         dirs renamed into the trash (empty_trash deletes them; a restart finishes the job)."""
         self.unmount(container_id)
-        self._cgroups.pop(container_id, None)
+        self._forget_cgroup(container_id)
         tag = uuid.uuid4().hex[:8]
         for source, trash in zip((self.state / "containers" / container_id, self.layer_dir(container_id)),
                                  self.trash_dirs, strict=True):  # fmt: skip
@@ -185,7 +198,7 @@ class RuntimeEnv:
 
     def cleanup(self, container_id: str) -> None:
         """Unmount and remove everything of the container on disk. Idempotent."""
-        self._cgroups.pop(container_id, None)
+        self._forget_cgroup(container_id)
         rootfs.unmount_all_under(self.state / "containers" / container_id)
         shutil.rmtree(self.state / "containers" / container_id, ignore_errors=True)
         shutil.rmtree(self.layer_dir(container_id), ignore_errors=True)

@@ -626,6 +626,8 @@ class Sandboxes:
             runtime = self.env.runtime(sandbox.handler)
             await runtime.delete(sandbox.id, force=True)
             await asyncio.to_thread(self.env.discard, sandbox.id)
+            if sandbox._cgroup is not None:  # the kubelet's to remove next: no file of it kept open
+                self.env.cgroup_files.forget(sandbox._cgroup.directories())
             self.env.empty_trash_soon()
             await asyncio.to_thread(userns.unpin, self.userns_path(sandbox.id))
             self.selinux.release(sandbox.process_label)
@@ -661,17 +663,18 @@ class Sandboxes:
         parent = sandbox.config.linux.cgroup_parent
         if parent and sandbox._cgroup is None:
             sandbox._cgroup = cgroup_dirs(parent, self.env.systemd)
-        pod = read_stats(sandbox._cgroup, oom_kills=False) if sandbox._cgroup is not None else None
+        read = self.env.cgroup_files.read
+        pod = read_stats(sandbox._cgroup, oom_kills=False, read=read) if sandbox._cgroup is not None else None
         parts: list[CgroupStats | None] = []
         processes = 0
         for cid in [sandbox.id, *(m[0] for m in members)]:
             dirs = self.env.cgroup_dirs(cid)
             if dirs is None:
                 continue
-            processes += process_count(dirs) or 0
+            processes += process_count(dirs, read) or 0
         if pod is None:
             pause = self.env.cgroup_dirs(sandbox.id)
-            own = read_stats(pause, oom_kills=False) if pause is not None else None
+            own = read_stats(pause, oom_kills=False, read=read) if pause is not None else None
             parts = [own, *(m[1] for m in members)]
         network = network_stats(sandbox.pid) if sandbox.netns and sandbox.state == READY else {}
         return pod, parts, network, processes
