@@ -211,7 +211,7 @@ class Containers:
         self.sandboxes = sandboxes
         self.store = store
         self.conmon_binary = conmon_binary
-        self.index: Index[Container] = Index("container")
+        self.index: Index[Container] = Index("container", group=lambda c: c.sandbox_id)
         self.events = EventBus()
         # Builds the CRI event for a container: the CRI server's, which owns the proto views.
         self.make_event = make_event
@@ -235,7 +235,7 @@ class Containers:
         return list(self.index)
 
     def in_pod(self, sandbox_id: str) -> list[Container]:
-        return [c for c in self.index if c.sandbox_id == sandbox_id]
+        return self.index.grouped(sandbox_id)
 
     def images_in_use(self) -> tuple[set[str], set[str]]:
         images = {c.image_id for c in self.index} | self.volume_images()

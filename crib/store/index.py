@@ -4,21 +4,27 @@ Pod sandboxes and containers both work this way: the CRI lets a client name one
 by a prefix of its ID (as crictl does), and a (name, namespace, attempt)
 reservation keeps a second one of the same name from being made while the
 first exists ("name is reserved").
+
+An index may also group its objects by a key (containers by their pod): the kubelet asks
+for a pod's containers with every PodSandboxStatus, and a scan of all of them grew with
+the node (5 µs at 220 containers).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 
 class Index(Generic[T]):
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, group: Callable[[T], str] | None = None) -> None:
         self.kind = kind  # "pod sandbox", "container": for messages
         self.by_id: dict[str, T] = {}
         self.names: dict[str, str] = {}
+        self._group = group
+        self._groups: dict[str, dict[str, T]] = {}
 
     def __iter__(self) -> Iterator[T]:
         return iter(list(self.by_id.values()))
@@ -53,7 +59,27 @@ class Index(Generic[T]):
                 del self.names[name]
 
     def add(self, object_id: str, obj: T) -> None:
+        old = self.by_id.get(object_id)
+        if old is not None and self._group is not None and self._group(old) != self._group(obj):
+            self._ungroup(object_id, old)
         self.by_id[object_id] = obj
+        if self._group is not None:
+            self._groups.setdefault(self._group(obj), {})[object_id] = obj
 
     def drop(self, object_id: str) -> None:
-        self.by_id.pop(object_id, None)
+        obj = self.by_id.pop(object_id, None)
+        if obj is not None and self._group is not None:
+            self._ungroup(object_id, obj)
+
+    def _ungroup(self, object_id: str, obj: T) -> None:
+        assert self._group is not None
+        key = self._group(obj)
+        members = self._groups.get(key)
+        if members is not None:
+            members.pop(object_id, None)
+            if not members:
+                del self._groups[key]
+
+    def grouped(self, key: str) -> list[T]:
+        """The objects whose group key is `key`, in the order they joined the group."""
+        return list(self._groups.get(key, {}).values())
