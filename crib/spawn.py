@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +34,17 @@ STDOUT = subprocess.STDOUT
 KILL_GRACE_S = 5.0
 
 Stdio = int | IO[Any] | None
+
+
+def readable(fd: int, timeout_s: float) -> bool:
+    """Whether a child's pipe has data (or its end) within the timeout. Blocking.
+
+    poll, not select: select fails for a descriptor numbered 1024 or more ("filedescriptor
+    out of range"), and cribd keeps thousands open at node scale (the stats calls' cgroup
+    files, conmons' pipes and sockets)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(max(0, int(timeout_s * 1000 + 0.999))))
 
 
 class PidfdReaper:

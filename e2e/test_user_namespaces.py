@@ -13,9 +13,10 @@ Volumes with uidMappings need runc >= 1.2 to idmap them and are not tried.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import grpc
@@ -55,7 +56,11 @@ exec runc "$@"
 
 
 def _daemon(
-    cribd_factory: Callable[..., Cribd], pod_network: PodNetwork, tmp_path: Path, failpoints: str = ""
+    cribd_factory: Callable[..., Cribd],
+    pod_network: PodNetwork,
+    tmp_path: Path,
+    failpoints: str = "",
+    pass_fds: Sequence[int] = (),
 ) -> Cribd:
     wrapper = tmp_path / "runc-idmap"
     wrapper.write_text(CLAIMS_IDMAP.format(python=sys.executable))
@@ -67,7 +72,7 @@ def _daemon(
     # searchable by the pod's root, as /run/crib (0755) is and this mkdtemp dir (0700) is not.
     daemon.dir.chmod(0o711)
     pod_network.install(daemon.cni_conf_dir)
-    return daemon.start(env={"CRIB_FAILPOINTS": failpoints} if failpoints else None)
+    return daemon.start(env={"CRIB_FAILPOINTS": failpoints} if failpoints else None, pass_fds=pass_fds)
 
 
 @pytest.fixture
@@ -142,6 +147,37 @@ def test_a_pod_runs_in_its_own_user_namespace(
     assert list_pods(daemon) == []
     assert not mounts_under(daemon.state) and not mounts_under(daemon.root)
     assert _without_images(machine_state(daemon, pod_network)) == before
+
+
+def test_pods_start_with_over_1024_descriptors_open(
+    cribd_factory: Callable[..., Cribd], pod_network: PodNetwork, registry: Registry, tmp_path: Path
+) -> None:
+    # At node scale cribd holds thousands of descriptors (the stats calls' cgroup files, the
+    # conmons' pipes): every wait on a child's pipe must work past select()'s limit of 1024.
+    # Found under a kubelet with 100 pods: StartContainer failed with "filedescriptor out of
+    # range in select()" once the stats calls kept their files. The descriptors given to cribd
+    # here push every one it opens past 1024: conmon's sync pipe (CreateContainer and
+    # StartContainer) and the user namespace helper's pipe (RunPodSandbox).
+    held = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+    try:
+        daemon = _daemon(cribd_factory, pod_network, tmp_path, pass_fds=held)
+    finally:
+        for fd in held:
+            os.close(fd)
+    assert daemon.proc is not None
+    assert len(os.listdir(f"/proc/{daemon.proc.pid}/fd")) > 1100
+    image, _ = push_and_pull(daemon, registry.url, registry.host, "e2e/fds-busybox", builder.busybox_image())
+    pod_id = run_pod(daemon, _userns_pod("many-fds"), handler="idmap")
+    try:
+        cid = run_container(daemon, pod_id, _in_userns(container_config("c", ["sleep", "1000"], image=image)))
+        assert exec_sync(daemon, cid, ["cat", "/proc/self/uid_map"]).stdout.split() == [
+            b"0",
+            b"1000000",
+            b"65536",
+        ]
+    finally:
+        remove_pod(daemon, pod_id)
+    assert "select()" not in daemon.log_text()
 
 
 def _without_images(state: dict[str, list[str]]) -> dict[str, list[str]]:

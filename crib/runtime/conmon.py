@@ -21,14 +21,13 @@ import ctypes
 import json
 import os
 import re
-import select
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from crib import tracing
+from crib import spawn, tracing
 from crib.errors import DeadlineExceeded, Internal
 from crib.log_setup import get_logger
 from crib.runtime.oci_runtime import OCIRuntime
@@ -87,8 +86,7 @@ def _read_sync(fd: int, timeout: float) -> bytes:
         left = deadline - time.monotonic()
         if left <= 0:
             raise DeadlineExceeded(f"conmon did not report the container within {timeout:g}s")
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
+        if not spawn.readable(fd, left):
             continue
         chunk = os.read(fd, 65536)
         if not chunk:

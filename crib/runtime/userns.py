@@ -20,13 +20,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import select
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crib import spawn
 from crib.errors import FailedPrecondition, Internal, InvalidArgument
 from crib.proto.cri import api_pb2
 
@@ -208,8 +208,7 @@ def unpin(target: Path) -> None:
 
 def _readline(proc: subprocess.Popen[bytes], timeout: float) -> str:
     assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    if not ready:
+    if not spawn.readable(proc.stdout.fileno(), timeout):
         return "no answer within the timeout"
     return proc.stdout.readline().decode(errors="replace").strip()
 

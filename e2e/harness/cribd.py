@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -70,13 +71,20 @@ class Cribd:
                     self._ready.set()
         self._ready.set()  # EOF: the process ended; start() checks which.
 
-    def start(self, *args: str, wait: bool = True, env: dict[str, str] | None = None) -> Cribd:
+    def start(
+        self, *args: str, wait: bool = True, env: dict[str, str] | None = None, pass_fds: Sequence[int] = ()
+    ) -> Cribd:
         self._ready.clear()
         self._started = False
         # `env` may set PYTHONPATH too (a probe loaded ahead of the checkout).
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
         self.proc = subprocess.Popen(
-            self.command(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=self.dir
+            self.command(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.dir,
+            pass_fds=pass_fds,
         )
         self._reader = threading.Thread(target=self._pump, args=(self.proc.stdout,), daemon=True)
         self._reader.start()
