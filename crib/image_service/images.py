@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import ssl
 import time
@@ -27,6 +26,7 @@ from crib.image_service.content_store import ContentStore
 from crib.image_service.image_store import ImageRecord, ImageStore
 from crib.image_service.layer_store import LayerStore
 from crib.log_setup import get_logger
+from crib.runtime.cgroup_stats import usage_of_tree
 from crib.store.state_store import StateStore
 
 if TYPE_CHECKING:
@@ -69,32 +69,6 @@ class FsUsage:
     used_bytes: int
     inodes_used: int
     timestamp_ns: int
-
-
-def _tree_usage(path: Path) -> tuple[int, int]:
-    """Bytes (allocated blocks) and inodes under `path`; hard links counted once."""
-    seen: set[tuple[int, int]] = set()
-    used = inodes = 0
-    stack = [path]
-    while stack:
-        try:
-            entries = list(os.scandir(stack.pop()))
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        for entry in entries:
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            key = (st.st_dev, st.st_ino)
-            if key in seen:
-                continue
-            seen.add(key)
-            used += st.st_blocks * 512
-            inodes += 1
-            if entry.is_dir(follow_symlinks=False):
-                stack.append(Path(entry.path))
-    return used, inodes
 
 
 def _empty_trash(trash: Path) -> None:
@@ -345,5 +319,7 @@ class Images:
         return FsUsage(str(self.root), blob_bytes + layer_bytes, blob_inodes + layer_inodes, time.time_ns())
 
     def container_fs_usage(self) -> FsUsage:
-        used, inodes = _tree_usage(self.container_dir)
+        # The writable layers' walk, as each container's stats walk its own: hard links once,
+        # no Path per directory (ImageFsInfo at 100 pods took 35 ms with them, every 10 s).
+        used, inodes = usage_of_tree(self.container_dir)
         return FsUsage(str(self.container_dir), used, inodes, time.time_ns())
