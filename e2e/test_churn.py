@@ -42,6 +42,7 @@ from e2e.harness.registry import Registry
 from e2e.harness.wait import wait_until
 from e2e.images import builder
 from e2e.images.registry_client import RegistryClient
+from e2e.kube import host
 from e2e.pods import POD_TIMEOUT, create_container, exec_sync, pod_config, run_pod, start_container
 
 CYCLES = int(os.environ.get("CRIB_CHURN_CYCLES", "60"))
@@ -63,7 +64,6 @@ SAMPLES = 5
 RESULTS = os.environ.get("CRIB_CHURN_RESULTS")
 # Warnings this host earns whatever the pods do: cribd lacks CAP_SYS_RESOURCE here.
 HOST_WARNINGS = {"oom_score_adj.clamped"}
-CONTROLLERS = ("cpu", "memory", "pids", "blkio", "devices", "freezer", "cpuset", "systemd", "unified")
 
 
 @dataclass(frozen=True)
@@ -145,10 +145,11 @@ def warnings_logged(daemon: Cribd) -> dict[str, int]:
 
 def cgroups_under(parent: str) -> list[str]:
     found = []
-    for controller in CONTROLLERS:
-        d = Path("/sys/fs/cgroup") / controller / parent.strip("/")
+    # Every mounted hierarchy: runc makes the parent in each (cpu and cpuacct are two here).
+    for hierarchy in host.cgroup_hierarchies():
+        d = hierarchy / parent.strip("/")
         if d.is_dir():
-            found += [f"{controller}/{p.name}" for p in d.iterdir() if p.is_dir()]
+            found += [f"{hierarchy.name}/{p.name}" for p in d.iterdir() if p.is_dir()]
     return sorted(found)
 
 
@@ -159,8 +160,8 @@ def cgroup_parent() -> Iterator[str]:
     it is removed last, after cribd_factory's teardown has removed the pods."""
     parent = f"/crib-churn-{uuid.uuid4().hex[:8]}"
     yield parent
-    for controller in CONTROLLERS:
-        d = Path("/sys/fs/cgroup") / controller / parent.strip("/")
+    for hierarchy in host.cgroup_hierarchies():
+        d = hierarchy / parent.strip("/")
         for child in [*(p for p in d.iterdir() if p.is_dir()), d] if d.is_dir() else []:
             # A cgroup with a process still in it stays rather than fail the teardown.
             with contextlib.suppress(OSError):
