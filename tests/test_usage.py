@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 
 from crib.cri_server.sandbox import pod_stats_message
-from crib.cri_server.usage import CpuRates, fill_cpu, fill_io, fill_memory, psi_message
+from crib.cri_server.usage import CpuRates, fill_cpu, fill_io, fill_memory, fill_psi
 from crib.proto.cri import api_pb2
 from crib.runtime.cgroup_stats import CgroupStats, parse_pressure
 from crib.sandbox.sandboxes import Sandbox
@@ -59,14 +59,18 @@ def test_cpu_rates_forget_what_is_gone() -> None:
 
 
 def test_psi_keeps_both_lines_and_the_kernels_microseconds() -> None:
-    psi = psi_message(parse_pressure(CPU_PRESSURE))
-    assert psi is not None
+    psi = api_pb2.PsiStats()
+    assert fill_psi(psi, parse_pressure(CPU_PRESSURE))
     assert (psi.Some.Total, psi.Some.Avg10, psi.Some.Avg60, psi.Some.Avg300) == (123456, 1.5, 0.25, 0.05)
     assert (psi.Full.Total, psi.Full.Avg10) == (6789, 0.5)
     # Only "some" (cpu.pressure of the root cgroup on older kernels): full is zero, not missing.
-    only_some = psi_message(parse_pressure("some avg10=2.00 avg60=0.00 avg300=0.00 total=5\n"))
-    assert only_some is not None and only_some.HasField("Full") and only_some.Full.Total == 0
-    assert psi_message(None) is None and psi_message({}) is None
+    only_some = api_pb2.PsiStats()
+    assert fill_psi(only_some, parse_pressure("some avg10=2.00 avg60=0.00 avg300=0.00 total=5\n"))
+    assert only_some.HasField("Full") and only_some.Full.Total == 0
+    # None: nothing set, so a parent's psi field stays unset.
+    cpu = api_pb2.CpuUsage()
+    assert not fill_psi(cpu.psi, None) and not fill_psi(cpu.psi, {})
+    assert not cpu.HasField("psi")
 
 
 def test_usage_messages_carry_every_figure_the_summary_api_reads() -> None:

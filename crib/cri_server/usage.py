@@ -49,16 +49,11 @@ class CpuRates:
                 del self._last[key]
 
 
-def psi_message(pressure: Pressure | None) -> api_pb2.PsiStats | None:
-    """A PSI file's "some" and "full" lines. Total stays in microseconds, as the kernel and
+def fill_psi(stats: api_pb2.PsiStats, pressure: Pressure | None) -> bool:
+    """A PSI file's "some" and "full" lines into `stats`, in place (a message built apart and
+    copied in cost twice, 3 a cgroup a stats call); whether there were any. Nothing is set when
+    there were none, so the field stays unset. Total stays in microseconds, as the kernel and
     containerd give it (the kubelet's readers divide by 1e6)."""
-    stats = api_pb2.PsiStats()
-    return stats if _fill_psi(stats, pressure) else None
-
-
-def _fill_psi(stats: api_pb2.PsiStats, pressure: Pressure | None) -> bool:
-    # Filled in place: a message built apart and copied in cost twice (3 a cgroup a stats call).
-    # Nothing is set when it returns False, so the field stays unset.
     if not pressure or "some" not in pressure:
         return False
     for kind, data in (("some", stats.Some), ("full", stats.Full)):
@@ -74,7 +69,7 @@ _NONE: Mapping[str, float | int] = {}
 
 
 def _fill_psi_of(stats: api_pb2.PsiStats, cg: CgroupStats, resource: str) -> bool:
-    return bool(cg.psi) and _fill_psi(stats, cg.psi.get(resource))  # type: ignore[union-attr]
+    return fill_psi(stats, cg.psi.get(resource)) if cg.psi else False
 
 
 def fill_cpu(cpu: api_pb2.CpuUsage, cg: CgroupStats, nano_cores: int | None) -> None:

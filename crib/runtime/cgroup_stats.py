@@ -326,7 +326,7 @@ _V2_MEMORY_KEYS = ("inactive_file", "anon", "pgfault", "pgmajfault")
 
 def _v1_memory_stat(text: str | None) -> dict[str, int]:
     totals = _keyed(text, _V1_MEMORY_TOTALS)
-    out = {key[6:]: value for key, value in totals.items()}
+    out = {key.removeprefix("total_"): value for key, value in totals.items()}
     if len(out) < len(_V1_MEMORY_KEYS):
         out.update(_keyed(text, (k for k in _V1_MEMORY_KEYS if k not in out)))
     return out

@@ -3,8 +3,9 @@
 A stats poll reads ~20 cgroup files a pod. Opening one costs the kernel more than reading it
 (kernfs looks the name up and sets up a seq_file: 3 µs to open, read and close
 memory.usage_in_bytes here against 0.6 µs to pread a kept descriptor; 10 against 3.5 µs for
-memory.stat): the opens and closes were 40% of ListPodSandboxStats at 100 pods. A pread at
-offset 0 makes the kernel generate the file afresh, as a new open does.
+memory.stat). Kept, they took ListPodSandboxStats at 100 pods from 37.6 to 30.8 ms here (with
+memory.stat read for its 4 keys only). A pread at offset 0 makes the kernel generate the file
+afresh, as a new open does.
 
 Safe against a cgroup's removal: a kept descriptor does not keep its cgroup from being
 removed (kernfs drains open files on rmdir), and once it is removed every read of it fails
