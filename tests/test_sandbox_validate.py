@@ -34,3 +34,14 @@ def test_a_sysctl_of_a_namespace_the_pod_shares_with_the_node_is_invalid_argumen
         validate(_config({"net.ipv4.ip_forward": "1"}, network=api_pb2.NODE))
     with pytest.raises(InvalidArgument, match="own IPC namespace"):
         validate(_config({"kernel.shmmax": "1"}, ipc=api_pb2.NODE))
+
+
+def test_a_name_that_would_break_the_cni_args_is_invalid_argument() -> None:
+    # Found by e2e/test_fuzz_rpc.py: namespace ";" made the bridge plugin refuse CNI_ARGS
+    # ("ARGS: invalid pair"), which became INTERNAL after the netns was made.
+    for field_name in ("name", "namespace", "uid"):
+        for bad in (";", "a=b", "x;K8S_POD_NAME=y"):
+            config = _config({})
+            setattr(config.metadata, field_name, bad)
+            with pytest.raises(InvalidArgument, match=f"metadata.{field_name} .* is not a valid name"):
+                validate(config)

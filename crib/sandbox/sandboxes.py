@@ -127,13 +127,18 @@ def reservation_key(meta: api_pb2.PodSandboxMetadata) -> str:
     return f"{meta.name}_{meta.namespace}_{meta.uid}_{meta.attempt}"
 
 
+_NOT_IN_NAMES = ("\0", "/", ";", "=")
+
+
 def validate(config: api_pb2.PodSandboxConfig) -> None:
     meta = config.metadata
     for field_name in ("name", "namespace", "uid"):
         value = getattr(meta, field_name)
         if not value:
             raise InvalidArgument(f"RunPodSandbox: metadata.{field_name} is empty")
-        if "\0" in value or "/" in value or len(value) > 253:
+        # ";" and "=" separate CNI_ARGS' pairs (K8S_POD_NAME=…;K8S_POD_NAMESPACE=…): a plugin
+        # would refuse the ADD. No Kubernetes name, namespace or UID holds one.
+        if any(c in value for c in _NOT_IN_NAMES) or len(value) > 253:
             raise InvalidArgument(f"RunPodSandbox: metadata.{field_name} {value!r} is not a valid name")
     for pm in config.port_mappings:
         if not 0 <= pm.host_port <= 65535 or not 0 < pm.container_port <= 65535:
