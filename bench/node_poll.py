@@ -31,7 +31,6 @@ pods have one, as the kubelet's do, and both answer it).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 from collections.abc import Callable, Collection
@@ -48,6 +47,7 @@ from bench.grpc_floor import capture_replies, method_path, start_replay_floor  #
 from bench.pod_lifecycle import BUSYBOX, PAUSE, Client, helpers, start_daemons, stop_daemons  # noqa: E402
 from bench.report import Samples  # noqa: E402
 from crib.proto.cri import api_pb2  # noqa: E402
+from e2e.harness.cgroup_parents import remove_tree  # noqa: E402
 from e2e.harness.registry import Registry  # noqa: E402
 
 CGROUP_ROOT = "crib-bench-poll"
@@ -167,15 +167,7 @@ def poll(c: Client, seconds: float, samples: Samples, pods: int) -> None:
 
 def remove_cgroups() -> None:
     for hierarchy in [CG_V1 / "unified", *CG_V1.iterdir()]:
-        top = hierarchy / CGROUP_ROOT
-        if not top.is_dir():
-            continue
-        for d in sorted(top.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-            if d.is_dir():
-                with contextlib.suppress(OSError):
-                    d.rmdir()
-        with contextlib.suppress(OSError):
-            top.rmdir()
+        remove_tree(hierarchy / CGROUP_ROOT)
 
 
 def main() -> int:

@@ -13,7 +13,6 @@ bench/containerd2/build.sh has run, or with CRIB_E2E_BUILD_CONTAINERD2=1 it buil
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import uuid
@@ -26,6 +25,7 @@ from bench import containerd2
 from bench.daemon_idle import Daemon
 from bench.pod_lifecycle import BRIDGES, BUSYBOX, Client, push_images, start_containerd2, stop_daemons
 from crib.proto.cri import api_pb2
+from e2e.harness.cgroup_parents import remove_tree
 from e2e.harness.cleanup import mounts_under, processes_referencing
 from e2e.harness.registry import Registry
 
@@ -65,13 +65,7 @@ def _iptables_mentions(text: str) -> list[str]:
 
 def _remove_cgroup(path: str) -> None:
     for hierarchy in [CGROUP_V1 / "unified", *CGROUP_V1.iterdir()]:
-        d = hierarchy / path.strip("/")
-        for sub in sorted(d.rglob("*"), key=lambda p: len(p.parts), reverse=True) if d.is_dir() else []:
-            if sub.is_dir():
-                with contextlib.suppress(OSError):
-                    sub.rmdir()
-        with contextlib.suppress(OSError):
-            d.rmdir()
+        remove_tree(hierarchy / path.strip("/"))
 
 
 def test_containerd2_runs_a_pod_answers_its_stats_and_leaves_nothing_when_killed(

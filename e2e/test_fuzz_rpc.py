@@ -35,7 +35,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -46,6 +46,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from crib.proto.cri import api_pb2, api_pb2_grpc
+from e2e.harness import cgroup_parents
 from e2e.harness.cribd import Cribd
 from e2e.harness.fuzz_strategies import MARKER, World, allowed, dump, fuzzed_requests, methods, named_paths
 from e2e.harness.loop_watch import LOOP_ENV, LoopWatch
@@ -69,12 +70,6 @@ def _cgroup_roots() -> list[Path]:
     return [base, *(p for p in base.iterdir() if p.is_dir() and not p.is_symlink())]
 
 
-# The first components of the fuzzer's absolute paths (fuzz_strategies._paths), as cgroup
-# dirs, and what each cgroup hierarchy held at the top before any fuzzing.
-_FUZZ_CGROUP_TOPS = ("etc", "dev", "tmp", "proc", "sys", "-")
-_CGROUP_TOPS_BEFORE = {d: set(os.listdir(d)) for d in _cgroup_roots()}
-
-
 @dataclass
 class Bed:
     daemon: Cribd
@@ -83,6 +78,10 @@ class Bed:
     watch: LoopWatch
     base_pod: str = ""
     base_container: str = ""
+    # cribd's cgroup in each hierarchy (where a relative cgroup_parent lands), and the cgroup
+    # dirs each fuzzed cgroup_parent could make, with what was on the way to them before.
+    own: dict[Path, str] = field(default_factory=dict)
+    cgroups_made: list[tuple[list[Path], dict[Path, set[str]]]] = field(default_factory=list)
 
     # --- the objects requests name ------------------------------------------------------------
 
@@ -149,6 +148,17 @@ class Bed:
             found += [str(p) for p in _marked(d) if not allowed(str(p), named)]
         return found
 
+    def cgroups_before(self, request: Message) -> None:
+        parents = cgroup_parents.cgroup_parents(request)
+        paths = [t for p in parents for t in cgroup_parents.targets(p, self.own)]
+        if paths:
+            self.cgroups_made.append((paths, cgroup_parents.before(paths)))
+
+    def remove_cgroups_made(self) -> list[Path]:
+        """The cgroup parents fuzzed requests made (runc leaves them, as the kubelet owns them)."""
+        made = self.cgroups_made
+        return [left for paths, listed in made for left in cgroup_parents.remove_new(paths, listed)]
+
     def clear_outside(self) -> None:
         for entry in self.world.outside.iterdir():
             if entry.is_dir() and not entry.is_symlink():
@@ -174,20 +184,9 @@ def _remove_marked() -> None:
             else:
                 p.unlink(missing_ok=True)
     for d in _cgroup_roots():
-        # A fuzzed cgroup_parent ("/etc/<marker>…", "/dev/null", "-") makes runc create the
-        # cgroup's parents, which outlive the pod (the kubelet owns pod cgroups, not the
-        # runtime): the marked ones, and the tops the fuzzer's paths start with that were
-        # not there before it ran, go, emptiest first (a cgroup with a task stays).
-        tops = _marked(d) + [d / n for n in _FUZZ_CGROUP_TOPS if (d / n).is_dir()]
-        for top in tops:
-            if top.relative_to(d).parts[0] in _CGROUP_TOPS_BEFORE.get(d, set()):
-                continue
-            for sub in sorted(top.rglob("*"), key=lambda q: len(str(q)), reverse=True):
-                if sub.is_dir():
-                    with contextlib.suppress(OSError):
-                        sub.rmdir()
+        for p in _marked(d):
             with contextlib.suppress(OSError):
-                top.rmdir()
+                p.rmdir()
 
 
 def _base_pod_config(world: World) -> api_pb2.PodSandboxConfig:
@@ -211,6 +210,7 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
     daemon = Cribd()
     outside = Path(tempfile.mkdtemp(prefix="crib-fuzz-outside-"))
     left: dict[str, list[str]] = {}
+    bed: Bed | None = None
     try:
         net.install(daemon.cni_conf_dir)
         daemon.start(env=LOOP_ENV)
@@ -218,6 +218,8 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
         before = _leftovers(daemon, net)
         world = World(outside=outside, log_dir=daemon.dir / "pod-logs")
         bed = Bed(daemon, net, world, LoopWatch(daemon))
+        assert daemon.proc is not None
+        bed.own = cgroup_parents.own_cgroups(daemon.proc.pid)
         bed.ensure()
         bed.watch.new_log()  # start-up is not what is measured
         yield bed
@@ -228,8 +230,12 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
             with contextlib.suppress(AssertionError):
                 wait_until(lambda: _leftovers(daemon, net) == before, 30, "nothing left behind")
             left = {k: v for k, v in _leftovers(daemon, net).items() if v != before[k]}
+            if cgroups := bed.remove_cgroups_made():
+                left["cgroup parents"] = [str(p) for p in cgroups]
     finally:
         daemon.destroy()
+        if bed is not None:
+            bed.remove_cgroups_made()
         net.destroy()
         shutil.rmtree(outside, ignore_errors=True)
         _remove_marked()
@@ -333,6 +339,7 @@ def test_fuzzed_requests(bed: Bed, method: MethodDescriptor) -> None:
         bed.watch.new_log()  # what ensure() caused is not this example's
         request = data.draw(strategy, label="request")
         assume(request.ByteSize() < MAX_REQUEST_BYTES)
+        bed.cgroups_before(request)
         outcome = _call(bed.daemon, method, request)
         codes[outcome.name if isinstance(outcome, grpc.StatusCode) else outcome.code().name] += 1
         problems = []
@@ -344,6 +351,7 @@ def test_fuzzed_requests(bed: Bed, method: MethodDescriptor) -> None:
         problems += [f"written outside crib's dirs: {p}" for p in bed.escapes(named_paths(request))]
         if bed.serving() is None:
             bed.sweep()
+            bed.remove_cgroups_made()
         bed.clear_outside()
         assert not problems, f"{problems}\nrequest: {dump(request)}"
 
@@ -400,3 +408,41 @@ def test_resources_the_kernel_refuses_are_invalid_argument(bed: Bed) -> None:
     with pytest.raises(grpc.RpcError) as info:
         bed.daemon.runtime.UpdateContainerResources(request, timeout=30)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION, info.value.details()
+
+
+def test_a_pod_name_that_breaks_the_cni_args_is_invalid_argument(bed: Bed) -> None:
+    """Namespace ";" reached the bridge plugin as CNI_ARGS "K8S_POD_NAMESPACE=;;…", which it
+    refused ("ARGS: invalid pair"), and RunPodSandbox answered INTERNAL. Now it is refused
+    before anything is made for the pod."""
+    bed.ensure()
+    rt = bed.daemon.runtime
+    before = {p.id for p in rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=30).items}
+    for namespace, name in ((";", "fuzz"), ("ns", "a=b")):
+        config = _base_pod_config(bed.world)
+        config.metadata.namespace, config.metadata.name = namespace, name
+        with pytest.raises(grpc.RpcError) as info:
+            rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=config), timeout=60)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+        assert "is not a valid name" in (info.value.details() or "")
+    after = {p.id for p in rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=30).items}
+    assert after == before
+
+
+def test_the_cgroup_parents_a_fuzzed_pod_made_are_removed_after_it(bed: Bed) -> None:
+    """runc makes a pod's cgroup parents and leaves them when the pod goes (the kubelet owns
+    them): every run of the fuzzer left "%s%n", "☃☃☃" and "\u202e" cgroups behind, at each
+    hierarchy's root and under cribd's own cgroup. The bed removes what a request made."""
+    bed.ensure()
+    for parent in ("%s%n", f"/{MARKER}-top/pod-parent"):
+        config = _base_pod_config(bed.world)
+        config.metadata.uid = f"cg-{time.time_ns()}"
+        config.linux.cgroup_parent = parent
+        request = api_pb2.RunPodSandboxRequest(config=config)
+        bed.cgroups_before(request)
+        bed.daemon.runtime.RunPodSandbox(request, timeout=60)
+        made = [p for p in cgroup_parents.targets(parent, bed.own) if p.is_dir()]
+        assert made, f"no cgroup was made for {parent!r}"
+        bed.sweep()
+        assert bed.remove_cgroups_made() == []
+        assert [p for p in made if p.exists()] == []
+        assert not (Path("/sys/fs/cgroup/pids") / f"{MARKER}-top").exists()
