@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 
+from crib.container.containers import Container
+from crib.cri_server.container import stats_message
 from crib.cri_server.sandbox import pod_stats_message
 from crib.cri_server.usage import CpuRates, fill_cpu, fill_io, fill_memory, fill_psi
 from crib.proto.cri import api_pb2
@@ -123,3 +125,39 @@ def test_pod_stats_from_the_pod_cgroup_have_the_rate_the_faults_and_psi() -> Non
     assert memory.available_bytes.value == 80 * 1024 * 1024 - 20_000_000
     assert (memory.page_faults.value, memory.major_page_faults.value) == (900, 3)
     assert later.linux.cpu.psi.Full.Total == 6789 and memory.psi.Some.Avg10 == 1.5
+
+
+def test_stats_built_in_place_carry_attributes_that_later_replies_do_not_share() -> None:
+    config = api_pb2.ContainerConfig(metadata=api_pb2.ContainerMetadata(name="c"), labels={"app": "x"})
+    container = Container(
+        id="c" * 64,
+        sandbox_id="p" * 64,
+        config_b64=base64.b64encode(config.SerializeToString()).decode(),
+        image_id="i",
+        image_ref="i",
+        chain_ids=[],
+        handler="",
+        created_at=1,
+    )
+    pod_meta = api_pb2.PodSandboxMetadata(name="p")
+    pod_config = api_pb2.PodSandboxConfig(metadata=pod_meta, annotations={"a": "b"})
+    sandbox = Sandbox(
+        id="p" * 64,
+        config_b64=base64.b64encode(pod_config.SerializeToString()).decode(),
+        handler="",
+        created_at=1,
+    )
+    pod = api_pb2.PodSandboxStats()
+    stats_message(container, _cg(), (4096, 2), "/upper", 7, pod.linux.containers.add())
+    pod_stats_message(sandbox, _cg(), [], {}, 1, [], None, pod)
+    inner = pod.linux.containers[0]
+    assert (inner.attributes.id, dict(inner.attributes.labels)) == ("c" * 64, {"app": "x"})
+    assert inner.writable_layer.used_bytes.value == 4096 and inner.writable_layer.fs_id.mountpoint == "/upper"
+    assert inner.cpu.usage_nano_cores.value == 7
+    assert pod.attributes.metadata.name == "p" and dict(pod.attributes.annotations) == {"a": "b"}
+    # A reply changed after it was sent (as the gRPC layer may) leaves the next one as it was.
+    inner.attributes.labels["app"] = "changed"
+    pod.attributes.annotations["a"] = "changed"
+    again = stats_message(container, None, (0, 0), "/upper")
+    assert dict(again.attributes.labels) == {"app": "x"} and not again.HasField("cpu")
+    assert dict(pod_stats_message(sandbox, None, [], {}, None, []).attributes.annotations) == {"a": "b"}

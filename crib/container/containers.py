@@ -116,6 +116,8 @@ class Container:
     # (what the status shows that can change, serialized ContainerStatus): ContainerStatus
     # and PodSandboxStatus reuse it until one of those fields changes.
     _status: tuple[tuple[Any, ...], bytes] | None = field(default=None, repr=False, compare=False)
+    # The stats calls' ContainerAttributes, made once (from the config, which never changes).
+    _attributes: api_pb2.ContainerAttributes | None = field(default=None, repr=False, compare=False)
 
     @property
     def config(self) -> api_pb2.ContainerConfig:

@@ -164,20 +164,18 @@ def stats_message(
     layer: tuple[int, int],
     layer_dir: str,
     nano_cores: int | None = None,
+    stats: api_pb2.ContainerStats | None = None,
 ) -> api_pb2.ContainerStats:
-    now = time.time_ns()
-    config = container.config
-    stats = api_pb2.ContainerStats(
-        attributes=api_pb2.ContainerAttributes(
-            id=container.id, metadata=config.metadata, labels=config.labels, annotations=config.annotations
-        ),
-        writable_layer=api_pb2.FilesystemUsage(
-            timestamp=now,
-            fs_id=api_pb2.FilesystemIdentifier(mountpoint=layer_dir),
-            used_bytes=api_pb2.UInt64Value(value=layer[0]),
-            inodes_used=api_pb2.UInt64Value(value=layer[1]),
-        ),
-    )
+    """The container's ContainerStats, filled into `stats` when given (a pod's stats build
+    theirs in place: a message built apart is copied whole when added to a repeated field)."""
+    if stats is None:
+        stats = api_pb2.ContainerStats()
+    stats.attributes.CopyFrom(usage.attributes_of(container, api_pb2.ContainerAttributes))
+    writable = stats.writable_layer
+    writable.timestamp = time.time_ns()
+    writable.fs_id.mountpoint = layer_dir
+    writable.used_bytes.value = layer[0]
+    writable.inodes_used.value = layer[1]
     if cg is not None:
         usage.fill_cpu(stats.cpu, cg, nano_cores)
         usage.fill_memory(stats.memory, cg)
@@ -290,14 +288,17 @@ class ContainerService:
         stderr = result.stderr[: EXEC_SYNC_BUDGET - len(stdout)]
         return api_pb2.ExecSyncResponse(stdout=stdout, stderr=stderr, exit_code=result.exit_code)
 
-    def sample(self, container: Container) -> tuple[api_pb2.ContainerStats, CgroupStats | None]:
-        """The container's ContainerStats, and the cgroup stats it was made from. Blocking."""
+    def sample(
+        self, container: Container, stats: api_pb2.ContainerStats | None = None
+    ) -> tuple[api_pb2.ContainerStats, CgroupStats | None]:
+        """The container's ContainerStats (filled into `stats` when given), and the cgroup
+        stats it was made from. Blocking."""
         cg, layer = self.containers.stats_now(container)
         layer_dir = self.containers.env.upper_dir(container.id)
         rate = None
         if cg is not None and cg.cpu_usage_ns is not None:
             rate = self.cpu_rates.nano_cores(container.id, cg.timestamp_ns, cg.cpu_usage_ns)
-        return stats_message(container, cg, layer, layer_dir, rate), cg
+        return stats_message(container, cg, layer, layer_dir, rate, stats), cg
 
     def stats_of(self, containers: list[Container]) -> list[api_pb2.ContainerStats]:
         """Blocking: a list call's containers one after another in one worker thread (a thread

@@ -112,15 +112,14 @@ def pod_stats_message(
     processes: int | None,
     containers: list[api_pb2.ContainerStats],
     cpu_rates: usage.CpuRates | None = None,
+    stats: api_pb2.PodSandboxStats | None = None,
 ) -> api_pb2.PodSandboxStats:
-    """The pod's own cgroup when it has one (the kubelet's pod cgroup); else the sum of its containers."""
+    """The pod's own cgroup when it has one (the kubelet's pod cgroup); else the sum of its
+    containers. Filled into `stats` when given, whose linux.containers may be there already."""
     now = time.time_ns()
-    config = sandbox.config
-    stats = api_pb2.PodSandboxStats(
-        attributes=api_pb2.PodSandboxAttributes(
-            id=sandbox.id, metadata=config.metadata, labels=config.labels, annotations=config.annotations
-        )
-    )
+    if stats is None:
+        stats = api_pb2.PodSandboxStats()
+    stats.attributes.CopyFrom(usage.attributes_of(sandbox, api_pb2.PodSandboxAttributes))
     linux = stats.linux
     if pod_cgroup is not None:
         rate = None
@@ -164,7 +163,8 @@ def pod_stats_message(
     if processes is not None:
         linux.process.timestamp = now
         linux.process.process_count.value = processes
-    linux.containers.extend(containers)
+    if containers:
+        linux.containers.extend(containers)
     return stats
 
 
@@ -241,11 +241,12 @@ class SandboxService:
     def _pod_stats(self, sandbox: Sandbox, members: list[Container]) -> api_pb2.PodSandboxStats:
         """Blocking: each of the pod's cgroups is read once, its containers' for their own
         stats and for the pod's sum alike."""
-        samples = [self.container_service.sample(c) for c in members]
-        parts = [(s[0].attributes.id, s[1]) for s in samples]
+        stats = api_pb2.PodSandboxStats()
+        into = stats.linux.containers
+        parts = [(c.id, self.container_service.sample(c, into.add())[1]) for c in members]
         pod_cgroup, part_stats, network, processes = self.sandboxes.stats_now(sandbox, parts)
         return pod_stats_message(
-            sandbox, pod_cgroup, part_stats, network, processes, [s[0] for s in samples], self.cpu_rates
+            sandbox, pod_cgroup, part_stats, network, processes, [], self.cpu_rates, stats
         )
 
     def _pods_stats(self, sandboxes: list[Sandbox]) -> list[api_pb2.PodSandboxStats]:

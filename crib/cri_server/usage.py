@@ -9,11 +9,35 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
+from typing import Any, Protocol, TypeVar
 
 from crib.proto.cri import api_pb2
 from crib.runtime.cgroup_stats import CgroupStats
 
 Pressure = Mapping[str, Mapping[str, float | int]]
+A = TypeVar("A", api_pb2.ContainerAttributes, api_pb2.PodSandboxAttributes)
+
+
+class _Described(Protocol):
+    """A container or pod record: its ID, its config, and its stats attributes once made."""
+
+    id: str
+    _attributes: Any
+
+    @property
+    def config(self) -> Any: ...
+
+
+def attributes_of(record: _Described, kind: type[A]) -> A:
+    """The record's stats attributes, made once (its config never changes); copied into each
+    reply, which is cheaper than building the labels and annotations maps again."""
+    attributes = record._attributes
+    if attributes is None:
+        config = record.config
+        attributes = record._attributes = kind(
+            id=record.id, metadata=config.metadata, labels=config.labels, annotations=config.annotations
+        )
+    return attributes
 
 
 class CpuRates:

@@ -80,9 +80,9 @@ class KeptFiles:
         self.limit = default_limit() if limit is None else limit
         self.idle_s = idle_s
         self._clock = clock
-        # directory → file name → descriptor: forget() drops a removed cgroup's files at once.
-        self._dirs: dict[str, dict[str, int]] = {}
-        self._count = 0
+        # path → descriptor for the reads, directory → its kept paths for forget().
+        self._fds: dict[str, int] = {}
+        self._dirs: dict[str, set[str]] = {}
         self._read_since_sweep: set[str] = set()
         self._next_sweep = clock() + idle_s
         # Held across each pread too: a descriptor closed by a sweep, forget() or a failed read
@@ -90,27 +90,25 @@ class KeptFiles:
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return self._count
+        return len(self._fds)
 
     def read(self, path: str) -> str | None:
         """The file's text now; None when it cannot be read (gone, unsupported, unreadable)."""
-        directory, _, name = path.rpartition("/")
         with self._lock:
             now = self._clock()
             if now >= self._next_sweep:
                 self._sweep(now)
-            files = self._dirs.get(directory)
-            fd = files.get(name) if files is not None else None
+            fd = self._fds.get(path)
             if fd is not None:
                 try:
                     text = _pread_all(fd)
                 except OSError:
                     # The cgroup was removed (ENODEV), perhaps made again: look the path up anew.
-                    self._drop(directory, name)
+                    self._drop(path)
                 else:
                     self._read_since_sweep.add(path)
                     return text
-            if self._count >= self.limit:
+            if len(self._fds) >= self.limit:
                 return read_file(path)
             try:
                 fd = os.open(path, _FLAGS)
@@ -121,8 +119,8 @@ class KeptFiles:
             except OSError:
                 os.close(fd)
                 return None
-            self._dirs.setdefault(directory, {})[name] = fd
-            self._count += 1
+            self._fds[path] = fd
+            self._dirs.setdefault(path.rpartition("/")[0], set()).add(path)
             self._read_since_sweep.add(path)
             return text
 
@@ -130,32 +128,26 @@ class KeptFiles:
         """Close the files kept in these directories (a cgroup being removed with its container)."""
         with self._lock:
             for directory in directories:
-                for name in list(self._dirs.get(directory, ())):
-                    self._drop(directory, name)
+                for path in list(self._dirs.get(directory, ())):
+                    self._drop(path)
 
-    def _drop(self, directory: str, name: str) -> None:
-        files = self._dirs[directory]
-        fd = files.pop(name)
-        if not files:
+    def _drop(self, path: str) -> None:
+        fd = self._fds.pop(path)
+        directory = path.rpartition("/")[0]
+        paths = self._dirs[directory]
+        paths.discard(path)
+        if not paths:
             del self._dirs[directory]
-        self._count -= 1
-        self._read_since_sweep.discard(f"{directory}/{name}")
+        self._read_since_sweep.discard(path)
         os.close(fd)
 
     def _sweep(self, now: float) -> None:
-        idle = [
-            (directory, name)
-            for directory, files in self._dirs.items()
-            for name in files
-            if f"{directory}/{name}" not in self._read_since_sweep
-        ]
-        for directory, name in idle:
-            self._drop(directory, name)
+        for path in [p for p in self._fds if p not in self._read_since_sweep]:
+            self._drop(path)
         self._read_since_sweep.clear()
         self._next_sweep = now + self.idle_s
 
     def close(self) -> None:
         with self._lock:
-            for directory, files in list(self._dirs.items()):
-                for name in list(files):
-                    self._drop(directory, name)
+            for path in list(self._fds):
+                self._drop(path)

@@ -84,8 +84,10 @@ class Sandbox:
     # (what the status shows that can change, serialized PodSandboxStatus): PodSandboxStatus
     # reuses it until one of those fields changes.
     _status: tuple[tuple[Any, ...], bytes] | None = field(default=None, repr=False, compare=False)
-    # The pod cgroup's dirs (from cgroup_parent, fixed): every stats poll reads them.
+    # The pod cgroup's dirs (from cgroup_parent, fixed) and the stats' attributes (from the
+    # config, which never changes): every stats poll needs them.
     _cgroup: CgroupDirs | None = field(default=None, repr=False, compare=False)
+    _attributes: api_pb2.PodSandboxAttributes | None = field(default=None, repr=False, compare=False)
     # A StopPodSandbox has begun: the pause may be dying while it still looks alive, and
     # its exit is expected, not news.
     stop_requested: bool = field(default=False, repr=False, compare=False)
