@@ -6,7 +6,8 @@ container each, under a pod cgroup as the kubelet's cgroupfs driver makes them
 (`/<bench>/pod<uid>`). Then:
 
 - list latency at that many pods: ListPodSandbox, ListContainers, ListContainerStats and
-  ListPodSandboxStats, calls alternating between the runtimes;
+  ListPodSandboxStats, calls alternating between the runtimes, each stats call once the
+  machine has settled from the call before it (report.settle);
 - the kubelet's poll, one runtime at a time while the other idles: ListPodSandbox and
   ListContainers every second (PLEG's relist), ListContainerStats and ListPodSandboxStats
   every 10 s (the summary API and the eviction manager with PodAndContainerStatsFromCRI),
@@ -128,9 +129,12 @@ def measure_lists(
         for name in report.in_turn(names, run):
             for call in RELIST:
                 _sample(clients[name], call, samples, pods)
+    # A stats call is timed on a settled machine: containerd 1.6's ListPodSandboxStats keeps
+    # both CPUs busy for seconds, and a call right after it measured that as much as itself.
     for run in range(runs):
         for name in report.in_turn([n for n in names if n not in relist_only], run):
             for call in STATS:
+                report.settle()
                 _sample(clients[name], call, samples, pods)
 
 

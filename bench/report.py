@@ -45,6 +45,27 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return total / _TICK
 
 
+def _busy_and_total() -> tuple[int, int]:
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def settle(window_s: float = 0.1, busy_below: float = 0.15, timeout_s: float = 5.0) -> float:
+    """Wait until the machine's CPUs were busy less than `busy_below` of a `window_s` window
+    (another runtime's work after its call: a Go collection, shims), at most `timeout_s`;
+    the seconds waited. A call timed on a node has that node's runtime alone on it."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        busy0, total0 = _busy_and_total()
+        time.sleep(window_s)  # a measuring window, not a wait for an event
+        busy1, total1 = _busy_and_total()
+        if total1 > total0 and (busy1 - busy0) / (total1 - total0) < busy_below:
+            break
+    return time.monotonic() - start
+
+
 def in_turn(names: Sequence[T], run: int) -> list[T]:
     """`names` rotated by `run`: two alternate (a b, b a), three or more each go first in turn
     (a b c, b c a, c a b); reversing would leave the middle one always in the middle."""
