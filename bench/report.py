@@ -157,7 +157,13 @@ def save_raw(bench: str, samples: Samples, **extra: Any) -> Path:
     doc = {
         "bench": bench,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": _cpus(), "kernel": platform.release(), "memory_cgroups": memory_cgroups()},
+        "machine": {
+            "cpus": _cpus(),
+            "kernel": platform.release(),
+            # Before the benchmark made any (this module is imported at its start), and now.
+            "memory_cgroups_at_start": _MEMORY_CGROUPS_AT_START,
+            "memory_cgroups": memory_cgroups(),
+        },
         # Three decimals of a ms or MB are below what these machines can tell apart.
         "samples": {
             name: {figure: [round(v, 3) for v in values] for figure, values in figures.items()}
@@ -192,6 +198,9 @@ def memory_cgroups() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+_MEMORY_CGROUPS_AT_START = memory_cgroups()
 
 
 def _cpus() -> int:
