@@ -71,3 +71,9 @@ def test_a_parent_with_a_name_too_long_to_make_is_not_looked_for() -> None:
     assert cgroup_parents.targets("☃" * 85, own) == [Path("/h/pids/" + "☃" * 85)]  # 255 bytes
     assert cgroup_parents.targets("☃" * 86, own) == []
     assert cgroup_parents.targets("a\x00b", own) == []
+
+
+def test_a_path_that_cannot_be_looked_up_is_reported_not_raised(tmp_path: Path) -> None:
+    listed = {tmp_path: set()}
+    too_long = tmp_path / ("x" * 300) / "pod"  # ENAMETOOLONG on lookup
+    assert cgroup_parents.remove_new([too_long], listed) == [tmp_path / ("x" * 300)]

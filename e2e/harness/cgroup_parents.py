@@ -106,7 +106,11 @@ def remove_new(paths: Iterable[Path], listed: dict[Path, set[str]]) -> list[Path
         for parent, child in itertools.pairwise(chain):
             if parent not in listed or child.name in listed[parent]:
                 continue
-            if child.is_dir() and not child.is_symlink() and not remove_tree(child):
+            try:
+                if child.is_dir() and not child.is_symlink() and not remove_tree(child):
+                    left.append(child)
+            except (OSError, ValueError):
+                # A teardown must go on to the network and the dirs: say it, do not raise.
                 left.append(child)
             break
     return left
