@@ -9,6 +9,7 @@ a crash or a reboot. A failed ADD is undone with a DEL of the same list.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -24,6 +25,8 @@ from crib.log_setup import get_logger
 log = get_logger("crib.cni")
 
 PLUGIN_TIMEOUT_S = 120.0
+# An fsync of the result cache on a busy disk: seconds at worst.
+CACHE_WRITE_TIMEOUT_S = 60.0
 IFNAME = "eth0"
 
 
@@ -214,13 +217,26 @@ async def _add(
         if prev is None:
             raise PluginError(f"CNI network {net.name} returned no result")
         # On disk before anyone relies on it: DEL must always find it.
-        cache.save(net, att, prev)
+        await _save(cache, net, att, prev)
     except BaseException:
         # Undo whatever the plugins that ran already took (IPs, links, rules).
         with contextlib.suppress(Exception):
             await delete(net, att, bin_dirs, cache, prev_result=prev)
         raise
     return prev
+
+
+async def _save(cache: CNICache, net: NetworkConfigList, att: Attachment, result: dict[str, Any]) -> None:
+    """The result written and fsync'd off the loop: under the fuzzer's load an fsync on the
+    loop blocked it for 100 ms. Cancelled, it still waits for the write to end: the undo that
+    follows removes the file, and a rename landing after that would leave a cache entry for an
+    attachment that is gone."""
+    write = asyncio.ensure_future(asyncio.to_thread(cache.save, net, att, result))
+    try:
+        await asyncio.shield(write)
+    except asyncio.CancelledError:
+        await asyncio.wait([write], timeout=CACHE_WRITE_TIMEOUT_S)
+        raise
 
 
 async def delete(
@@ -271,7 +287,7 @@ async def _delete(
             errors.append(exc.message)
     if errors:
         raise PluginError(f"CNI DEL for {att.container_id}: {'; '.join(errors)}")
-    cache.delete(net.name, att)
+    await asyncio.to_thread(cache.delete, net.name, att)
 
 
 async def delete_cached(entry: CachedAttachment, bin_dirs: list[str], cache: CNICache) -> None:
