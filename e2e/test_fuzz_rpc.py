@@ -446,3 +446,18 @@ def test_the_cgroup_parents_a_fuzzed_pod_made_are_removed_after_it(bed: Bed) -> 
         assert bed.remove_cgroups_made() == []
         assert [p for p in made if p.exists()] == []
         assert not (Path("/sys/fs/cgroup/pids") / f"{MARKER}-top").exists()
+
+
+def test_a_device_path_too_long_to_look_up_is_invalid_argument(bed: Bed) -> None:
+    """A device host_path of 4100 characters (past PATH_MAX) made os.stat raise ENAMETOOLONG,
+    which CreateContainer answered INTERNAL."""
+    bed.ensure()
+    config = container_config("fz-device", ["sleep", "1"])
+    config.devices.append(api_pb2.Device(host_path="/x" * 2100, container_path="/dev/x", permissions="rwm"))
+    request = api_pb2.CreateContainerRequest(
+        pod_sandbox_id=bed.base_pod, config=config, sandbox_config=_base_pod_config(bed.world)
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        bed.daemon.runtime.CreateContainer(request, timeout=60)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+    assert "cannot be looked up" in (info.value.details() or "")

@@ -179,6 +179,14 @@ def devices(
             st = os.stat(host)
         except FileNotFoundError:
             raise InvalidArgument(f"CreateContainer: device {host} does not exist") from None
+        except (OSError, ValueError) as exc:
+            # Longer than PATH_MAX, a NUL, a file taken for a directory, a symlink loop: the
+            # request's fault, and no device either way.
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            # The reason first: the error's text is capped, and the path may be kilobytes.
+            raise InvalidArgument(
+                f"CreateContainer: device path cannot be looked up ({why}): {host!r}"
+            ) from None
         if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
             raise InvalidArgument(f"CreateContainer: {host} is not a device node")
         if container in seen:
