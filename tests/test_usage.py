@@ -115,9 +115,9 @@ def test_pod_stats_from_the_pod_cgroup_have_the_rate_the_faults_and_psi() -> Non
         created_at=1,
     )
     rates = CpuRates()
-    first = pod_stats_message(sandbox, _cg(), [], {}, None, [], rates)
+    first = pod_stats_message(sandbox, _cg(), [], {}, None, rates)
     later = pod_stats_message(
-        sandbox, _cg(timestamp_ns=110 * SECOND, cpu_usage_ns=6 * SECOND), [], {}, None, [], rates
+        sandbox, _cg(timestamp_ns=110 * SECOND, cpu_usage_ns=6 * SECOND), [], {}, None, rates
     )
     assert first.linux.cpu.HasField("usage_nano_cores") and first.linux.cpu.usage_nano_cores.value == 0
     assert later.linux.cpu.usage_nano_cores.value == SECOND // 10  # 1 s of CPU in 10 s
@@ -149,7 +149,7 @@ def test_stats_built_in_place_carry_attributes_that_later_replies_do_not_share()
     )
     pod = api_pb2.PodSandboxStats()
     stats_message(container, _cg(), (4096, 2), "/upper", 7, pod.linux.containers.add())
-    pod_stats_message(sandbox, _cg(), [], {}, 1, [], None, pod)
+    pod_stats_message(sandbox, _cg(), [], {}, 1, None, pod)
     inner = pod.linux.containers[0]
     assert (inner.attributes.id, dict(inner.attributes.labels)) == ("c" * 64, {"app": "x"})
     assert inner.writable_layer.used_bytes.value == 4096 and inner.writable_layer.fs_id.mountpoint == "/upper"
@@ -160,4 +160,4 @@ def test_stats_built_in_place_carry_attributes_that_later_replies_do_not_share()
     pod.attributes.annotations["a"] = "changed"
     again = stats_message(container, None, (0, 0), "/upper")
     assert dict(again.attributes.labels) == {"app": "x"} and not again.HasField("cpu")
-    assert dict(pod_stats_message(sandbox, None, [], {}, None, []).attributes.annotations) == {"a": "b"}
+    assert dict(pod_stats_message(sandbox, None, [], {}, None).attributes.annotations) == {"a": "b"}

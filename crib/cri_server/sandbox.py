@@ -110,12 +110,12 @@ def pod_stats_message(
     parts: list[CgroupStats | None],
     network: dict[str, tuple[int, int, int, int]],
     processes: int | None,
-    containers: list[api_pb2.ContainerStats],
     cpu_rates: usage.CpuRates | None = None,
     stats: api_pb2.PodSandboxStats | None = None,
 ) -> api_pb2.PodSandboxStats:
     """The pod's own cgroup when it has one (the kubelet's pod cgroup); else the sum of its
-    containers. Filled into `stats` when given, whose linux.containers may be there already."""
+    containers. Filled into `stats` when given, whose linux.containers the caller fills (in
+    place: a ContainerStats built apart would be copied whole into the repeated field)."""
     now = time.time_ns()
     if stats is None:
         stats = api_pb2.PodSandboxStats()
@@ -163,8 +163,6 @@ def pod_stats_message(
     if processes is not None:
         linux.process.timestamp = now
         linux.process.process_count.value = processes
-    if containers:
-        linux.containers.extend(containers)
     return stats
 
 
@@ -245,9 +243,7 @@ class SandboxService:
         into = stats.linux.containers
         parts = [(c.id, self.container_service.sample(c, into.add())[1]) for c in members]
         pod_cgroup, part_stats, network, processes = self.sandboxes.stats_now(sandbox, parts)
-        return pod_stats_message(
-            sandbox, pod_cgroup, part_stats, network, processes, [], self.cpu_rates, stats
-        )
+        return pod_stats_message(sandbox, pod_cgroup, part_stats, network, processes, self.cpu_rates, stats)
 
     def _pods_stats(self, sandboxes: list[Sandbox]) -> list[api_pb2.PodSandboxStats]:
         # The containers grouped by pod in one pass: asking per pod is quadratic at 500 pods.

@@ -19,8 +19,9 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
+
+from e2e.harness.fuzz_strategies import string_fields
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 NAME_MAX = 255
@@ -28,20 +29,7 @@ NAME_MAX = 255
 
 def cgroup_parents(msg: Message) -> list[str]:
     """Every cgroup_parent value set anywhere in the request."""
-    out: list[str] = []
-
-    def walk(m: Message) -> None:
-        for fd, value in m.ListFields():
-            if fd.type == FieldDescriptor.TYPE_MESSAGE:
-                if fd.message_type.GetOptions().map_entry:
-                    continue
-                for v in value if fd.is_repeated else [value]:
-                    walk(v)
-            elif fd.name == "cgroup_parent" and isinstance(value, str) and value:
-                out.append(value)
-
-    walk(msg)
-    return out
+    return [v for name, v in string_fields(msg) if name == "cgroup_parent" and v]
 
 
 def own_cgroups(pid: int, root: Path = CGROUP_ROOT) -> dict[Path, str]:

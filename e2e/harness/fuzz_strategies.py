@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -391,23 +392,22 @@ def requests(method: MethodDescriptor, world: World) -> st.SearchStrategy[Messag
 _WRITABLE_FIELDS = ("log_directory", "host_path", "location")
 
 
+def string_fields(msg: Message) -> Iterator[tuple[str, str]]:
+    """(field name, value) of every string set anywhere in the request, map entries left out."""
+    for fd, value in msg.ListFields():
+        if fd.type == F.TYPE_MESSAGE:
+            if not fd.message_type.GetOptions().map_entry:
+                for v in value if _is_repeated(fd) else [value]:
+                    yield from string_fields(v)
+        elif fd.type == F.TYPE_STRING:
+            for v in value if _is_repeated(fd) else [value]:
+                yield fd.name, v
+
+
 def named_paths(msg: Message) -> list[str]:
     """Paths a request legitimately asks cribd to create: the pod's log dir, a mount's host
     path (missing ones are made, as the kubelet expects), a checkpoint's archive."""
-    out: list[str] = []
-
-    def walk(m: Message) -> None:
-        for fd, value in m.ListFields():
-            if fd.type == F.TYPE_MESSAGE:
-                if fd.message_type.GetOptions().map_entry:
-                    continue
-                for v in value if _is_repeated(fd) else [value]:
-                    walk(v)
-            elif fd.name in _WRITABLE_FIELDS and isinstance(value, str) and value.startswith("/"):
-                out.append(value)
-
-    walk(msg)
-    return out
+    return [v for name, v in string_fields(msg) if name in _WRITABLE_FIELDS and v.startswith("/")]
 
 
 def allowed(path: str, named: list[str]) -> bool:
