@@ -93,6 +93,18 @@ def ratios(samples: Samples, a: str, b: str) -> dict[str, float]:
     return out
 
 
+def paired_ratios(samples: Samples, a: str, b: str) -> dict[str, float]:
+    """Per figure that both runtimes have as many samples of: the median of a[i] / b[i]. For
+    samples taken in the same rounds (a's i-th beside b's i-th), so that what drifts between
+    rounds (another tenant on the host, the CPU's clock) divides out of each ratio."""
+    out = {}
+    for figure, values in samples.get(a, {}).items():
+        other = samples.get(b, {}).get(figure)
+        if values and other and len(values) == len(other) and all(other):
+            out[figure] = statistics.median(x / y for x, y in zip(values, other, strict=True))
+    return out
+
+
 def table(
     samples: Samples,
     title: str = "figure",

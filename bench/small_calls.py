@@ -25,13 +25,19 @@ floors run, and "replay (aio) #2 / replay (aio)" says how far two identical serv
 the same run: the noise a crib / replay figure is read against (up to 10% on these VMs).
 
 Each call is made by two clients: the in-process Python gRPC client and criclient, the Go
-CRI client of bench/goclient (as the kubelet is one). Rounds rotate which server goes first.
-Figures per round: the median and p95 latency of `--calls` calls (after 100 untimed), and
-the server's CPU time per call; the table and the raw file (`ratios`) carry
-crib / replay per figure beside crib / containerd. `--pin` puts every server's threads on one
-CPU and the clients on the other (bench/report.py's pin_sitting).
+CRI client of bench/goclient (as the kubelet is one). Each call and client is timed in
+`--rounds` short rounds, one block of `--calls` calls per server a round, the servers taking
+turns to go first: the servers of one figure are timed within seconds of each other, so what
+drifts on these VMs over minutes (another tenant's load, the host's clock) reaches them alike.
+(Until 2026-12-07 a round timed every call of one server, then the next: its five rounds of
+one figure were minutes apart, and two identical replay floors differed by up to 30%.)
+Figures per block: the median and p95 latency of its calls (after 100 untimed), and the
+server's CPU time per call; the table and the raw file (`ratios`) carry crib / replay per
+figure beside crib / containerd, and `paired` the median over rounds of each round's own
+ratio. `--pin` puts every server's threads on one CPU and the clients on the other
+(bench/report.py's pin_sitting).
 
-    sudo .venv/bin/python bench/small_calls.py [--calls 2000] [--rounds 5] [--pin]
+    sudo .venv/bin/python bench/small_calls.py [--calls 400] [--rounds 25] [--pin]
 """
 
 from __future__ import annotations
@@ -197,8 +203,8 @@ def push_extras(registry: Registry) -> list[str]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--calls", type=int, default=2000, help="timed calls per figure per round")
-    p.add_argument("--rounds", type=int, default=report.MIN_SAMPLES)
+    p.add_argument("--calls", type=int, default=400, help="timed calls per server per block")
+    p.add_argument("--rounds", type=int, default=25, help="blocks per server per call and client")
     p.add_argument("--methods", default=",".join(METHODS), help="a subset, comma-separated")
     p.add_argument("--python-only", action="store_true", help="leave the Go client out")
     containerd2.add_argument(p)
@@ -228,15 +234,29 @@ def main() -> int:
         if args.pin:
             pids = [t.daemon.proc.pid for t in targets.values()]
             report.pin_sitting(pids)
-        for rnd in range(args.rounds):
-            for name in report.in_turn(list(targets), rnd):
-                for client in clients:
-                    for method in methods:
+        for client in clients:
+            for method in methods:
+                for rnd in range(args.rounds):
+                    for name in report.in_turn(list(targets), rnd):
                         measure(targets[name], method, client, go, args.calls, samples)
-            print(f"round {rnd + 1} of {args.rounds} done", flush=True)
+                print(f"{method}, {client} client: {args.rounds} rounds done", flush=True)
         pairs = [*containerd2.RATIOS, ("crib", REPLAY), (REPLAY_2, REPLAY)]
+        paired = {
+            f"{a}/{b}": {f: round(r, 3) for f, r in report.paired_ratios(samples, a, b).items()}
+            for a, b in pairs
+            if a in samples and b in samples
+        }
+        for head, column in paired.items():
+            print(f"paired {head}: " + ", ".join(f"{f} {r:.2f}" for f, r in column.items()), flush=True)
         report.show_and_save(
-            "small_calls", samples, "figure", pairs, calls=args.calls, rounds=args.rounds, pinned=args.pin
+            "small_calls",
+            samples,
+            "figure",
+            pairs,
+            paired=paired,
+            calls=args.calls,
+            rounds=args.rounds,
+            pinned=args.pin,
         )
     finally:
         for t in floors:

@@ -150,3 +150,17 @@ def test_show_and_save_keeps_the_ratios_with_the_samples(
     assert doc["samples"] == samples
     out = capsys.readouterr().out
     assert "crib/replay (aio)" in out and "crib/containerd" not in out and str(path) in out
+
+
+def test_paired_ratios_divide_each_round_by_its_own_floor() -> None:
+    # Rounds 2 and 3 were slow for both servers, round 1 for crib alone: crib's median lands
+    # in the slow rounds, the floor's in the fast ones, and their ratio says 2.2; each round's
+    # own ratio is 1.1 in four rounds of five.
+    samples: report.Samples = {
+        "crib": {"Version": [2.2, 2.2, 2.2, 1.1, 1.1], "out of step": [1.0, 1.0], "zero": [1.0]},
+        "replay": {"Version": [1.0, 2.0, 2.0, 1.0, 1.0], "out of step": [1.0], "zero": [0.0]},
+    }
+    assert report.ratios(samples, "crib", "replay")["Version"] == pytest.approx(2.2)
+    # Rounds out of step would pair the wrong samples, and a zero has no ratio: left out.
+    assert report.paired_ratios(samples, "crib", "replay") == {"Version": pytest.approx(1.1)}
+    assert report.paired_ratios(samples, "crib", "containerd") == {}
