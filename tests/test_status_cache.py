@@ -367,3 +367,17 @@ def test_reference_keys_are_kept_only_for_names_of_a_names_length() -> None:
     # A request may name megabytes: those are parsed, not kept.
     assert image_store._ref_key("a" * 100_000) is None
     assert image_store._kept_ref_key.cache_info().currsize == 3
+
+
+async def test_an_image_gone_as_another_came_is_forgotten_by_the_next_list() -> None:
+    app, other, third = (_record(n, [f"example.com/app{n}:1"]) for n in (1, 2, 3))
+    images = _Images(app, other)
+    service = ImageService(images)  # type: ignore[arg-type]
+    await _list(service)
+    # One removed, one pulled between two lists: as many images as items kept, one stale.
+    del images.by_id[other.id]
+    images.by_id[third.id] = third
+    assert [i.id for i in (await _list(service)).images] == [app.id, third.id]
+    assert set(service._items) == {app.id, other.id, third.id}
+    assert [i.id for i in (await _list(service)).images] == [app.id, third.id]
+    assert set(service._items) == {app.id, third.id}

@@ -142,8 +142,9 @@ class ImageService:
     ) -> bytes:
         spec = _spec(request.filter.image)
         records = self.images.list(spec)
-        if not spec:
-            # Every image is here: forget the items of those that are gone.
+        if not spec and len(self._items) > len(records):
+            # Every image is here, and fewer than are kept: forget the items of those gone. (An
+            # image removed as another came leaves one kept too many until the next list.)
             for gone in self._items.keys() - {r.id for r in records}:
                 del self._items[gone]
         return b"".join([self.item_bytes(r) for r in records])

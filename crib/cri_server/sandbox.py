@@ -16,6 +16,7 @@ import grpc
 from crib.container.containers import Container, Containers
 from crib.cri_server import usage, wire
 from crib.cri_server.container import ContainerService, container_status, status_bytes
+from crib.cri_server.container import status_key as container_status_key
 from crib.errors import InvalidArgument
 from crib.proto.cri import api_pb2
 from crib.runtime.cgroup_stats import CgroupStats
@@ -73,12 +74,18 @@ def sandbox_status(sandboxes: Sandboxes, sandbox: Sandbox, verbose: bool) -> api
 
 
 def status_reply(sandbox: Sandbox, members: list[Container]) -> bytes:
-    """A serialized PodSandboxStatusResponse without `info`, from the cached statuses of the pod
-    and of its containers: field 1 the pod's status, 3 its containers', 4 the timestamp."""
-    parts = [wire.field(1, wire.status_bytes(sandbox, status_key(sandbox), pod_status))]
-    parts.extend(wire.field(3, status_bytes(c)) for c in members)
-    parts.append(wire.int_field(4, time.time_ns()))
-    return b"".join(parts)
+    """A serialized PodSandboxStatusResponse without `info`: field 1 the pod's status, 3 its
+    containers', 4 the timestamp. Fields 1 and 3 are kept framed together, made again only when
+    the pod's status key, or one of its containers or their status keys, differs (taken
+    before they are built, so a change made meanwhile makes the next call build again)."""
+    key = (status_key(sandbox), *[(c.id, container_status_key(c)) for c in members])
+    cached = sandbox._status
+    if cached is None or cached[0] != key:
+        body = [wire.field(1, pod_status(sandbox).SerializeToString())]
+        body.extend(wire.field(3, status_bytes(c)) for c in members)
+        cached = (key, b"".join(body))
+        sandbox._status = cached
+    return cached[1] + wire.int_field(4, time.time_ns())
 
 
 def matches(sandbox: Sandbox, f: api_pb2.PodSandboxFilter) -> bool:

@@ -81,8 +81,8 @@ class Sandbox:
     _exited: asyncio.Event | None = field(default=None, repr=False, compare=False)
     # (state, serialized list item): list replies reuse it while the state holds.
     _item: tuple[str, bytes] | None = field(default=None, repr=False, compare=False)
-    # (what the status shows that can change, serialized PodSandboxStatus): PodSandboxStatus
-    # reuses it until one of those fields changes.
+    # (what the status shows that can change, its containers' too; the reply's fields 1 and
+    # 3, framed): PodSandboxStatus reuses it until one of those changes.
     _status: tuple[tuple[Any, ...], bytes] | None = field(default=None, repr=False, compare=False)
     # The pod cgroup's dirs (from cgroup_parent, fixed) and the stats' attributes (from the
     # config, which never changes): every stats poll needs them.
