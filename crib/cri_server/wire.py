@@ -112,7 +112,12 @@ def list_reply(
     """A serialized List*Response whose field 1 is the items: those `keep` passes, or all
     when the filter is empty."""
     listed = records if not list_filter.ByteSize() else [r for r in records if keep(r)]
-    return b"".join([item_bytes(r, build) for r in listed])
+    # item_bytes inlined: a call per item was a third of a 110-pod relist's Python.
+    parts = []
+    for r in listed:
+        cached = r._item
+        parts.append(cached[1] if cached is not None and cached[0] == r.state else item_bytes(r, build))
+    return b"".join(parts)
 
 
 _ITEMS_TAG = varint(1 << 3 | 2)  # field 1, wire type 2 (length-delimited)
