@@ -175,6 +175,7 @@ def save_raw(bench: str, samples: Samples, **extra: Any) -> Path:
             # Before the benchmark made any (this module is imported at its start), and now.
             "memory_cgroups_at_start": _MEMORY_CGROUPS_AT_START,
             "memory_cgroups": memory_cgroups(),
+            "syscall_ns": syscall_ns(),
         },
         # Three decimals of a ms or MB are below what these machines can tell apart.
         "samples": {
@@ -213,6 +214,20 @@ def memory_cgroups() -> int | None:
 
 
 _MEMORY_CGROUPS_AT_START = memory_cgroups()
+
+
+def syscall_ns(calls: int = 20000) -> int:
+    """A trivial syscall's cost from Python (getppid, the best of 5 rounds), in ns. Machines of
+    one name differ in it with their kernel and its mitigations (0.9 µs on 2026-12-07's last
+    one, which clears CPU buffers at every return to user space), and every runtime's stats
+    calls, mostly syscalls, with it: figures of two sittings compare only beside it."""
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter_ns()
+        for _ in range(calls):
+            os.getppid()
+        best = min(best, (time.perf_counter_ns() - t0) / calls)
+    return round(best)
 
 
 def _cpus() -> int:

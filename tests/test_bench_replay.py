@@ -148,6 +148,8 @@ def test_show_and_save_keeps_the_ratios_with_the_samples(
     doc = json.loads(path.read_text())
     assert doc["ratios"] == {"crib/replay (aio)": {"ListImages, go client: median ms": 1.1}}
     assert doc["samples"] == samples
+    # What a syscall costs on this machine, to read the figures of two sittings beside.
+    assert isinstance(doc["machine"]["syscall_ns"], int) and doc["machine"]["syscall_ns"] > 0
     out = capsys.readouterr().out
     assert "crib/replay (aio)" in out and "crib/containerd" not in out and str(path) in out
 
