@@ -43,7 +43,7 @@ from crib.runtime.runtime_env import RuntimeEnv, conmon_alive, wait_for_exit
 from crib.sandbox import pod_files
 from crib.sandbox.sandboxes import READY, Sandbox, Sandboxes, pause_alive, pod_userns
 from crib.store import disk_record
-from crib.store.index import Index
+from crib.store.index import Index, ListedState
 from crib.store.state_store import StateStore
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def image_name(spec: api_pb2.ImageSpec, repo_tags: list[str]) -> str:
 
 
 @dataclass
-class Container:
+class Container(ListedState):
     id: str
     sandbox_id: str
     config_b64: str

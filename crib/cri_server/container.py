@@ -19,6 +19,7 @@ from crib.cri_server import usage, wire
 from crib.errors import DeadlineExceeded, InvalidArgument
 from crib.proto.cri import api_pb2
 from crib.runtime.cgroup_stats import CgroupStats
+from crib.store.index import LISTED
 
 _STATES = {
     CREATED: api_pb2.CONTAINER_CREATED,
@@ -195,6 +196,7 @@ class ContainerService:
     def __init__(self, containers: Containers) -> None:
         self.containers = containers
         self.cpu_rates = usage.CpuRates()
+        self.relist = wire.ListCache()
 
     async def CreateContainer(
         self, request: api_pb2.CreateContainerRequest, context: grpc.aio.ServicerContext
@@ -246,8 +248,12 @@ class ContainerService:
     async def ListContainers(
         self, request: api_pb2.ListContainersRequest, context: grpc.aio.ServicerContext
     ) -> bytes:
-        # Already serialized: PLEG asks every second and the items rarely change.
-        return list_containers_wire(self.containers, request.filter)
+        # Already serialized: PLEG asks every second and the items rarely change; its relist
+        # (no filter) is the reply made before while nothing listed has changed.
+        f = request.filter
+        if f.ByteSize():
+            return list_containers_wire(self.containers, f)
+        return self.relist.reply(LISTED.value, lambda: list_containers_wire(self.containers, f))
 
     async def StreamContainers(
         self, request: api_pb2.StreamContainersRequest, context: grpc.aio.ServicerContext

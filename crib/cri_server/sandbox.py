@@ -21,6 +21,7 @@ from crib.errors import InvalidArgument
 from crib.proto.cri import api_pb2
 from crib.runtime.cgroup_stats import CgroupStats
 from crib.sandbox.sandboxes import READY, Sandbox, Sandboxes
+from crib.store.index import LISTED
 
 
 def _state(sandbox: Sandbox) -> int:
@@ -184,6 +185,7 @@ class SandboxService:
         # A pod's stats hold its containers' stats, built as ContainerStats builds them.
         self.container_service = container_service
         self.cpu_rates = usage.CpuRates()
+        self.relist = wire.ListCache()
 
     async def RunPodSandbox(
         self, request: api_pb2.RunPodSandboxRequest, context: grpc.aio.ServicerContext
@@ -226,8 +228,12 @@ class SandboxService:
     async def ListPodSandbox(
         self, request: api_pb2.ListPodSandboxRequest, context: grpc.aio.ServicerContext
     ) -> bytes:
-        # Already serialized: PLEG asks every second and the items rarely change.
-        return list_sandboxes_wire(self.sandboxes, request.filter)
+        # Already serialized: PLEG asks every second and the items rarely change; its relist
+        # (no filter) is the reply made before while nothing listed has changed.
+        f = request.filter
+        if f.ByteSize():
+            return list_sandboxes_wire(self.sandboxes, f)
+        return self.relist.reply(LISTED.value, lambda: list_sandboxes_wire(self.sandboxes, f))
 
     async def StreamPodSandboxes(
         self, request: api_pb2.StreamPodSandboxesRequest, context: grpc.aio.ServicerContext

@@ -120,4 +120,20 @@ def list_reply(
     return b"".join(parts)
 
 
+class ListCache:
+    """The last unfiltered list reply and the generation it was made at: the kubelet relists
+    every pod and container every second, and on a quiet node nothing has changed since."""
+
+    def __init__(self) -> None:
+        self._at: int | None = None
+        self._reply = b""
+
+    def reply(self, generation: int, make: Callable[[], bytes]) -> bytes:
+        """The reply made before if `generation` (read before this call) has not moved since."""
+        if self._at != generation:
+            self._reply = make()
+            self._at = generation
+        return self._reply
+
+
 _ITEMS_TAG = varint(1 << 3 | 2)  # field 1, wire type 2 (length-delimited)

@@ -44,7 +44,7 @@ from crib.runtime.runtime_env import RuntimeEnv, wait_for_exit
 from crib.sandbox import netns, pod_files
 from crib.sandbox.sysctls import check_sysctls
 from crib.store import disk_record
-from crib.store.index import Index
+from crib.store.index import Index, ListedState
 from crib.store.state_store import StateStore
 
 log = get_logger("crib.sandbox")
@@ -59,7 +59,7 @@ SHM_SIZE = "size=65536k"
 
 
 @dataclass
-class Sandbox:
+class Sandbox(ListedState):
     id: str
     config_b64: str
     handler: str

@@ -8,14 +8,46 @@ first exists ("name is reserved").
 An index may also group its objects by a key (containers by their pod): the kubelet asks
 for a pod's containers with every PodSandboxStatus, and a scan of all of them grew with
 the node (5 µs at 220 containers).
+
+`LISTED` moves after every change a list reply can show (an object added to or dropped from
+an index, a listed record's `state` written), so PLEG's relist of an unchanged node is the
+reply made before.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+
+
+class Generation:
+    """A count that moves after each change: a reply made from what was there when the count
+    was read is current while the count still reads the same. Moved under a lock (`+=` on an
+    attribute is not atomic between threads, and a lost move would keep a stale reply)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def move(self) -> None:
+        with self._lock:
+            self.value += 1
+
+
+LISTED = Generation()
+
+
+class ListedState:
+    """A record whose list item shows its `state`: every write of it moves LISTED, after the
+    write, so a reply made after the count was read shows it or the count has moved."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name == "state":
+            LISTED.move()
 
 
 class Index(Generic[T]):
@@ -65,11 +97,13 @@ class Index(Generic[T]):
         self.by_id[object_id] = obj
         if self._group is not None:
             self._groups.setdefault(self._group(obj), {})[object_id] = obj
+        LISTED.move()
 
     def drop(self, object_id: str) -> None:
         obj = self.by_id.pop(object_id, None)
         if obj is not None and self._group is not None:
             self._ungroup(object_id, obj)
+        LISTED.move()
 
     def _ungroup(self, object_id: str, obj: T) -> None:
         assert self._group is not None
