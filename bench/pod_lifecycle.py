@@ -18,7 +18,6 @@ per-pod helper processes (conmon / containerd-shim) at 50 pods, as PSS.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
 import subprocess
@@ -138,10 +137,6 @@ def start_containerd2(registry: Registry, bin_dir: Path) -> Daemon:
 
 # crib's, containerd 1.6's and 2.x's; stop_daemons removes them all.
 BRIDGES = ("cribbench0", "ctrdbench0", "ctrd2bench0")
-# The cgroup parents the runtimes put a pod without a cgroup_parent under (crib's and
-# containerd's k8s.io namespace's): runc removes a pod's cgroup, not the parent it made.
-DEFAULT_CGROUP_PARENTS = ("crib", "k8s.io")
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 def push_images(registry: Registry) -> None:
@@ -195,17 +190,6 @@ def stop_daemons(daemons: list[Daemon], wait_s: float = 15) -> None:
         clean_tree(d.dir)
     for bridge in BRIDGES:
         subprocess.run(["ip", "link", "del", bridge], capture_output=True, timeout=30)
-    remove_default_cgroup_parents()
-
-
-def remove_default_cgroup_parents(root: Path = CGROUP_ROOT) -> None:
-    """The default parents left empty in every hierarchy; one with a cgroup under it (another
-    runtime's pod on this machine) stays, since rmdir refuses it."""
-    hierarchies = [root / "unified", *root.iterdir()] if root.is_dir() else []
-    for hierarchy in hierarchies:
-        for name in DEFAULT_CGROUP_PARENTS:
-            with contextlib.suppress(OSError):
-                (hierarchy / name).rmdir()
 
 
 def restart(d: Daemon) -> None:
