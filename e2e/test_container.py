@@ -455,3 +455,35 @@ def test_a_command_that_cannot_start_is_a_start_error(pod: tuple[Cribd, str]) ->
     # A second start is refused; removal works.
     assert grpc_code(lambda: start_container(daemon, cid)) == grpc.StatusCode.FAILED_PRECONDITION
     daemon.runtime.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid), timeout=30)
+
+
+def test_the_relist_follows_a_container_that_exits_on_its_own_and_its_pod_stopping(
+    pod: tuple[Cribd, str],
+) -> None:
+    # PLEG's relist (no filter) is answered with the reply made before while nothing it shows
+    # has changed: an exit no RPC asked for (conmon reports it, crib's watcher records it)
+    # must still reach the next relist, as must a pod's stop.
+    daemon, pod_id = pod
+    cid = run_container(daemon, pod_id, container_config("quits", ["/bin/sh", "-c", "sleep 2; exit 3"]))
+
+    def relisted() -> dict[str, int]:
+        listed = daemon.runtime.ListContainers(api_pb2.ListContainersRequest(), timeout=10).containers
+        return {c.id: c.state for c in listed}
+
+    def pods() -> dict[str, int]:
+        listed = daemon.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
+        return {p.id: p.state for p in listed}
+
+    assert relisted() == {cid: api_pb2.CONTAINER_RUNNING}
+    assert relisted() == {cid: api_pb2.CONTAINER_RUNNING}
+    exited = api_pb2.CONTAINER_EXITED
+    wait_until(lambda: relisted().get(cid) == exited, timeout=20, what="the exit in a relist")
+    by_id = daemon.runtime.ListContainers(
+        api_pb2.ListContainersRequest(filter=api_pb2.ContainerFilter(id=cid)), timeout=10
+    ).containers
+    assert [c.state for c in by_id] == [api_pb2.CONTAINER_EXITED]
+    assert pods() == {pod_id: api_pb2.SANDBOX_READY}
+    daemon.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    assert pods() == {pod_id: api_pb2.SANDBOX_NOTREADY}
+    daemon.runtime.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid), timeout=30)
+    assert relisted() == {}
