@@ -431,6 +431,23 @@ def test_pod_stats_and_pod_resources(pod: tuple[Cribd, str]) -> None:
     assert [c.attributes.id for c in stats.linux.containers] == [cid]
     listed = daemon.runtime.ListPodSandboxStats(api_pb2.ListPodSandboxStatsRequest(), timeout=10).stats
     assert [s.attributes.id for s in listed] == [pod_id]
+    # The lists fill their items in place in the reply: the pod's containers and interfaces as
+    # the single call gives them ("lo" left out), the counters there.
+    (item,) = listed
+    assert [c.attributes.id for c in item.linux.containers] == [cid]
+    assert [i.name for i in item.linux.network.interfaces] == ["eth0"]
+    assert item.linux.network.default_interface.name == "eth0"
+    assert item.linux.network.default_interface.HasField("rx_bytes")
+    assert item.linux.containers[0].writable_layer.inodes_used.value > 0
+    containers = daemon.runtime.ListContainerStats(api_pb2.ListContainerStatsRequest(), timeout=10).stats
+    assert [c.attributes.id for c in containers] == [cid]
+    assert containers[0].cpu.usage_core_nano_seconds.value > 10_000_000
+    streamed = daemon.runtime.StreamPodSandboxStats(api_pb2.StreamPodSandboxStatsRequest(), timeout=10)
+    assert [s.attributes.id for reply in streamed for s in reply.pod_sandbox_stats] == [pod_id]
+    streamed_containers = daemon.runtime.StreamContainerStats(
+        api_pb2.StreamContainerStatsRequest(), timeout=10
+    )
+    assert [c.attributes.id for reply in streamed_containers for c in reply.container_stats] == [cid]
     # Best effort without a pod cgroup: accepted, nothing to write.
     daemon.runtime.UpdatePodSandboxResources(
         api_pb2.UpdatePodSandboxResourcesRequest(

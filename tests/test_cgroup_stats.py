@@ -294,6 +294,57 @@ def test_hybrid_adds_psi_from_the_unified_hierarchy(tmp_path: Path) -> None:
     assert s.memory_usage_bytes == 5242880
 
 
+def _recording(read: cs.Reader, seen: list[str]) -> cs.Reader:
+    def record(path: str) -> str | None:
+        seen.append(path.rpartition("/")[2])
+        return read(path)
+
+    return record
+
+
+def test_stats_calls_leave_the_task_count_unread(tmp_path: Path) -> None:
+    """The CRI's stats carry no task count or OOM kills: cri_stats reads neither file (two a pod
+    saved in every stats call), and the rest reads as before."""
+    for dirs in (_v1_tree(tmp_path / "v1"), _v2_tree(tmp_path / "v2")):
+        seen: list[str] = []
+        full = read_stats(dirs, oom_kills=False)
+        s = cs.cri_stats(dirs, _recording(cs.read_file, seen))
+        assert s is not None and full is not None
+        assert "pids.current" not in seen and "memory.stat" in seen
+        assert not {"memory.oom_control", "memory.events"} & set(seen)
+        assert s.pids is None and full.pids is not None
+        assert (s.cpu_usage_ns, s.memory_working_set_bytes, s.psi) == (
+            full.cpu_usage_ns,
+            full.memory_working_set_bytes,
+            full.psi,
+        )
+    # Without the task count, a v1 cgroup whose memory and cpuacct files are gone is gone.
+    dirs = _v1_tree(tmp_path / "half")
+    for controller, name in (("memory", "memory.usage_in_bytes"), ("cpuacct", "cpuacct.usage")):
+        dirs.controller(controller).joinpath(name).unlink()
+    assert read_stats(dirs, tasks=False) is None
+    assert read_stats(dirs) is not None and read_stats(dirs).pids == 3  # type: ignore[union-attr]
+
+
+def test_a_pressure_text_seen_before_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cs, "_PRESSURE_SEEN", {})
+    monkeypatch.setattr(cs, "PRESSURE_SEEN_MAX", 3)
+    first = cs.pressure_of(PRESSURE)
+    assert first == cs.parse_pressure(PRESSURE)
+    assert cs.pressure_of(PRESSURE) is first  # the same text: the value made before
+    other = PRESSURE.replace("total=332814589", "total=332814590")
+    assert cs.pressure_of(other) is not first and cs.pressure_of(other)["some"]["total"] == 332814590  # type: ignore[index]
+    # Nothing to parse: nothing kept.
+    assert cs.pressure_of(None) is None and cs.pressure_of("") is None and cs.pressure_of("garbage") is None
+    assert len(cs._PRESSURE_SEEN) == 2
+    # Bounded: a full memo starts again rather than growing with every total a busy node makes.
+    for total in range(10):
+        assert cs.pressure_of(f"some avg10=0.00 avg60=0.00 avg300=0.00 total={total}\n") is not None
+        assert len(cs._PRESSURE_SEEN) <= 3
+    again = cs.pressure_of(PRESSURE)
+    assert again == first
+
+
 def test_vanished_v1_cgroup_is_none(tmp_path: Path) -> None:
     dirs = cgroup_dirs(
         "/crib/gone", systemd=False, mountinfo=_mountinfo(tmp_path, v1=["cpu,cpuacct", "memory"])

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 
+import pytest
+
 from crib.container.containers import Container
+from crib.cri_server import usage
 from crib.cri_server.container import stats_message
 from crib.cri_server.sandbox import pod_stats_message
 from crib.cri_server.usage import CpuRates, fill_cpu, fill_io, fill_memory, fill_psi
@@ -73,6 +76,31 @@ def test_psi_keeps_both_lines_and_the_kernels_microseconds() -> None:
     cpu = api_pb2.CpuUsage()
     assert not fill_psi(cpu.psi, None) and not fill_psi(cpu.psi, {})
     assert not cpu.HasField("psi")
+
+
+def test_psi_made_before_for_the_same_parsed_value_is_the_same_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The second fill from a parsed value merges the bytes the first made: the same message,
+    "full" present when the file had only "some", and another value makes its own."""
+    monkeypatch.setattr(usage, "_PSI_MADE", {})
+    monkeypatch.setattr(usage, "PSI_MADE_MAX", 2)
+    cpu, only_some, idle = (
+        parse_pressure(CPU_PRESSURE),
+        parse_pressure("some avg10=2.00 avg60=0.00 avg300=0.00 total=5\n"),
+        parse_pressure(IO_PRESSURE.replace("=7", "=0").replace("=42", "=0")),
+    )
+    for pressure in (cpu, only_some, idle, cpu, only_some, idle):
+        built, again = api_pb2.PsiStats(), api_pb2.PsiStats()
+        assert fill_psi(built, pressure) and fill_psi(again, pressure)
+        assert again == built and again.HasField("Some") and again.HasField("Full")
+        assert again.Some.Total == pressure["some"]["total"]  # type: ignore[index]
+        assert again.Some.Avg10 == pressure["some"]["avg10"]  # type: ignore[index]
+        assert len(usage._PSI_MADE) <= 2
+    # All zeros still says "there was PSI": both lines present, as the kernel wrote them.
+    zeros = api_pb2.MemoryUsage()
+    fill_psi(zeros.psi, idle)
+    assert zeros.HasField("psi") and zeros.psi.HasField("Some") and zeros.psi.Some.Total == 0
 
 
 def test_usage_messages_carry_every_figure_the_summary_api_reads() -> None:

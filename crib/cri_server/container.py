@@ -306,10 +306,13 @@ class ContainerService:
             rate = self.cpu_rates.nano_cores(container.id, cg.timestamp_ns, cg.cpu_usage_ns)
         return stats_message(container, cg, layer, layer_dir, rate, stats), cg
 
-    def stats_of(self, containers: list[Container]) -> list[api_pb2.ContainerStats]:
+    def stats_of(self, containers: list[Container], into: Any) -> None:
         """Blocking: a list call's containers one after another in one worker thread (a thread
-        per container only adds switches: the files are small and the GIL is one)."""
-        return [self.sample(c)[0] for c in containers]
+        per container only adds switches: the files are small and the GIL is one), each filled
+        into a new item of `into`, the reply's repeated field (a reply made from messages built
+        apart copies each whole: 1.2 ms of ListPodSandboxStats at 100 pods)."""
+        for c in containers:
+            self.sample(c, into.add())
 
     async def ContainerStats(
         self, request: api_pb2.ContainerStatsRequest, context: grpc.aio.ServicerContext
@@ -317,8 +320,9 @@ class ContainerService:
         if not request.container_id:
             raise InvalidArgument("ContainerStats: container_id is empty")
         container = self.containers.get(request.container_id)
-        stats = await asyncio.to_thread(self.stats_of, [container])
-        return api_pb2.ContainerStatsResponse(stats=stats[0])
+        response = api_pb2.ContainerStatsResponse()
+        await asyncio.to_thread(self.sample, container, response.stats)
+        return response
 
     def _stats_targets(self, f: api_pb2.ContainerStatsFilter) -> list[Container]:
         return [
@@ -333,16 +337,18 @@ class ContainerService:
         self, request: api_pb2.ListContainerStatsRequest, context: grpc.aio.ServicerContext
     ) -> api_pb2.ListContainerStatsResponse:
         targets = self._stats_targets(request.filter)
-        stats = await asyncio.to_thread(self.stats_of, targets)
+        response = api_pb2.ListContainerStatsResponse()
+        await asyncio.to_thread(self.stats_of, targets, response.stats)
         self.cpu_rates.keep_only(c.id for c in self.containers.list())
-        return api_pb2.ListContainerStatsResponse(stats=stats)
+        return response
 
     async def StreamContainerStats(
         self, request: api_pb2.StreamContainerStatsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[api_pb2.StreamContainerStatsResponse]:
         for chunk in wire.chunks(self._stats_targets(request.filter)):
-            stats = await asyncio.to_thread(self.stats_of, chunk)
-            yield api_pb2.StreamContainerStatsResponse(container_stats=stats)
+            response = api_pb2.StreamContainerStatsResponse()
+            await asyncio.to_thread(self.stats_of, chunk, response.container_stats)
+            yield response
 
     async def CheckpointContainer(
         self, request: api_pb2.CheckpointContainerRequest, context: grpc.aio.ServicerContext

@@ -112,6 +112,17 @@ def _sum(values: list[int | None]) -> int | None:
     return sum(present) if present else None
 
 
+def _fill_interface(
+    usage_msg: api_pb2.NetworkInterfaceUsage, name: str, counters: tuple[int, int, int, int]
+) -> None:
+    rx, rx_err, tx, tx_err = counters
+    usage_msg.name = name
+    usage_msg.rx_bytes.value = rx
+    usage_msg.rx_errors.value = rx_err
+    usage_msg.tx_bytes.value = tx
+    usage_msg.tx_errors.value = tx_err
+
+
 def pod_stats_message(
     sandbox: Sandbox,
     pod_cgroup: CgroupStats | None,
@@ -156,18 +167,14 @@ def pod_stats_message(
             if rss is not None:
                 linux.memory.rss_bytes.value = rss
     if network:
-        linux.network.timestamp = now
-        for name, (rx, rx_err, tx, tx_err) in sorted(network.items()):
-            usage_msg = api_pb2.NetworkInterfaceUsage(
-                name=name,
-                rx_bytes=api_pb2.UInt64Value(value=rx),
-                rx_errors=api_pb2.UInt64Value(value=rx_err),
-                tx_bytes=api_pb2.UInt64Value(value=tx),
-                tx_errors=api_pb2.UInt64Value(value=tx_err),
-            )
-            linux.network.interfaces.append(usage_msg)
+        net = linux.network
+        net.timestamp = now
+        # Set in place: built with nested constructors and copied in, an interface cost 27 µs
+        # a pod (a tenth of ListPodSandboxStats's own work at 100 pods).
+        for name, counters in sorted(network.items()):
+            _fill_interface(net.interfaces.add(), name, counters)
             if name == "eth0":
-                linux.network.default_interface.CopyFrom(usage_msg)
+                _fill_interface(net.default_interface, name, counters)
     if processes is not None:
         linux.process.timestamp = now
         linux.process.process_count.value = processes
@@ -249,22 +256,24 @@ class SandboxService:
         await self.sandboxes.update_resources(request.pod_sandbox_id, request.resources)
         return api_pb2.UpdatePodSandboxResourcesResponse()
 
-    def _pod_stats(self, sandbox: Sandbox, members: list[Container]) -> api_pb2.PodSandboxStats:
+    def _pod_stats(self, sandbox: Sandbox, members: list[Container], stats: api_pb2.PodSandboxStats) -> None:
         """Blocking: each of the pod's cgroups is read once, its containers' for their own
-        stats and for the pod's sum alike."""
-        stats = api_pb2.PodSandboxStats()
+        stats and for the pod's sum alike; filled into `stats`, in place."""
         into = stats.linux.containers
         parts = [(c.id, self.container_service.sample(c, into.add())[1]) for c in members]
         pod_cgroup, part_stats, network, processes = self.sandboxes.stats_now(sandbox, parts)
-        return pod_stats_message(sandbox, pod_cgroup, part_stats, network, processes, self.cpu_rates, stats)
+        pod_stats_message(sandbox, pod_cgroup, part_stats, network, processes, self.cpu_rates, stats)
 
-    def _pods_stats(self, sandboxes: list[Sandbox]) -> list[api_pb2.PodSandboxStats]:
+    def _pods_stats(self, sandboxes: list[Sandbox], into: Any) -> None:
+        """Blocking: each pod's stats into a new item of `into`, the reply's repeated field (a
+        reply made from messages built apart copies each whole)."""
         # The containers grouped by pod in one pass: asking per pod is quadratic at 500 pods.
         by_pod: dict[str, list[Container]] = {s.id: [] for s in sandboxes}
         for c in self.containers.list():
             if c.sandbox_id in by_pod:
                 by_pod[c.sandbox_id].append(c)
-        return [self._pod_stats(s, by_pod[s.id]) for s in sandboxes]
+        for s in sandboxes:
+            self._pod_stats(s, by_pod[s.id], into.add())
 
     async def PodSandboxStats(
         self, request: api_pb2.PodSandboxStatsRequest, context: grpc.aio.ServicerContext
@@ -272,8 +281,10 @@ class SandboxService:
         if not request.pod_sandbox_id:
             raise InvalidArgument("PodSandboxStats: pod_sandbox_id is empty")
         sandbox = self.sandboxes.get(request.pod_sandbox_id)
-        stats = await asyncio.to_thread(self._pods_stats, [sandbox])
-        return api_pb2.PodSandboxStatsResponse(stats=stats[0])
+        members = self.containers.in_pod(sandbox.id)
+        response = api_pb2.PodSandboxStatsResponse()
+        await asyncio.to_thread(self._pod_stats, sandbox, members, response.stats)
+        return response
 
     def _pod_stats_targets(self, f: api_pb2.PodSandboxStatsFilter) -> list[Sandbox]:
         return [
@@ -287,13 +298,15 @@ class SandboxService:
         self, request: api_pb2.ListPodSandboxStatsRequest, context: grpc.aio.ServicerContext
     ) -> api_pb2.ListPodSandboxStatsResponse:
         targets = self._pod_stats_targets(request.filter)
-        stats = await asyncio.to_thread(self._pods_stats, targets)
+        response = api_pb2.ListPodSandboxStatsResponse()
+        await asyncio.to_thread(self._pods_stats, targets, response.stats)
         self.cpu_rates.keep_only(s.id for s in self.sandboxes.list())
-        return api_pb2.ListPodSandboxStatsResponse(stats=stats)
+        return response
 
     async def StreamPodSandboxStats(
         self, request: api_pb2.StreamPodSandboxStatsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[api_pb2.StreamPodSandboxStatsResponse]:
         for chunk in wire.chunks(self._pod_stats_targets(request.filter)):
-            stats = await asyncio.to_thread(self._pods_stats, chunk)
-            yield api_pb2.StreamPodSandboxStatsResponse(pod_sandbox_stats=stats)
+            response = api_pb2.StreamPodSandboxStatsResponse()
+            await asyncio.to_thread(self._pods_stats, chunk, response.pod_sandbox_stats)
+            yield response

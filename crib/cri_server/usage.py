@@ -73,19 +73,34 @@ class CpuRates:
                 del self._last[key]
 
 
+# The PsiStats made for a parsed PSI file, serialized, by the parsed value's identity (the
+# value is kept with it, so no other object can take its id while it is here): the parsed
+# values repeat (cgroup_stats.pressure_of), and merging 10 bytes into a new PsiStats takes
+# 0.8 µs where setting its eight fields took 3.4, six times a pod in every stats call.
+_PSI_MADE: dict[int, tuple[Pressure, bytes]] = {}
+PSI_MADE_MAX = 1024
+
+
 def fill_psi(stats: api_pb2.PsiStats, pressure: Pressure | None) -> bool:
-    """A PSI file's "some" and "full" lines into `stats`, in place (a message built apart and
-    copied in cost twice, 3 a cgroup a stats call); whether there were any. Nothing is set when
-    there were none, so the field stays unset. Total stays in microseconds, as the kernel and
-    containerd give it (the kubelet's readers divide by 1e6)."""
+    """A PSI file's "some" and "full" lines into `stats`, a PsiStats with nothing set yet, in
+    place (a message built apart and copied in cost twice, 3 a cgroup a stats call); whether
+    there were any. Nothing is set when there were none, so the field stays unset. Total stays
+    in microseconds, as the kernel and containerd give it (the kubelet's readers divide by 1e6)."""
     if not pressure or "some" not in pressure:
         return False
+    made = _PSI_MADE.get(id(pressure))
+    if made is not None and made[0] is pressure:
+        stats.MergeFromString(made[1])
+        return True
     for kind, data in (("some", stats.Some), ("full", stats.Full)):
         line = pressure.get(kind, _NONE)
         data.Total = int(line.get("total", 0))
         data.Avg10 = float(line.get("avg10", 0.0))
         data.Avg60 = float(line.get("avg60", 0.0))
         data.Avg300 = float(line.get("avg300", 0.0))
+    if len(_PSI_MADE) >= PSI_MADE_MAX:
+        _PSI_MADE.clear()
+    _PSI_MADE[id(pressure)] = (pressure, stats.SerializeToString())
     return True
 
 

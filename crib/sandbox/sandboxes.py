@@ -35,9 +35,9 @@ from crib.runtime.cgroup_stats import (
     CgroupDirs,
     CgroupStats,
     cgroup_dirs,
+    cri_stats,
     network_stats,
     process_count,
-    read_stats,
 )
 from crib.runtime.rootfs import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount, unmount, unmount_all_under
 from crib.runtime.runtime_env import RuntimeEnv, wait_for_exit
@@ -671,7 +671,7 @@ class Sandboxes:
         if parent and sandbox._cgroup is None:
             sandbox._cgroup = cgroup_dirs(parent, self.env.systemd)
         read = self.env.cgroup_files.read
-        pod = read_stats(sandbox._cgroup, oom_kills=False, read=read) if sandbox._cgroup is not None else None
+        pod = cri_stats(sandbox._cgroup, read) if sandbox._cgroup is not None else None
         parts: list[CgroupStats | None] = []
         processes = 0
         for cid in [sandbox.id, *(m[0] for m in members)]:
@@ -681,7 +681,7 @@ class Sandboxes:
             processes += process_count(dirs, read) or 0
         if pod is None:
             pause = self.env.cgroup_dirs(sandbox.id)
-            own = read_stats(pause, oom_kills=False, read=read) if pause is not None else None
+            own = cri_stats(pause, read) if pause is not None else None
             parts = [own, *(m[1] for m in members)]
         network = network_stats(sandbox.pid) if sandbox.netns and sandbox.state == READY else {}
         return pod, parts, network, processes
