@@ -36,6 +36,13 @@ copies of what crib made, with the binaries crib runs:
   pause's exit (pidfd), the CNI DEL (reverse order, ADD's result as prevResult; each plugin
   timed apart too), the netns unmounted and removed, the shm unmounted.
 
+- 10 pods in parallel (pod_lifecycle.py's figure, a DESIGN §7 target against containerd): in
+  each of 10 threads a pod as crib runs it (the RunPodSandbox floor above, ADD beside the
+  pause), then a container started as floor (b) starts it (conmon, `runc start`; it joins the
+  template pod's namespaces, where crib's joins its own pod's), beside crib's RunPodSandbox,
+  CreateContainer and StartContainer in 10 threads. The machine's two cores are saturated
+  through such a burst, so this says how much of it crib's own work is.
+
 What the floors leave out, by design: crib's state writes (SQLite, the record files), its CNI
 result cache (written with fsync before ADD returns), the pod's files (hosts, resolv.conf,
 hostname), CreateContainer's own work (untimed here) and the gRPC round trip (~0.5 ms).
@@ -56,6 +63,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -66,6 +74,8 @@ sys.path.insert(0, str(REPO))
 from bench import report  # noqa: E402
 from bench.daemon_idle import Daemon  # noqa: E402
 from bench.lifecycle_floor_steps import (  # noqa: E402
+    BURST,
+    Burst,
     Floors,
     Template,
     exec_detached,
@@ -73,11 +83,13 @@ from bench.lifecycle_floor_steps import (  # noqa: E402
     floor_spec,
     ms_since,
     overlay_lowers,
+    run_burst,
     run_pod_parallel,
     run_pod_sequential,
     start_conmon,
     start_runc,
     stop_pod,
+    teardown_burst,
     wait_exit,
 )
 from bench.pod_lifecycle import BUSYBOX, PAUSE, Client, helpers, start_crib, stop_daemons  # noqa: E402
@@ -92,6 +104,9 @@ from e2e.images.builder import Entry, ImageRecipe, LayerSpec  # noqa: E402
 from e2e.images.registry_client import RegistryClient  # noqa: E402
 
 # (row of the table, crib's figure, the floor's figure): crib's call beside what it must do.
+# A burst of pods started at once on these 2 cores takes about a second; a stuck call, minutes.
+BURST_TIMEOUT_S = 180.0
+
 PAIRS = [
     ("StartContainer / runc create + start", "StartContainer", "runc create + start"),
     ("StartContainer / conmon (runc create) + runc start", "StartContainer", "conmon + runc start"),
@@ -115,6 +130,11 @@ PAIRS = [
         "RunPodSandbox's work, one after another",
     ),
     ("StopPodSandbox / kill, CNI DEL, netns and shm unmounted", "StopPodSandbox", "StopPodSandbox's work"),
+    (
+        f"{BURST} pods in parallel, until all run / each a pod as crib runs it, then conmon + runc start",
+        f"{BURST} pods in parallel",
+        f"{BURST} pods in parallel",
+    ),
 ]
 # The floors' parts, shown alone (no crib figure beside them).
 PARTS = [
@@ -176,6 +196,35 @@ class CribCalls:
             self.c.rt.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=0), timeout=60)
             self.c.rt.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid), timeout=60)
         return {"StartContainer": start, "ExecSync true (first)": first}
+
+    def burst(self) -> float:
+        """pod_lifecycle's parallel start: RunPodSandbox, CreateContainer and StartContainer in
+        each of BURST threads; the ms until all run. The pods are removed after, untimed."""
+        pods: list[str] = []
+        errors: list[BaseException] = []
+
+        def one() -> None:
+            try:
+                cfg = self.c.pod_config()
+                pod = self.c.runp(cfg)
+                pods.append(pod)
+                self.c.start(self.c.create(pod, cfg, self.image))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=one) for _ in range(BURST)]
+        t0 = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(BURST_TIMEOUT_S)
+        ms = ms_since(t0)
+        for pod in pods:
+            self.c.stopp(pod)
+            self.c.rmp(pod)
+        if errors or any(thread.is_alive() for thread in threads):
+            raise errors[0] if errors else RuntimeError("a burst thread did not finish")
+        return ms
 
     def pod(self) -> dict[str, float]:
         cfg = self.c.pod_config()
@@ -281,6 +330,14 @@ def one_round(f: Floors, t: Template, crib: CribCalls, process_file: Path, run: 
         floor({"RunPodSandbox's work, as crib does it": ms})
         stop_pod(f, pod)
 
+    def floor_burst() -> None:
+        burst = Burst()
+        try:
+            ms = run_burst(f, t, burst)
+        finally:
+            teardown_burst(f, burst)
+        floor({f"{BURST} pods in parallel": ms})
+
     groups: list[list[Callable[[], None]]] = [
         [floor_a, floor_b, lambda: by_crib(crib.start_and_first_exec())],
         [
@@ -291,6 +348,7 @@ def one_round(f: Floors, t: Template, crib: CribCalls, process_file: Path, run: 
             lambda: by_crib({"ExecSync true (warm)": crib.exec_true(t.container)}),
         ],
         [floor_pods, lambda: by_crib(crib.pod())],
+        [floor_burst, lambda: by_crib({f"{BURST} pods in parallel": crib.burst()})],
     ]
     for group in groups:
         for step in report.in_turn(group, run):

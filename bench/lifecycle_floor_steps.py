@@ -491,6 +491,58 @@ def run_pod_parallel(f: Floors, t: Template) -> tuple[FloorPod, float]:
     return pod, ms
 
 
+# pod_lifecycle.py's "10 pods in parallel, until all run".
+BURST = 10
+
+
+@dataclass
+class Burst:
+    """What a burst started, for its teardown (after a failure too): pods, and containers
+    as (ID, conmon's pid)."""
+
+    pods: list[FloorPod] = field(default_factory=list)
+    containers: list[tuple[str, int]] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
+
+
+def run_burst(f: Floors, t: Template, burst: Burst) -> float:
+    """pod_lifecycle's parallel start as floors: in each of BURST threads a pod as crib runs
+    it (run_pod_parallel), then a container as floor (b) starts one (conmon, `runc start`).
+    The ms until all run; the first failure is raised once all threads are done."""
+
+    def one() -> None:
+        try:
+            pod, _ = run_pod_parallel(f, t)
+            burst.pods.append(pod)
+            cid, conmon_pid, _ = start_conmon(f, t)
+            burst.containers.append((cid, conmon_pid))
+        except BaseException as exc:
+            burst.errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(BURST)]
+    t0 = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT_S * 3)
+    ms = ms_since(t0)
+    if burst.errors or any(thread.is_alive() for thread in threads):
+        raise burst.errors[0] if burst.errors else RuntimeError("a floor burst thread did not finish")
+    return ms
+
+
+def teardown_burst(f: Floors, burst: Burst) -> None:
+    """The burst's containers deleted (their conmons seen to exit), then its pods stopped as
+    stop_pod does; untimed. What a failure leaves besides goes with Floors.cleanup."""
+    for cid, conmon_pid in burst.containers:
+        f.delete(cid)
+        if not wait_exit(conmon_pid):
+            raise RuntimeError(f"floor conmon {conmon_pid} did not exit")
+        (f.dir / "exits" / cid).unlink(missing_ok=True)  # written by conmon as it ends
+    for pod in burst.pods:
+        stop_pod(f, pod)
+
+
 def stop_pod(f: Floors, pod: FloorPod) -> dict[str, float]:
     """As crib's StopPodSandbox of a pod with no container: kill the pause and see it exit,
     CNI DEL, the netns unmounted and removed, the shm unmounted. The pause's runc state and
