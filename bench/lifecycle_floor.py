@@ -63,7 +63,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -81,6 +80,7 @@ from bench.lifecycle_floor_steps import (  # noqa: E402
     exec_detached,
     exec_plain,
     floor_spec,
+    in_parallel,
     ms_since,
     overlay_lowers,
     run_burst,
@@ -201,30 +201,19 @@ class CribCalls:
         """pod_lifecycle's parallel start: RunPodSandbox, CreateContainer and StartContainer in
         each of BURST threads; the ms until all run. The pods are removed after, untimed."""
         pods: list[str] = []
-        errors: list[BaseException] = []
 
         def one() -> None:
-            try:
-                cfg = self.c.pod_config()
-                pod = self.c.runp(cfg)
-                pods.append(pod)
-                self.c.start(self.c.create(pod, cfg, self.image))
-            except BaseException as exc:
-                errors.append(exc)
+            cfg = self.c.pod_config()
+            pod = self.c.runp(cfg)
+            pods.append(pod)
+            self.c.start(self.c.create(pod, cfg, self.image))
 
-        threads = [threading.Thread(target=one) for _ in range(BURST)]
-        t0 = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(BURST_TIMEOUT_S)
-        ms = ms_since(t0)
-        for pod in pods:
-            self.c.stopp(pod)
-            self.c.rmp(pod)
-        if errors or any(thread.is_alive() for thread in threads):
-            raise errors[0] if errors else RuntimeError("a burst thread did not finish")
-        return ms
+        try:
+            return in_parallel(one, BURST_TIMEOUT_S)
+        finally:
+            for pod in pods:
+                self.c.stopp(pod)
+                self.c.rmp(pod)
 
     def pod(self) -> dict[str, float]:
         cfg = self.c.pod_config()

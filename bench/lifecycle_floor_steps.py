@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -502,33 +502,44 @@ class Burst:
 
     pods: list[FloorPod] = field(default_factory=list)
     containers: list[tuple[str, int]] = field(default_factory=list)
-    errors: list[BaseException] = field(default_factory=list)
 
 
-def run_burst(f: Floors, t: Template, burst: Burst) -> float:
-    """pod_lifecycle's parallel start as floors: in each of BURST threads a pod as crib runs
-    it (run_pod_parallel), then a container as floor (b) starts one (conmon, `runc start`).
-    The ms until all run; the first failure is raised once all threads are done."""
+def in_parallel(one: Callable[[], None], timeout_s: float) -> float:
+    """`one` in each of BURST threads at once; the ms until all are done. The first failure is
+    raised once every thread has ended (or a thread still running after `timeout_s`)."""
+    errors: list[BaseException] = []
 
-    def one() -> None:
+    def run() -> None:
         try:
-            pod, _ = run_pod_parallel(f, t)
-            burst.pods.append(pod)
-            cid, conmon_pid, _ = start_conmon(f, t)
-            burst.containers.append((cid, conmon_pid))
+            one()
         except BaseException as exc:
-            burst.errors.append(exc)
+            errors.append(exc)
 
-    threads = [threading.Thread(target=one) for _ in range(BURST)]
+    threads = [threading.Thread(target=run) for _ in range(BURST)]
     t0 = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(TIMEOUT_S * 3)
+        thread.join(timeout_s)
     ms = ms_since(t0)
-    if burst.errors or any(thread.is_alive() for thread in threads):
-        raise burst.errors[0] if burst.errors else RuntimeError("a floor burst thread did not finish")
+    if errors:
+        raise errors[0]
+    if any(thread.is_alive() for thread in threads):
+        raise RuntimeError(f"a burst thread did not finish in {timeout_s:.0f} s")
     return ms
+
+
+def run_burst(f: Floors, t: Template, burst: Burst) -> float:
+    """pod_lifecycle's parallel start as floors: in each of BURST threads a pod as crib runs
+    it (run_pod_parallel), then a container as floor (b) starts one (conmon, `runc start`)."""
+
+    def one() -> None:
+        pod, _ = run_pod_parallel(f, t)
+        burst.pods.append(pod)
+        cid, conmon_pid, _ = start_conmon(f, t)
+        burst.containers.append((cid, conmon_pid))
+
+    return in_parallel(one, TIMEOUT_S * 3)
 
 
 def teardown_burst(f: Floors, burst: Burst) -> None:
