@@ -49,12 +49,14 @@ def test_a_pod_gets_a_netns_an_ip_and_a_pause_process(net_cribd: Cribd, pod_netw
     assert pod_network.allocated_ips() == [status.network.ip]
     # The pause process: catatonit, in the pod's netns, with the pod's hostname.
     pid = info["pid"]
-    # runc start returns once runc init has been released; its exec into catatonit follows a moment later.
-    wait_until(
-        lambda: not Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"runc"),
-        timeout=5,
-        what="runc init to exec the pause process",
-    )
+
+    # runc start returns once runc init has been released; its exec into catatonit follows a moment
+    # later, and while the exec is under way the cmdline reads empty (the new mm has no args yet).
+    def _exec_done() -> bool:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+        return argv0 != b"" and not argv0.endswith(b"runc")
+
+    wait_until(_exec_done, timeout=5, what="runc init to exec the pause process")
     assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == b"/catatonit"
     assert ns_inode(f"/proc/{pid}/ns/net") == ns_inode(info["netns"]) != ns_inode("/proc/self/ns/net")
     assert Path(f"/proc/{pid}/root/etc/hostname").read_text() == "web\n"
