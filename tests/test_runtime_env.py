@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from crib.runtime import runtime_env
+from crib.runtime import rootfs, runtime_env
 from crib.runtime.cgroup_stats import CgroupDirs, CgroupStats
 from crib.runtime.runtime_env import RuntimeEnv
 
@@ -97,3 +97,77 @@ def test_a_containers_cgroup_dirs_come_from_its_spec_once_and_go_with_it(
     assert len(env.cgroup_files) == 0
     assert env.cgroup_dirs(CID) is None  # no spec any more: nothing cached for the ID
     assert env.cgroup_dirs("d" * 64) is None
+
+
+def _counted_reads(monkeypatch: pytest.MonkeyPatch, stuck: set[str] = frozenset()) -> list[tuple[str, ...]]:
+    """mount_points_under faked (the paths of each read); a path in `stuck` shows one mount
+    point whose unmount fails."""
+    reads: list[tuple[str, ...]] = []
+
+    def points(*paths: Path | str) -> list[str]:
+        reads.append(tuple(str(p) for p in paths))
+        return [f"{p}/bundle/rootfs" for p in map(str, paths) if Path(p).name.split("-")[0] in stuck]
+
+    def unmount(target: str, detach: bool = True) -> None:
+        raise OSError(16, f"umount {target}: busy")
+
+    monkeypatch.setattr(runtime_env.rootfs, "mount_points_under", points)
+    monkeypatch.setattr(runtime_env.rootfs, "unmount", unmount)
+    return reads
+
+
+def test_a_torn_down_container_is_removed_without_another_look_at_the_mounts(
+    env: RuntimeEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mountinfo costs 3-5 ms a read at 100 pods; a container's life reads it once (its
+    teardown), not at RemoveContainer and again per trash entry."""
+    reads = _counted_reads(monkeypatch)
+    env.layer_dir(CID).mkdir(parents=True)
+    env.unmount(CID)  # StopContainer's teardown: its state and layer dirs, in one read
+    assert reads == [(str(env.state / "containers" / CID), str(env.layer_dir(CID)))]
+    env.discard(CID)
+    env.empty_trash()
+    assert len(reads) == 1
+    assert [p for d in env.trash_dirs for p in d.iterdir()] == []
+    # Not torn down (a pause container): discard looks once, the trash not again.
+    env.write_spec("d" * 64, {})
+    env.discard("d" * 64)
+    env.empty_trash()
+    assert len(reads) == 2
+
+
+def test_what_a_failed_unmount_or_another_run_left_is_looked_at_before_it_is_deleted(
+    env: RuntimeEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    reads = _counted_reads(monkeypatch, stuck={CID})
+    env.unmount(CID)  # the rootfs stays mounted: not marked
+    env.discard(CID)  # looks again, still mounted: its trash entry is not marked either
+    assert len(reads) == 2
+    env.empty_trash()
+    assert len(reads) == 3 and all(Path(p).parent in env.trash_dirs for p in reads[2])
+    # A previous run's entry (the marks live in memory only) is looked at too.
+    again = _counted_reads(monkeypatch)
+    (env.trash_dirs[0] / f"{'e' * 64}-0123abcd").mkdir(parents=True)
+    env.empty_trash()
+    assert len(again) == 1
+
+
+def test_empty_trash_unmounts_a_mount_left_in_an_entry_before_deleting_it(
+    env: RuntimeEnv, tmp_path: Path
+) -> None:
+    """The case the look is for: a bind mount left inside an entry (a run cut short after the
+    rename) would have rmtree delete the files the mount shows, which live elsewhere."""
+    outside = tmp_path / "outside dir"  # a space: mountinfo escapes it
+    outside.mkdir()
+    (outside / "keep").write_text("not the container's")
+    target = env.trash_dirs[0] / f"{CID}-0123abcd" / "bundle" / "rootfs"
+    target.mkdir(parents=True)
+    rootfs.mount(str(outside), str(target), "", rootfs.MS_BIND)
+    try:
+        assert rootfs.mount_points_under(env.trash_dirs[0]) == [str(target)]
+        env.empty_trash()
+        assert (outside / "keep").read_text() == "not the container's"
+        assert list(env.trash_dirs[0].iterdir()) == []
+    finally:
+        rootfs.unmount(str(target))
+    assert rootfs.mount_points_under(tmp_path) == []

