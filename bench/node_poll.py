@@ -12,6 +12,10 @@ container each, under a pod cgroup as the kubelet's cgroupfs driver makes them
   ListContainers every second (PLEG's relist), ListContainerStats and ListPodSandboxStats
   every 10 s (the summary API and the eviction manager with PodAndContainerStatsFromCRI),
   measuring the daemon's CPU time, alone and with its per-pod helpers (conmon or shims);
+- churn (`--churn`, rounds): with those pods running, one more pod through its whole life,
+  the runtimes taking turns, each call timed (RunPodSandbox, CreateContainer, StartContainer,
+  then the kubelet's teardown order): what a rollout on a full node pays, where a runtime
+  whose calls look at every mount or every pod of the node is slower than on an empty one;
 - with `--scales 110,500`, the four lists again after growing to each count.
 
 Beside them at each count, the replay floor of the relists: crib's ListPodSandbox and
@@ -26,7 +30,7 @@ A call that a runtime answers with an error is counted and reported, not timed (
 containerd 1.6 and 2.x refuse ListPodSandboxStats for a pod without a cgroup parent; these
 pods have one, as the kubelet's do, and both answer it).
 
-    sudo .venv/bin/python bench/node_poll.py [--pods 100] [--poll-seconds 60] [--scales 110,500]
+    sudo .venv/bin/python bench/node_poll.py [--pods 100] [--poll-seconds 60] [--churn 10] [--scales 110,500]
 """
 
 from __future__ import annotations
@@ -169,6 +173,49 @@ def poll(c: Client, seconds: float, samples: Samples, pods: int) -> None:
         print(f"  {c.daemon.name}: {errors} calls failed during the poll", flush=True)
 
 
+CHURN_CALLS = (
+    "RunPodSandbox",
+    "CreateContainer",
+    "StartContainer",
+    "StopContainer",
+    "RemoveContainer",
+    "StopPodSandbox",
+    "RemovePodSandbox",
+)
+
+
+def churn_once(c: Client, image: str) -> dict[str, float]:
+    """One pod through its whole life beside the others, as add_pods makes them; ms per call."""
+    cfg = c.pod_config()
+    cfg.linux.cgroup_parent = f"/{CGROUP_ROOT}/{c.daemon.name}/pod{cfg.metadata.uid}"
+    took: dict[str, float] = {}
+
+    def timed(call: str, fn: Callable[[], object]) -> object:
+        t0 = time.perf_counter()
+        out = fn()
+        took[call] = (time.perf_counter() - t0) * 1000
+        return out
+
+    pod = timed("RunPodSandbox", lambda: c.runp(cfg))
+    cid = timed("CreateContainer", lambda: c.create(pod, cfg, image))
+    timed("StartContainer", lambda: c.start(cid))
+    stop = api_pb2.StopContainerRequest(container_id=cid, timeout=10)
+    timed("StopContainer", lambda: c.rt.StopContainer(stop, timeout=60))
+    remove = api_pb2.RemoveContainerRequest(container_id=cid)
+    timed("RemoveContainer", lambda: c.rt.RemoveContainer(remove, timeout=60))
+    timed("StopPodSandbox", lambda: c.stopp(pod))
+    timed("RemovePodSandbox", lambda: c.rmp(pod))
+    return took
+
+
+def measure_churn(clients: dict[str, Client], samples: Samples, pods: int, rounds: int, image: str) -> None:
+    for rnd in range(rounds):
+        for name in report.in_turn(list(clients), rnd):
+            report.settle()
+            for call, ms in churn_once(clients[name], image).items():
+                report.add(samples, name, f"churn {call}, {pods} pods", ms)
+
+
 def remove_cgroups() -> None:
     for hierarchy in [CG_V1 / "unified", *CG_V1.iterdir()]:
         remove_tree(hierarchy / CGROUP_ROOT)
@@ -180,6 +227,7 @@ def main() -> int:
     p.add_argument("--poll-seconds", type=float, default=60)
     p.add_argument("--runs", type=int, default=10, help="samples of each list per runtime")
     p.add_argument("--scales", default="", help="more pod counts to time the lists at, e.g. 110,500")
+    p.add_argument("--churn", type=int, default=10, help="pods through their whole life beside the others")
     p.add_argument("--crib-only", action="store_true", help="leave containerd out (profiling)")
     containerd2.add_argument(p)
     args = p.parse_args()
@@ -207,6 +255,7 @@ def main() -> int:
         for rnd, name in enumerate(report.in_turn(list(clients), 0)):
             print(f"poll {rnd + 1}: {name} for {args.poll_seconds:.0f} s", flush=True)
             poll(clients[name], args.poll_seconds, samples, args.pods)
+        measure_churn(clients, samples, args.pods, args.churn, image)
         have = args.pods
         for scale in scales:
             for c in clients.values():
@@ -223,6 +272,7 @@ def main() -> int:
             pods=args.pods,
             poll_seconds=args.poll_seconds,
             scales=scales,
+            churn=args.churn,
         )
     finally:
         stop_daemons(daemons, wait_s=30)
