@@ -73,12 +73,17 @@ STATS = ("ListContainerStats", "ListPodSandboxStats")
 REPLAY = "replay (aio)"
 
 
+def node_pod_config(c: Client) -> api_pb2.PodSandboxConfig:
+    cfg = c.pod_config()
+    # The kubelet's cgroupfs parent: every pod has a cgroup of its own that both the pod's
+    # stats and the containers' cgroups hang under.
+    cfg.linux.cgroup_parent = f"/{CGROUP_ROOT}/{c.daemon.name}/pod{cfg.metadata.uid}"
+    return cfg
+
+
 def add_pods(c: Client, count: int, image: str) -> None:
     for _ in range(count):
-        cfg = c.pod_config()
-        # The kubelet's cgroupfs parent: every pod has a cgroup of its own that both the
-        # pod's stats and the containers' cgroups hang under.
-        cfg.linux.cgroup_parent = f"/{CGROUP_ROOT}/{c.daemon.name}/pod{cfg.metadata.uid}"
+        cfg = node_pod_config(c)
         c.start(c.create(c.runp(cfg), cfg, image))
 
 
@@ -186,8 +191,7 @@ CHURN_CALLS = (
 
 def churn_once(c: Client, image: str) -> dict[str, float]:
     """One pod through its whole life beside the others, as add_pods makes them; ms per call."""
-    cfg = c.pod_config()
-    cfg.linux.cgroup_parent = f"/{CGROUP_ROOT}/{c.daemon.name}/pod{cfg.metadata.uid}"
+    cfg = node_pod_config(c)
     took: dict[str, float] = {}
 
     def timed(call: str, fn: Callable[[], object]) -> object:
