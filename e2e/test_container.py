@@ -457,6 +457,38 @@ def test_pod_stats_and_pod_resources(pod: tuple[Cribd, str]) -> None:
     )
 
 
+def test_the_writable_layer_in_stats_follows_writes(pod: tuple[Cribd, str]) -> None:
+    """Each stats call counts the layer as it is then: a new file, the same file grown in place
+    (its directory unchanged, so a kept listing is used again), and its removal."""
+    daemon, pod_id = pod
+    cid = run_container(daemon, pod_id, container_config("writer", ["/bin/sleep", "1000"]))
+    mib = 1024 * 1024
+
+    def layer() -> tuple[int, int]:
+        stats = daemon.runtime.ContainerStats(api_pb2.ContainerStatsRequest(container_id=cid), timeout=10)
+        listed = daemon.runtime.ListPodSandboxStats(api_pb2.ListPodSandboxStatsRequest(), timeout=10).stats
+        (item,) = [c for s in listed for c in s.linux.containers if c.attributes.id == cid]
+        assert item.writable_layer.used_bytes.value == stats.stats.writable_layer.used_bytes.value
+        w = stats.stats.writable_layer
+        return w.used_bytes.value, w.inodes_used.value
+
+    base_bytes, base_inodes = layer()
+    assert (
+        exec_sync(
+            daemon, cid, ["sh", "-c", "mkdir /data && dd if=/dev/zero of=/data/f bs=1M count=1"]
+        ).exit_code
+        == 0
+    )
+    used, inodes = layer()
+    assert used >= base_bytes + mib and inodes == base_inodes + 2
+    assert exec_sync(daemon, cid, ["dd", "if=/dev/zero", "of=/data/f", "bs=1M", "count=4"]).exit_code == 0
+    grown, inodes = layer()
+    assert grown >= base_bytes + 4 * mib and inodes == base_inodes + 2
+    assert exec_sync(daemon, cid, ["rm", "-r", "/data"]).exit_code == 0
+    used, inodes = layer()
+    assert used < base_bytes + mib and inodes == base_inodes
+
+
 def test_a_command_that_cannot_start_is_a_start_error(pod: tuple[Cribd, str]) -> None:
     """runc's own reason comes back, and the container is EXITED with StartError and 128, as containerd."""
     daemon, pod_id = pod

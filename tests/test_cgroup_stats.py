@@ -25,7 +25,6 @@ from crib.runtime.cgroup_stats import (
     process_count,
     read_stats,
     relative_cgroup_path,
-    usage_of_tree,
 )
 from crib.runtime.oci_spec import cgroups_path
 
@@ -460,80 +459,6 @@ def test_network_stats_of_a_process(tmp_path: Path) -> None:
     real = network_stats(os.getpid())
     assert "lo" not in real
     assert all(len(v) == 4 and all(isinstance(n, int) for n in v) for v in real.values())
-
-
-# --- disk usage --------------------------------------------------------------------------------------
-
-
-def _blocks(*paths: Path) -> int:
-    return sum(os.lstat(p).st_blocks * 512 for p in paths)
-
-
-def test_usage_of_tree_counts_hard_links_once_and_does_not_follow_symlinks(tmp_path: Path) -> None:
-    outside = tmp_path / "outside"
-    outside.write_bytes(os.urandom(1 << 20))
-    top = tmp_path / "upper"
-    (top / "a" / "b").mkdir(parents=True)
-    big = top / "a" / "big"
-    big.write_bytes(os.urandom(256 * 1024))
-    os.link(big, top / "a" / "b" / "big-link")
-    os.link(big, top / "big-link2")
-    small = top / "a" / "b" / "small"
-    small.write_text("hello")
-    (top / "empty").touch()
-    link = top / "to-outside"
-    link.symlink_to(outside)
-    (top / "dir-link").symlink_to(tmp_path)
-    used, inodes = usage_of_tree(top)
-    # upper, a, b, big (once), small, empty, two symlinks
-    assert inodes == 8
-    counted = [top, top / "a", top / "a" / "b", big, small, top / "empty", link, top / "dir-link"]
-    assert used == _blocks(*counted)
-    assert used < 1 << 20  # the symlinked file is not counted
-    assert used >= 256 * 1024
-
-
-def test_usage_of_tree_edge_cases(tmp_path: Path) -> None:
-    assert usage_of_tree(tmp_path / "absent") == (0, 0)
-    f = tmp_path / "file"
-    f.write_bytes(b"x" * 10000)
-    assert usage_of_tree(f) == (_blocks(f), 1)
-    (tmp_path / "empty").mkdir()
-    assert usage_of_tree(tmp_path / "empty") == (_blocks(tmp_path / "empty"), 1)
-
-
-def test_usage_of_tree_survives_vanishing_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    top = tmp_path / "upper"
-    (top / "sub").mkdir(parents=True)
-    (top / "sub" / "f").write_text("x")
-    (top / "g").write_text("y")
-    real_scandir = os.scandir
-
-    def scandir(path: str):  # the subdirectory is removed between listing and walking it
-        if path.endswith("sub"):
-            raise FileNotFoundError(path)
-        return real_scandir(path)
-
-    monkeypatch.setattr(cs.os, "scandir", scandir)
-    used, inodes = usage_of_tree(top)
-    assert inodes == 3  # upper, sub, g
-    assert used == _blocks(top, top / "sub", top / "g")
-
-
-def test_usage_of_tree_stays_on_one_filesystem(tmp_path: Path) -> None:
-    top = tmp_path / "upper"
-    mnt = top / "mnt"
-    mnt.mkdir(parents=True)
-    if subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mnt)], capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        (mnt / "data").write_bytes(os.urandom(512 * 1024))
-        (mnt / "sub").mkdir()
-        used, inodes = usage_of_tree(top)
-        assert inodes == 1  # only upper: the mount point belongs to the other filesystem
-        assert used == _blocks(top)
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
 
 
 # --- a real cgroup on this host ----------------------------------------------------------------------

@@ -37,7 +37,7 @@ from crib.image_service.images import Images
 from crib.log_setup import get_logger
 from crib.proto.cri import api_pb2
 from crib.runtime import conmon, lsm, userns
-from crib.runtime.cgroup_stats import CgroupStats, cri_stats, usage_of_tree
+from crib.runtime.cgroup_stats import CgroupStats, cri_stats
 from crib.runtime.oci_runtime import RuntimeCallFailed
 from crib.runtime.runtime_env import RuntimeEnv, conmon_alive, wait_for_exit
 from crib.sandbox import pod_files
@@ -661,7 +661,7 @@ class Containers:
         """The cgroup's usage (while the container runs) and the writable layer's size. Blocking."""
         dirs = self.env.cgroup_dirs(container.id) if container.state == RUNNING else None
         stats = cri_stats(dirs, self.env.cgroup_files.read) if dirs else None
-        return stats, usage_of_tree(self.env.upper_dir(container.id))
+        return stats, self.env.layer_usage.usage(self.env.upper_dir(container.id))
 
     async def checkpoint(self, container_id: str, location: str, timeout: float) -> None:
         # Imported at the first checkpoint, a rare call: its tar writer stays out of an idle

@@ -34,8 +34,8 @@ from crib.runtime.cgroup_stats import (
     cgroup_dirs,
     cgroup_pids,
     network_counters,
-    usage_of_tree,
 )
+from crib.runtime.layer_usage import usage_of_tree
 from crib.runtime.metric_sources import (
     CgroupMetrics,
     FilesystemCounters,

@@ -26,7 +26,7 @@ from crib.image_service.content_store import ContentStore
 from crib.image_service.image_store import ImageRecord, ImageStore
 from crib.image_service.layer_store import LayerStore
 from crib.log_setup import get_logger
-from crib.runtime.cgroup_stats import usage_of_tree
+from crib.runtime.layer_usage import usage_of_tree
 from crib.store.state_store import StateStore
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from crib import node_metrics, tracing
 from crib.image_service.content_store import sha256
 from crib.log_setup import get_logger
-from crib.runtime.cgroup_stats import usage_of_tree
+from crib.runtime.layer_usage import usage_of_tree
 from crib.store.state_store import StateStore
 
 if TYPE_CHECKING:

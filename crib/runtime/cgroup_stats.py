@@ -1,6 +1,6 @@
-"""A container's resource usage read straight from its cgroup, its pod's network
-counters and the size of its writable layer: what ContainerStats, PodSandboxStats
-and ListMetricDescriptors report.
+"""A container's resource usage read straight from its cgroup, and its pod's network
+counters: what ContainerStats, PodSandboxStats and ListMetricDescriptors report (the
+writable layer's size is layer_usage.py's).
 
 Everything here blocks (crib calls it in a worker thread) and stays cheap: one
 read per file, no subprocesses. Every reader takes the host's files as optional
@@ -22,7 +22,6 @@ import contextlib
 import functools
 import os
 import re
-import stat
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -518,48 +517,3 @@ def network_stats(pid: int, proc: Path | str = PROC) -> dict[str, tuple[int, int
         except ValueError:
             continue
     return out
-
-
-# --- disk --------------------------------------------------------------------------------------------
-
-
-def usage_of_tree(path: Path | str) -> tuple[int, int]:
-    """(bytes, inodes) of a directory tree such as a writable layer, as `du -x` counts them.
-
-    Bytes are allocated blocks (st_blocks * 512); every hard-linked file counts once; symlinks
-    count as themselves; other filesystems mounted inside are left out; entries that vanish
-    while walking are skipped.
-    """
-    try:
-        top = os.lstat(path)
-    except OSError:
-        return 0, 0
-    device = top.st_dev
-    used, inodes = top.st_blocks * 512, 1
-    if not stat.S_ISDIR(top.st_mode):
-        return used, inodes
-    seen: set[int] = set()
-    stack = [os.fspath(path)]
-    while stack:
-        try:
-            it = os.scandir(stack.pop())
-        except OSError:
-            continue
-        with it:
-            for entry in it:
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if st.st_dev != device:
-                    continue
-                is_dir = stat.S_ISDIR(st.st_mode)
-                if not is_dir and st.st_nlink > 1:
-                    if st.st_ino in seen:
-                        continue
-                    seen.add(st.st_ino)
-                used += st.st_blocks * 512
-                inodes += 1
-                if is_dir:
-                    stack.append(entry.path)
-    return used, inodes

@@ -25,6 +25,7 @@ from crib.errors import FailedPrecondition, InvalidArgument
 from crib.runtime import conmon, rootfs
 from crib.runtime.cgroup_stats import CgroupDirs, cgroup_dirs, read_stats
 from crib.runtime.kept_files import KeptFiles
+from crib.runtime.layer_usage import LayerUsage
 from crib.runtime.oci_runtime import OCIRuntime
 from crib.runtime.runtime_handler import HandlerInfo
 from crib.store import disk_record
@@ -45,6 +46,8 @@ class RuntimeEnv:
     _cgroups: dict[str, CgroupDirs] = field(default_factory=dict, repr=False)
     # The cgroup files the stats calls read, kept open from one poll to the next.
     cgroup_files: KeptFiles = field(default_factory=KeptFiles, repr=False)
+    # The writable layers' directory listings, kept from one stats call to the next.
+    layer_usage: LayerUsage = field(default_factory=LayerUsage, repr=False)
     # Containers whose dirs unmount() left with nothing mounted (torn down after their exit;
     # nothing mounts there after that), and trash entries discard() set aside so: removing
     # them needs no look at mountinfo, whose read costs 3-5 ms at 100 pods (issue 17).
@@ -152,7 +155,10 @@ class RuntimeEnv:
             dirs = self._cgroups[container_id] = cgroup_dirs(path, self.systemd)
         return dirs
 
-    def _forget_cgroup(self, container_id: str) -> None:
+    def _forget_stats_sources(self, container_id: str) -> None:
+        """What the stats calls keep of a container that goes: its layer's listings, its
+        cgroup's dirs and open files."""
+        self.layer_usage.forget(self.upper_dir(container_id))
         dirs = self._cgroups.pop(container_id, None)
         if dirs is not None:  # runc removes the cgroup: no file of it stays open
             self.cgroup_files.forget(dirs.directories())
@@ -175,7 +181,7 @@ class RuntimeEnv:
         dirs renamed into the trash (empty_trash deletes them; a restart finishes the job)."""
         clean = container_id in self._unmounted or rootfs.unmount_all_under(*self._dirs(container_id))
         self._unmounted.discard(container_id)
-        self._forget_cgroup(container_id)
+        self._forget_stats_sources(container_id)
         name = f"{container_id}-{uuid.uuid4().hex[:8]}"
         if clean:
             # Marked before it shows in the trash, so empty_trash never sees it unmarked.
@@ -217,7 +223,7 @@ class RuntimeEnv:
 
     def cleanup(self, container_id: str) -> None:
         """Unmount and remove everything of the container on disk. Idempotent."""
-        self._forget_cgroup(container_id)
+        self._forget_stats_sources(container_id)
         self._unmounted.discard(container_id)
         state_dir, layer_dir = self._dirs(container_id)
         rootfs.unmount_all_under(state_dir, layer_dir)
