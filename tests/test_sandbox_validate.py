@@ -6,7 +6,7 @@ import pytest
 
 from crib.errors import InvalidArgument
 from crib.proto.cri import api_pb2
-from crib.sandbox.sandboxes import validate
+from crib.sandbox.pod_config import validate
 
 
 def _config(sysctls: dict[str, str], **namespaces: int) -> api_pb2.PodSandboxConfig:

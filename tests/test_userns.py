@@ -16,7 +16,6 @@ import pytest
 from crib import config as cfg
 from crib.container import container_spec
 from crib.container.container_spec import PodContext
-from crib.container.containers import check_userns
 from crib.container.mounts import user_mounts
 from crib.cri_server.runtime import status_response
 from crib.errors import FailedPrecondition, InvalidArgument
@@ -26,6 +25,7 @@ from crib.runtime import rootfs, userns
 from crib.runtime.runtime_handler import HandlerInfo, features_from_json
 from crib.sandbox import pause_spec
 from crib.sandbox.pause_spec import PauseContext
+from crib.sandbox.pod_config import check_userns
 
 POD_ID = "p" * 64
 CID = "c" * 64

@@ -41,7 +41,8 @@ from crib.runtime.cgroup_stats import CgroupStats, cri_stats
 from crib.runtime.oci_runtime import RuntimeCallFailed
 from crib.runtime.runtime_env import RuntimeEnv, conmon_alive, wait_for_exit
 from crib.sandbox import pod_files
-from crib.sandbox.sandboxes import READY, Sandbox, Sandboxes, pause_alive, pod_userns
+from crib.sandbox.pod_config import check_userns, pod_userns
+from crib.sandbox.sandboxes import READY, Sandbox, Sandboxes, pause_alive
 from crib.store import disk_record
 from crib.store.index import Index, ListedState
 from crib.store.state_store import StateStore
@@ -181,17 +182,6 @@ def validate(config: api_pb2.ContainerConfig) -> None:
     if sc.HasField("run_as_group") and not (sc.HasField("run_as_user") or sc.run_as_username):
         raise InvalidArgument("CreateContainer: run_as_group needs run_as_user or run_as_username")
     userns.parse(sc.namespace_options, "CreateContainer")
-
-
-def check_userns(config: api_pb2.ContainerConfig, pod: api_pb2.PodSandboxConfig) -> userns.PodUserns | None:
-    """The container's user namespace is its pod's: the same mode and mappings, as containerd checks."""
-    own = userns.parse(config.linux.security_context.namespace_options, "CreateContainer")
-    if own != pod_userns(pod):
-        raise InvalidArgument(
-            "CreateContainer: namespace_options.userns_options differs from the pod's "
-            "(a container runs in its pod's user namespace, with the same mappings)"
-        )
-    return own
 
 
 class Containers:

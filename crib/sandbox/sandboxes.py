@@ -25,7 +25,7 @@ from crib import failpoints, first_use
 from crib.cni import network as cni
 from crib.cni.config import NetworkConfigList, NetworkNotReady, load_network
 from crib.config import Config
-from crib.errors import AlreadyExists, CribError, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from crib.errors import AlreadyExists, CribError, FailedPrecondition, NotFound, Unavailable
 from crib.image_service.image_store import ImageRecord
 from crib.image_service.images import Images
 from crib.log_setup import get_logger
@@ -41,8 +41,7 @@ from crib.runtime.cgroup_stats import (
 )
 from crib.runtime.rootfs import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount, unmount, unmount_all_under
 from crib.runtime.runtime_env import RuntimeEnv, wait_for_exit
-from crib.sandbox import netns, pod_files
-from crib.sandbox.sysctls import check_sysctls
+from crib.sandbox import netns, pod_config, pod_files
 from crib.store import disk_record
 from crib.store.index import Index, ListedState
 from crib.store.state_store import StateStore
@@ -127,124 +126,6 @@ class Sandbox(ListedState):
 
 def reservation_key(meta: api_pb2.PodSandboxMetadata) -> str:
     return f"{meta.name}_{meta.namespace}_{meta.uid}_{meta.attempt}"
-
-
-_NOT_IN_NAMES = ("\0", "/", ";", "=")
-
-
-def validate(config: api_pb2.PodSandboxConfig) -> None:
-    meta = config.metadata
-    for field_name in ("name", "namespace", "uid"):
-        value = getattr(meta, field_name)
-        if not value:
-            raise InvalidArgument(f"RunPodSandbox: metadata.{field_name} is empty")
-        # ";" and "=" separate CNI_ARGS' pairs (K8S_POD_NAME=…;K8S_POD_NAMESPACE=…): a plugin
-        # would refuse the ADD. No Kubernetes name, namespace or UID holds one.
-        if any(c in value for c in _NOT_IN_NAMES) or len(value) > 253:
-            raise InvalidArgument(f"RunPodSandbox: metadata.{field_name} {value!r} is not a valid name")
-    for pm in config.port_mappings:
-        if not 0 <= pm.host_port <= 65535 or not 0 < pm.container_port <= 65535:
-            raise InvalidArgument(f"RunPodSandbox: invalid port mapping {pm.host_port}:{pm.container_port}")
-    if config.log_directory and not config.log_directory.startswith("/"):
-        raise InvalidArgument(f"RunPodSandbox: log_directory {config.log_directory!r} is not absolute")
-    sc = config.linux.security_context
-    userns.parse(sc.namespace_options, "RunPodSandbox")
-    check_sysctls(config.linux.sysctls, sc.namespace_options)
-
-
-def pod_userns(config: api_pb2.PodSandboxConfig) -> userns.PodUserns | None:
-    """The pod's own user namespace (hostUsers: false), None when it uses the node's."""
-    return userns.parse(config.linux.security_context.namespace_options, "RunPodSandbox")
-
-
-_QUANTITY = {
-    "": 1,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-}
-
-
-def _bits_per_second(value: str) -> int:
-    number = value.rstrip("kMGTi")
-    try:
-        return int(float(number) * _QUANTITY[value[len(number) :]])
-    except (KeyError, ValueError):
-        raise InvalidArgument(f"invalid bandwidth {value!r}") from None
-
-
-def capability_args(config: api_pb2.PodSandboxConfig, pod_cidrs: list[str]) -> dict[str, Any]:
-    args: dict[str, Any] = {}
-    protocols = {api_pb2.TCP: "tcp", api_pb2.UDP: "udp", api_pb2.SCTP: "sctp"}
-    mappings = [
-        {
-            "hostPort": pm.host_port,
-            "containerPort": pm.container_port,
-            "protocol": protocols.get(pm.protocol, "tcp"),
-            **({"hostIP": pm.host_ip} if pm.host_ip else {}),
-        }
-        for pm in config.port_mappings
-        if pm.host_port > 0
-    ]
-    if mappings:
-        args["portMappings"] = mappings
-    dns = config.dns_config
-    if dns.servers or dns.searches or dns.options:
-        args["dns"] = {
-            "servers": list(dns.servers),
-            "searches": list(dns.searches),
-            "options": list(dns.options),
-        }
-    bandwidth = {}
-    for direction in ("ingress", "egress"):
-        if value := config.annotations.get(f"kubernetes.io/{direction}-bandwidth"):
-            bandwidth[f"{direction}Rate"] = _bits_per_second(value)
-            bandwidth[f"{direction}Burst"] = 2**31 - 1
-    if bandwidth:
-        args["bandwidth"] = bandwidth
-    if pod_cidrs:
-        args["ipRanges"] = [[{"subnet": cidr}] for cidr in pod_cidrs]
-    return args
-
-
-def _write_pod_cgroup(parent: str, res: api_pb2.LinuxContainerResources) -> None:
-    dirs = cgroup_dirs(parent, systemd=False)
-    writes: list[tuple[Path | None, str]] = []
-    if dirs.mode == "v2":
-        base = dirs.unified
-        if res.cpu_shares:
-            # cgroup v2's weight from v1 shares, as runc converts it.
-            writes.append(
-                (base / "cpu.weight" if base else None, str(1 + ((res.cpu_shares - 2) * 9999) // 262142))
-            )
-        if res.cpu_quota:
-            writes.append((base / "cpu.max" if base else None, f"{res.cpu_quota} {res.cpu_period or 100000}"))
-        if res.memory_limit_in_bytes:
-            writes.append((base / "memory.max" if base else None, str(res.memory_limit_in_bytes)))
-    else:
-        cpu, memory = dirs.controller("cpu"), dirs.controller("memory")
-        if res.cpu_shares:
-            writes.append((cpu / "cpu.shares" if cpu else None, str(res.cpu_shares)))
-        if res.cpu_period:
-            writes.append((cpu / "cpu.cfs_period_us" if cpu else None, str(res.cpu_period)))
-        if res.cpu_quota:
-            writes.append((cpu / "cpu.cfs_quota_us" if cpu else None, str(res.cpu_quota)))
-        if res.memory_limit_in_bytes:
-            writes.append(
-                (memory / "memory.limit_in_bytes" if memory else None, str(res.memory_limit_in_bytes))
-            )
-    for path, value in writes:
-        if path is None or not path.exists():
-            continue
-        try:
-            path.write_text(value)
-        except OSError as exc:
-            log.warning("sandbox.resources_write_failed", path=str(path), error=exc.strerror)
 
 
 def pause_alive(pid: int, sandbox_id: str) -> bool:
@@ -335,7 +216,7 @@ class Sandboxes:
 
     def rootfs_userns(self, sandbox: Sandbox) -> tuple[Path, int, int] | None:
         """What prepare_rootfs needs to idmap a rootfs of this pod (None: the node's IDs)."""
-        pod = pod_userns(sandbox.config)
+        pod = pod_config.pod_userns(sandbox.config)
         return None if pod is None else (self.userns_path(sandbox.id), *pod.root())
 
     # --- the pause image ------------------------------------------------------------------------
@@ -356,11 +237,11 @@ class Sandboxes:
     # --- RunPodSandbox --------------------------------------------------------------------------
 
     async def run(self, config: api_pb2.PodSandboxConfig, handler: str) -> str:
-        validate(config)
+        pod_config.validate(config)
         self.apparmor.check_pod(config.linux.security_context.apparmor)
         runtime = self.env.runtime(handler)
         supported = self.env.handler_info(handler).user_namespaces
-        userns.require_support(pod_userns(config), supported, runtime.handler, "RunPodSandbox")
+        userns.require_support(pod_config.pod_userns(config), supported, runtime.handler, "RunPodSandbox")
         key = reservation_key(config.metadata)
         if (holder := self.index.holder(key)) is not None:
             raise AlreadyExists(f"pod sandbox name {key!r} is reserved for {holder}; remove that pod first")
@@ -437,7 +318,7 @@ class Sandboxes:
         # Written once: it is bind-mounted (by inode) while the pause starts.
         # The kubelet mounts its own /etc/hosts into containers of non-host-network pods.
         pod_files.write(directory, "hosts", pod_files.hosts(host_network, hostname, []))
-        own_userns = pod_userns(config)
+        own_userns = pod_config.pod_userns(config)
         if own_userns is not None:
             # Bound into every container unmapped: owned by the pod's root, they are root's inside.
             for name in ("resolv.conf", "hostname", "hosts"):
@@ -500,7 +381,7 @@ class Sandboxes:
                 "K8S_POD_INFRA_CONTAINER_ID": sandbox.id,
                 "K8S_POD_UID": meta.uid,
             },
-            capability_args=capability_args(sandbox.config, self.pod_cidrs()),
+            capability_args=pod_config.capability_args(sandbox.config, self.pod_cidrs()),
         )
 
     async def _start_pause(
@@ -525,7 +406,7 @@ class Sandboxes:
                 shm=self.shm_path(sandbox.id),
                 rootfs=env.rootfs(sandbox.id),
                 systemd=env.systemd,
-                userns=pod_userns(sandbox.config),
+                userns=pod_config.pod_userns(sandbox.config),
                 userns_path=self.userns_path(sandbox.id),
                 process_label=sandbox.process_label,
                 mount_label=sandbox.mount_label,
@@ -655,7 +536,7 @@ class Sandboxes:
         if not parent or self.env.systemd:
             log.info("sandbox.resources_not_applied", pod=sandbox.id, reason="no pod cgroup to write")
             return
-        await asyncio.to_thread(_write_pod_cgroup, parent, res)
+        await asyncio.to_thread(pod_config.write_pod_cgroup, parent, res)
 
     def stats_now(
         self, sandbox: Sandbox, members: list[tuple[str, CgroupStats | None]]
@@ -791,4 +672,4 @@ class Sandboxes:
         }
 
 
-__all__ = ["CREATING", "NOTREADY", "READY", "Sandbox", "Sandboxes", "validate"]
+__all__ = ["CREATING", "NOTREADY", "READY", "Sandbox", "Sandboxes"]
