@@ -1,6 +1,7 @@
 """An ended container gives back the runtime's state, its cgroup and its rootfs mount at once
 (StopContainer waits for that); RemoveContainer then only sets its files aside, and they are
-deleted after the reply. Nothing stays."""
+deleted after the reply. A stopped pod's pause does the same right after StopPodSandbox has
+answered. Nothing stays."""
 
 from __future__ import annotations
 
@@ -61,6 +62,30 @@ def test_stop_tears_down_and_remove_leaves_nothing(net_cribd: Cribd) -> None:
             assert not (daemon.state / "containers" / cid).exists()
             assert not (daemon.root / "containers" / cid).exists()
         wait_until(lambda: _trash(daemon) == [], 10, "the removed containers' files to be deleted")
+    finally:
+        remove_pod(daemon, pod_id)
+    wait_until(lambda: _trash(daemon) == [], 10, "the pod's files to be deleted")
+
+
+def test_a_stopped_pods_pause_is_torn_down_before_its_removal(net_cribd: Cribd) -> None:
+    daemon = net_cribd
+    import_busybox(daemon)
+    pod_id = run_pod(daemon, pod_config("pause-teardown"))
+    pause_dirs = (daemon.state / "containers" / pod_id, daemon.root / "containers" / pod_id)
+    try:
+        assert _runc_knows(daemon, pod_id) and any(mounts_under(d) for d in pause_dirs)  # its rootfs
+        daemon.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+        # After the reply, in the background, as containerd deletes a sandbox's task when it ends.
+        wait_until(lambda: not _runc_knows(daemon, pod_id), 10, "the pause's runc state to go")
+        wait_until(lambda: all(mounts_under(d) == [] for d in pause_dirs), 10, "the pause's rootfs mount")
+        status = daemon.runtime.PodSandboxStatus(
+            api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=10
+        ).status
+        assert status.state == api_pb2.SANDBOX_NOTREADY
+        # Its files stay until RemovePodSandbox, which then has nothing else to undo.
+        assert all(d.exists() for d in pause_dirs)
+        daemon.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+        assert not any(d.exists() for d in pause_dirs)
     finally:
         remove_pod(daemon, pod_id)
     wait_until(lambda: _trash(daemon) == [], 10, "the pod's files to be deleted")

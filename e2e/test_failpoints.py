@@ -93,7 +93,7 @@ def test_container_and_teardown_steps_fail_cleanly(
     cribd_factory: Callable[..., Cribd], pod_network: PodNetwork
 ) -> None:
     steps = [*CREATE_STEPS, "container.conmon", "container.stop", "container.remove"]
-    steps += ["sandbox.cni_del", "sandbox.remove"]
+    steps += ["sandbox.cni_del", "sandbox.teardown", "sandbox.remove"]
     daemon = _failing(cribd_factory, pod_network, steps)
     import_busybox(daemon)
     pod_id = run_pod(daemon, pod_config("host"))
@@ -198,7 +198,13 @@ def test_a_crash_at_each_step_leaves_a_whole_pod_or_none(
     assert _without_images(machine_state(daemon, pod_network)) == empty
 
 
-TEARDOWN_STEPS = ["container.stop", "container.remove", "sandbox.cni_del", "sandbox.remove"]
+TEARDOWN_STEPS = [
+    "container.stop",
+    "container.remove",
+    "sandbox.cni_del",
+    "sandbox.teardown",
+    "sandbox.remove",
+]
 
 
 def _teardown(daemon: Cribd, pod_id: str) -> None:

@@ -16,7 +16,7 @@ import contextlib
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -73,6 +73,9 @@ class Sandbox(ListedState):
     chain_ids: list[str] = field(default_factory=list)
     # Set once StopPodSandbox has released the network: never again.
     network_released: bool = False
+    # The pause's runtime state, cgroup and rootfs mount are gone (done when it ends, as
+    # containerd deletes a sandbox's task when it exits); its files go at RemovePodSandbox.
+    torn_down: bool = False
     # SELinux: the pause's labels, which the pod's containers start from ("": SELinux off).
     process_label: str = ""
     mount_label: str = ""
@@ -176,6 +179,7 @@ class Sandboxes:
         self.index: Index[Sandbox] = Index("pod sandbox")
         self._locks: dict[str, asyncio.Lock] = {}
         self._incomplete: list[str] = []
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- queries ------------------------------------------------------------------------------
 
@@ -436,9 +440,35 @@ class Sandboxes:
                     log.warning("sandbox.pause_exited", pod=sandbox.id, exit_code=code)
                 sandbox.state = NOTREADY
                 self._persist(sandbox)
+            self._later(self._tear_down(sandbox))
 
         if not self.env.watcher.watch(sandbox.pid, on_exit):
             sandbox.exited.set()
+
+    def _later(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _tear_down(self, sandbox: Sandbox) -> None:
+        """An ended pause's runtime state, cgroup and rootfs mount go now, after the call that
+        stopped it has answered, so that RemovePodSandbox (the kubelet's garbage collection,
+        later) has only files to set aside. Best effort: remove() redoes what is left."""
+        if self.find(sandbox.id) is not sandbox:
+            return  # removed meanwhile (or a failed RunPodSandbox's): no lock to make for it
+        async with self._lock(sandbox.id):
+            # Not while RunPodSandbox is still making it (its undo steps own a failed pod).
+            if sandbox.torn_down or sandbox.state == CREATING or self.find(sandbox.id) is not sandbox:
+                return
+            try:
+                await failpoints.hit("sandbox.teardown")
+                await self.env.runtime(sandbox.handler).delete(sandbox.id, force=True)
+                await asyncio.to_thread(self.env.unmount, sandbox.id)
+            except (CribError, OSError) as exc:
+                log.warning("sandbox.teardown_failed", pod=sandbox.id, error=str(exc))
+                return
+            sandbox.torn_down = True
+            self._persist(sandbox)
 
     # --- StopPodSandbox -------------------------------------------------------------------------
 
@@ -511,8 +541,8 @@ class Sandboxes:
         async with self._lock(sandbox.id):
             await containers.remove_all_in_pod(sandbox.id)
             await failpoints.hit("sandbox.remove")
-            runtime = self.env.runtime(sandbox.handler)
-            await runtime.delete(sandbox.id, force=True)
+            if not sandbox.torn_down:
+                await self.env.runtime(sandbox.handler).delete(sandbox.id, force=True)
             await asyncio.to_thread(self.env.discard, sandbox.id)
             if sandbox._cgroup is not None:  # the kubelet's to remove next: no file of it kept open
                 self.env.cgroup_files.forget(sandbox._cgroup.directories())
@@ -590,6 +620,9 @@ class Sandboxes:
         adopted = await asyncio.to_thread(self._adoptable) if self.store.rebuilt else []
         for sandbox in adopted:
             self._adopt(sandbox)
+        for sandbox in self.index.by_id.values():
+            if sandbox.exited.is_set() and not sandbox.torn_down and sandbox.id not in self._incomplete:
+                self._later(self._tear_down(sandbox))
         incomplete = len(self._incomplete)
         log.info("sandbox.recovered", count=len(self.index), incomplete=incomplete, from_disk=len(adopted))
 
