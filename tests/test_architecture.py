@@ -22,6 +22,7 @@ LAYERS = {
     "infrastructure": {
         "runtime",
         "store",
+        "background",
         "config",
         "errors",
         "failpoints",

@@ -14,12 +14,13 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crib import failpoints, first_use, tracing
+from crib.background import Background
 from crib.container import image_volumes
 from crib.container.cdi_devices import CDIDevices
 from crib.container.events import EventBus
@@ -209,7 +210,7 @@ class Containers:
         self.make_event = make_event
         self._locks: dict[str, asyncio.Lock] = {}
         # Tear-downs of ended containers and trash emptying run after the call that caused them.
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = Background()
 
     # --- queries ------------------------------------------------------------------------------
 
@@ -414,12 +415,7 @@ class Containers:
         self._persist(container)
         log.info("container.exited", container=container.id, exit_code=code, reason=container.reason)
         self._publish(container, api_pb2.CONTAINER_STOPPED_EVENT)
-        self._later(self._tear_down(container))
-
-    def _later(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background.start(self._tear_down(container))
 
     async def _tear_down(self, container: Container) -> None:
         """An ended container's runtime state, cgroup and rootfs mount go now, so that
@@ -706,7 +702,7 @@ class Containers:
             if container.state == EXITED:
                 container.exited.set()
                 if not container.torn_down:
-                    self._later(self._tear_down(container))
+                    self._background.start(self._tear_down(container))
                 continue
             if container.state == CREATED and container.conmon_pid == 0:
                 continue  # never started: nothing to find

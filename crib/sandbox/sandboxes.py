@@ -16,12 +16,13 @@ import contextlib
 import os
 import shutil
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
 from crib import failpoints, first_use
+from crib.background import Background
 from crib.cni import network as cni
 from crib.cni.config import NetworkConfigList, NetworkNotReady, load_network
 from crib.config import Config
@@ -179,7 +180,7 @@ class Sandboxes:
         self.index: Index[Sandbox] = Index("pod sandbox")
         self._locks: dict[str, asyncio.Lock] = {}
         self._incomplete: list[str] = []
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = Background()
 
     # --- queries ------------------------------------------------------------------------------
 
@@ -440,15 +441,10 @@ class Sandboxes:
                     log.warning("sandbox.pause_exited", pod=sandbox.id, exit_code=code)
                 sandbox.state = NOTREADY
                 self._persist(sandbox)
-            self._later(self._tear_down(sandbox))
+            self._background.start(self._tear_down(sandbox))
 
         if not self.env.watcher.watch(sandbox.pid, on_exit):
             sandbox.exited.set()
-
-    def _later(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     async def _tear_down(self, sandbox: Sandbox) -> None:
         """An ended pause's runtime state, cgroup and rootfs mount go now, after the call that
@@ -622,7 +618,7 @@ class Sandboxes:
             self._adopt(sandbox)
         for sandbox in self.index.by_id.values():
             if sandbox.exited.is_set() and not sandbox.torn_down and sandbox.id not in self._incomplete:
-                self._later(self._tear_down(sandbox))
+                self._background.start(self._tear_down(sandbox))
         incomplete = len(self._incomplete)
         log.info("sandbox.recovered", count=len(self.index), incomplete=incomplete, from_disk=len(adopted))
 
