@@ -16,6 +16,8 @@ container each, under a pod cgroup as the kubelet's cgroupfs driver makes them
   the runtimes taking turns, each call timed (RunPodSandbox, CreateContainer, StartContainer,
   then the kubelet's teardown order): what a rollout on a full node pays, where a runtime
   whose calls look at every mount or every pod of the node is slower than on an empty one;
+- then RemovePodSandbox as the kubelet's garbage collection sends it: for as many pods per
+  runtime, each run and stopped first (every runtime's in turn), then removed, timed;
 - with `--scales 110,500`, the four lists again after growing to each count.
 
 Beside them at each count, the replay floor of the relists: crib's ListPodSandbox and
@@ -220,6 +222,26 @@ def measure_churn(clients: dict[str, Client], samples: Samples, pods: int, round
                 report.add(samples, name, f"churn {call}, {pods} pods", ms)
 
 
+def measure_later_removal(clients: dict[str, Client], samples: Samples, pods: int, count: int) -> None:
+    """RemovePodSandbox as the kubelet's garbage collection sends it, for a pod stopped a while
+    before (here: while every runtime stopped `count` pods in turn), not right after its
+    StopPodSandbox as the churn does: what a runtime left to do at removal shows."""
+    stopped: dict[str, list[str]] = {name: [] for name in clients}
+    for name in report.in_turn(list(clients), 0):
+        c = clients[name]
+        for _ in range(count):
+            pod = c.runp(node_pod_config(c))
+            c.stopp(pod)
+            stopped[name].append(pod)
+    for rnd in range(count):
+        for name in report.in_turn(list(clients), rnd):
+            report.settle()
+            t0 = time.perf_counter()
+            clients[name].rmp(stopped[name][rnd])
+            ms = (time.perf_counter() - t0) * 1000
+            report.add(samples, name, f"RemovePodSandbox of a pod stopped before, {pods} pods", ms)
+
+
 def remove_cgroups() -> None:
     for hierarchy in [CG_V1 / "unified", *CG_V1.iterdir()]:
         remove_tree(hierarchy / CGROUP_ROOT)
@@ -260,6 +282,7 @@ def main() -> int:
             print(f"poll {rnd + 1}: {name} for {args.poll_seconds:.0f} s", flush=True)
             poll(clients[name], args.poll_seconds, samples, args.pods)
         measure_churn(clients, samples, args.pods, args.churn, image)
+        measure_later_removal(clients, samples, args.pods, args.churn)
         have = args.pods
         for scale in scales:
             for c in clients.values():
