@@ -104,11 +104,13 @@ def test_pod_cgroup_as_the_kubelet_sets_it(pulled: tuple[Cribd, str], pod_cgroup
         cid = run_container(
             daemon,
             pod_id,
-            # The shell holds 8 MB in x; using x after the sleep keeps ash from exec'ing
-            # the sleep in its place, which would free the 8 MB.
+            # The shell holds 12 MB in x; using x after the sleep keeps ash from exec'ing
+            # the sleep in its place, which would free them. 4 MB above the 8 MB looked for: a
+            # v1 memory cgroup's usage drops by what each CPU's charge cache held when the
+            # caches drain (up to 64 pages a CPU), and a pod at 8.0 MB read 7.93 MB a moment later.
             container_config(
                 "main",
-                ["/bin/sh", "-c", "x=$(head -c 8000000 /dev/zero | tr '\\0' a); sleep 1000; echo ${#x}"],
+                ["/bin/sh", "-c", "x=$(head -c 12000000 /dev/zero | tr '\\0' a); sleep 1000; echo ${#x}"],
                 image=image,
             ),
         )
