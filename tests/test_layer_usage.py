@@ -214,12 +214,12 @@ def test_a_directory_gone_between_its_listing_and_its_walk(
     assert LayerUsage(clock=_later).usage(str(top)) == (_blocks(top, top / "sub", top / "g"), 3)
 
 
-def test_kept_names_are_bounded_and_forgotten(tmp_path: Path) -> None:
+def test_kept_names_are_bounded_and_forgotten(tmp_path: Path, listings: list[str]) -> None:
     trees = []
-    for i in range(3):
+    for i, size in enumerate((4, 4, 4, 12)):
         top = tmp_path / f"upper{i}"
         top.mkdir()
-        for n in range(4):
+        for n in range(size):
             (top / f"f{n}").touch()
         trees.append(str(top))
     usage = LayerUsage(max_names=10, clock=_later)
@@ -229,10 +229,18 @@ def test_kept_names_are_bounded_and_forgotten(tmp_path: Path) -> None:
     usage.forget(trees[0])
     assert len(usage) == 1
     usage.usage(trees[0])
-    usage.usage(trees[2])  # 12 names: past the bound, all dropped
-    assert len(usage) == 0
-    assert usage.usage(trees[2]) == usage_of_tree(trees[2])
+    usage.usage(trees[2])  # 12 names in all: the others dropped, this one kept
     assert len(usage) == 1
+    expected = usage_of_tree(trees[2])
+    listings.clear()
+    assert usage.usage(trees[2]) == expected
+    assert listings == []  # counted from its kept listing
+    # A tree past the bound alone is walked afresh each time and leaves the others kept.
+    assert usage.usage(trees[3]) == usage_of_tree(trees[3])
+    assert len(usage) == 1
+    listings.clear()
+    usage.usage(trees[3])
+    assert listings == [trees[3]]
     usage.forget(trees[2])
     usage.forget(trees[2])
     assert len(usage) == 0

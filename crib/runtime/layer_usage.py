@@ -13,8 +13,9 @@ usage_of_tree's. (containerd serves the writable layer from a cache its syncer r
 
 A listing is not kept when its directory changed within `racy_ns` of the count: the kernel
 stamps times from a coarse clock, so a second change in the same tick would show the stamps
-already kept (git's "racily clean" entries). Bounded: past `max_names` names kept in all,
-everything is dropped and listed afresh; the owner forgets a layer when its container goes.
+already kept (git's "racily clean" entries). Bounded at `max_names` names kept in all: a tree
+with more is not kept, and one that would go past the bound drops the others' listings
+(listed afresh at their next count); the owner forgets a layer when its container goes.
 """
 
 from __future__ import annotations
@@ -140,10 +141,14 @@ class LayerUsage:
         with self._lock:
             if self._trees.get(path) is not before:
                 return  # another count of the same tree kept its own meanwhile
-            if self._names - removed + added > self.max_names:
-                self._trees.clear()
-                self._names = 0
+            if added > self.max_names:
+                # Too big to keep alone: walked afresh each time, the others' listings stay.
+                self._trees.pop(path, None)
+                self._names -= removed
                 return
+            if self._names - removed + added > self.max_names:
+                self._trees.clear()  # the others are listed afresh at their next count
+                self._names, removed = 0, 0
             self._names += added - removed
             if listings:
                 self._trees[path] = listings
