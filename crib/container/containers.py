@@ -427,8 +427,7 @@ class Containers:
         if container.torn_down or self.find(container.id) is not container or not container.exited.is_set():
             return
         try:
-            await self.env.runtime(container.handler).delete(container.id, force=True)
-            await asyncio.to_thread(self.env.unmount, container.id)
+            await self.env.tear_down(container.id, container.handler)
         except (CribError, OSError) as exc:
             log.warning("container.teardown_failed", container=container.id, error=str(exc))
             return

@@ -176,6 +176,12 @@ class RuntimeEnv:
         if rootfs.unmount_all_under(*self._dirs(container_id)):
             self._unmounted.add(container_id)
 
+    async def tear_down(self, container_id: str, handler: str) -> None:
+        """An ended container's (or pause's) runtime state and cgroup (runc delete), then its
+        mounts; its files stay. Raises what runc or the unmount raise."""
+        await self.runtime(handler).delete(container_id, force=True)
+        await asyncio.to_thread(self.unmount, container_id)
+
     def discard(self, container_id: str) -> None:
         """Remove the container from disk as far as anyone can see, at once: mounts undone,
         dirs renamed into the trash (empty_trash deletes them; a restart finishes the job)."""

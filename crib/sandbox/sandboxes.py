@@ -458,8 +458,7 @@ class Sandboxes:
                 return
             try:
                 await failpoints.hit("sandbox.teardown")
-                await self.env.runtime(sandbox.handler).delete(sandbox.id, force=True)
-                await asyncio.to_thread(self.env.unmount, sandbox.id)
+                await self.env.tear_down(sandbox.id, sandbox.handler)
             except (CribError, OSError) as exc:
                 log.warning("sandbox.teardown_failed", pod=sandbox.id, error=str(exc))
                 return
