@@ -305,15 +305,57 @@ def test_twenty_pods_in_a_loop_leave_the_machine_as_it_was(net_cribd: Cribd, pod
     wait_until(lambda: not list(net_cribd.root.joinpath("containers").iterdir()))
 
 
+def _holds(daemon: Cribd, path: str) -> bool:
+    """Whether cribd has `path` open."""
+    assert daemon.proc is not None
+    for fd in Path(f"/proc/{daemon.proc.pid}/fd").iterdir():
+        try:
+            if os.readlink(fd) == path:
+                return True
+        except OSError:
+            continue  # closed while listed
+    return False
+
+
+def _eth0_rx(daemon: Cribd) -> int:
+    (item,) = daemon.runtime.ListPodSandboxStats(api_pb2.ListPodSandboxStatsRequest(), timeout=10).stats
+    assert item.linux.network.default_interface.name == "eth0"
+    return item.linux.network.default_interface.rx_bytes.value
+
+
+def test_pod_network_counters_follow_traffic_and_let_the_netns_go(
+    net_cribd: Cribd, pod_network: PodNetwork
+) -> None:
+    # cribd keeps each ready pod's /proc/PID/net/dev open between stats calls (an open costs
+    # twice the read). A kept one must still show new traffic, and must be closed when the pod
+    # stops: it holds the pod's netns alive.
+    pod_id = run_pod(net_cribd, pod_config("counted"))
+    status, info = pod_status(net_cribd, pod_id)
+    net_dev = f"/proc/{info['pid']}/net/dev"
+    before = _eth0_rx(net_cribd)
+    assert _holds(net_cribd, net_dev)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _ in range(20):  # to the discard port: the datagrams count on eth0 either way
+            s.sendto(b"x" * 1000, (status.network.ip, 9))
+    wait_until(lambda: _eth0_rx(net_cribd) >= before + 20 * 1000, timeout=10, what="eth0's rx_bytes to grow")
+    stop_pod(net_cribd, pod_id)
+    assert not _holds(net_cribd, net_dev)
+    remove_pod(net_cribd, pod_id)
+
+
 def test_a_pause_that_dies_makes_the_pod_not_ready(net_cribd: Cribd) -> None:
     pod_id = run_pod(net_cribd, pod_config("fragile"))
     _, info = pod_status(net_cribd, pod_id)
+    net_dev = f"/proc/{info['pid']}/net/dev"
+    _eth0_rx(net_cribd)
+    assert _holds(net_cribd, net_dev)
     os.kill(info["pid"], signal.SIGKILL)
     wait_until(lambda: pod_status(net_cribd, pod_id)[0].state == api_pb2.SANDBOX_NOTREADY)
+    # Its netns is not held past the pause: the kept counters file went with it.
+    assert not _holds(net_cribd, net_dev)
     remove_pod(net_cribd, pod_id)
     # An unexpected death is worth a warning (a StopPodSandbox's kill is not: test_churn).
     assert net_cribd.log_text().count('"event": "sandbox.pause_exited"') == 1
-    assert json.loads("{}") == {}
 
 
 def test_a_pod_added_before_the_pod_cidr_came_is_stopped_after_it(

@@ -19,13 +19,16 @@ from crib.runtime.cgroup_stats import (
     _keyed,
     cgroup_dirs,
     cgroup_mode,
+    cgroup_pids,
     expand_slice,
+    net_dev_path,
     network_stats,
     parse_net_dev,
     process_count,
     read_stats,
     relative_cgroup_path,
 )
+from crib.runtime.kept_files import KeptFiles
 from crib.runtime.oci_spec import cgroups_path
 
 V1_UNLIMITED = "9223372036854771712"
@@ -459,6 +462,31 @@ def test_network_stats_of_a_process(tmp_path: Path) -> None:
     real = network_stats(os.getpid())
     assert "lo" not in real
     assert all(len(v) == 4 and all(isinstance(n, int) for n in v) for v in real.values())
+
+
+def test_network_stats_through_kept_files(tmp_path: Path) -> None:
+    # A pod's counters file is kept open between stats calls; each read shows the file as it
+    # is now, and forgetting the pid's net dir closes it.
+    dev = tmp_path / "42" / "net" / "dev"
+    _write(dev.parent, {"dev": NET_DEV})
+    kept = KeptFiles()
+    assert network_stats(42, proc=tmp_path, read=kept.read)["eth0"] == (372013334, 3, 545824, 4)
+    assert len(kept) == 1
+    with dev.open("r+") as f:  # the same file, new counters: as the kernel makes it afresh
+        f.write(NET_DEV.replace("372013334", "372013999"))
+    assert network_stats(42, proc=tmp_path, read=kept.read)["eth0"] == (372013999, 3, 545824, 4)
+    assert len(kept) == 1
+    kept.forget([net_dev_path(42, tmp_path).rpartition("/")[0]])
+    assert len(kept) == 0
+
+
+def test_process_count_counts_a_pid_listed_twice_once(tmp_path: Path) -> None:
+    dirs = _v1_tree(tmp_path)
+    pids = dirs.controller("pids")
+    assert pids is not None
+    (pids / "cgroup.procs").write_text("7\n9\n7\n")  # v1 does not promise a list without repeats
+    assert process_count(dirs) == 2
+    assert cgroup_pids(dirs) == [7, 9]
 
 
 # --- a real cgroup on this host ----------------------------------------------------------------------

@@ -91,10 +91,10 @@ def test_a_containers_cgroup_dirs_come_from_its_spec_once_and_go_with_it(
     # A file of the cgroup the stats calls kept open is closed with the container.
     dirs.unified.mkdir(parents=True)
     (dirs.unified / "memory.current").write_text("4096\n")
-    assert env.cgroup_files.read(f"{dirs.unified}/memory.current") == "4096\n"
-    assert len(env.cgroup_files) == 1
+    assert env.stats_files.read(f"{dirs.unified}/memory.current") == "4096\n"
+    assert len(env.stats_files) == 1
     env.discard(CID)
-    assert len(env.cgroup_files) == 0
+    assert len(env.stats_files) == 0
     assert env.cgroup_dirs(CID) is None  # no spec any more: nothing cached for the ID
     assert env.cgroup_dirs("d" * 64) is None
 

@@ -645,7 +645,7 @@ class Containers:
     def stats_now(self, container: Container) -> tuple[CgroupStats | None, tuple[int, int]]:
         """The cgroup's usage (while the container runs) and the writable layer's size. Blocking."""
         dirs = self.env.cgroup_dirs(container.id) if container.state == RUNNING else None
-        stats = cri_stats(dirs, self.env.cgroup_files.read) if dirs else None
+        stats = cri_stats(dirs, self.env.stats_files.read) if dirs else None
         return stats, self.env.layer_usage.usage(self.env.upper_dir(container.id))
 
     async def checkpoint(self, container_id: str, location: str, timeout: float) -> None:

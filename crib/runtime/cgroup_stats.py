@@ -426,8 +426,7 @@ def cri_stats(dirs: CgroupDirs, read: Reader) -> CgroupStats | None:
     return read_stats(dirs, oom_kills=False, read=read, tasks=False)
 
 
-def cgroup_pids(dirs: CgroupDirs, read: Reader = read_file) -> list[int] | None:
-    """The processes (thread group leaders) in the cgroup; None when it is gone."""
+def _procs_text(dirs: CgroupDirs, read: Reader) -> str | None:
     if dirs.mode == "v2":
         candidates = [dirs.unified]
     else:
@@ -435,14 +434,22 @@ def cgroup_pids(dirs: CgroupDirs, read: Reader = read_file) -> list[int] | None:
     for directory in candidates:
         text = _in(directory, "cgroup.procs", read)
         if text is not None:
-            return sorted({int(p) for p in text.split() if p.isdigit()})
+            return text
     return None
 
 
+def cgroup_pids(dirs: CgroupDirs, read: Reader = read_file) -> list[int] | None:
+    """The processes (thread group leaders) in the cgroup; None when it is gone."""
+    text = _procs_text(dirs, read)
+    return None if text is None else sorted({int(p) for p in text.split() if p.isdigit()})
+
+
 def process_count(dirs: CgroupDirs, read: Reader = read_file) -> int | None:
-    """Processes (not threads, unlike pids.current) in the cgroup: the lines of its cgroup.procs."""
-    pids = cgroup_pids(dirs, read)
-    return None if pids is None else len(pids)
+    """Processes (not threads, unlike pids.current) in the cgroup: the lines of its cgroup.procs
+    (v1 may list one twice), counted without making numbers of them (every stats call counts
+    two cgroups a pod)."""
+    text = _procs_text(dirs, read)
+    return None if text is None else len(set(text.split()))
 
 
 # --- network -----------------------------------------------------------------------------------------
@@ -501,14 +508,21 @@ def network_counters(pid: int, proc: Path = PROC) -> dict[str, InterfaceCounters
     return parse_net_dev(text) if text else {}
 
 
-def network_stats(pid: int, proc: Path | str = PROC) -> dict[str, tuple[int, int, int, int]]:
+def net_dev_path(pid: int, proc: Path | str = PROC) -> str:
+    return f"{os.fspath(proc)}/{pid}/net/dev"
+
+
+def network_stats(
+    pid: int, proc: Path | str = PROC, read: Reader = read_file
+) -> dict[str, tuple[int, int, int, int]]:
     """{interface: (rx_bytes, rx_errors, tx_bytes, tx_errors)} of the netns `pid` lives in, without
     "lo"; {} when gone.
 
     The four counters a pod's stats carry, taken from the line as it is split: every stats
     call reads this for every pod, and parse_net_dev's sixteen counters an interface cost
-    more than the read."""
-    text = read_file(f"{os.fspath(proc)}/{pid}/net/dev")
+    more than the read. `read` may keep the file open (KeptFiles): the open file stays on the
+    netns it was opened in, so its owner forgets it when the pod's pause ends."""
+    text = read(net_dev_path(pid, proc))
     out: dict[str, tuple[int, int, int, int]] = {}
     for name, values in _interface_lines(text or ""):
         try:

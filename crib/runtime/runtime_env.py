@@ -44,8 +44,9 @@ class RuntimeEnv:
     _again: bool = field(default=False, repr=False)
     # container ID -> its cgroup's dirs: fixed at create, and every stats call needs them.
     _cgroups: dict[str, CgroupDirs] = field(default_factory=dict, repr=False)
-    # The cgroup files the stats calls read, kept open from one poll to the next.
-    cgroup_files: KeptFiles = field(default_factory=KeptFiles, repr=False)
+    # The cgroup files and pods' /proc/PID/net/dev the stats calls read, kept open from one
+    # poll to the next.
+    stats_files: KeptFiles = field(default_factory=KeptFiles, repr=False)
     # The writable layers' directory listings, kept from one stats call to the next.
     layer_usage: LayerUsage = field(default_factory=LayerUsage, repr=False)
     # Containers whose dirs unmount() left with nothing mounted (torn down after their exit;
@@ -161,7 +162,7 @@ class RuntimeEnv:
         self.layer_usage.forget(self.upper_dir(container_id))
         dirs = self._cgroups.pop(container_id, None)
         if dirs is not None:  # runc removes the cgroup: no file of it stays open
-            self.cgroup_files.forget(dirs.directories())
+            self.stats_files.forget(dirs.directories())
 
     @property
     def trash_dirs(self) -> tuple[Path, Path]:

@@ -37,6 +37,7 @@ from crib.runtime.cgroup_stats import (
     CgroupStats,
     cgroup_dirs,
     cri_stats,
+    net_dev_path,
     network_stats,
     process_count,
 )
@@ -435,6 +436,7 @@ class Sandboxes:
     def _watch(self, sandbox: Sandbox) -> None:
         def on_exit() -> None:
             sandbox.exited.set()
+            self._forget_net_dev(sandbox)
             if sandbox.state == READY:
                 if not sandbox.stop_requested:
                     code = self.env.exit_code(sandbox.id)
@@ -540,7 +542,9 @@ class Sandboxes:
                 await self.env.runtime(sandbox.handler).delete(sandbox.id, force=True)
             await asyncio.to_thread(self.env.discard, sandbox.id)
             if sandbox._cgroup is not None:  # the kubelet's to remove next: no file of it kept open
-                self.env.cgroup_files.forget(sandbox._cgroup.directories())
+                self.env.stats_files.forget(sandbox._cgroup.directories())
+            # A stats call that saw the pod ready as it stopped may have opened it since.
+            self._forget_net_dev(sandbox)
             self.env.empty_trash_soon()
             await asyncio.to_thread(userns.unpin, self.userns_path(sandbox.id))
             self.selinux.release(sandbox.process_label)
@@ -576,7 +580,7 @@ class Sandboxes:
         parent = sandbox.config.linux.cgroup_parent
         if parent and sandbox._cgroup is None:
             sandbox._cgroup = cgroup_dirs(parent, self.env.systemd)
-        read = self.env.cgroup_files.read
+        read = self.env.stats_files.read
         pod = cri_stats(sandbox._cgroup, read) if sandbox._cgroup is not None else None
         parts: list[CgroupStats | None] = []
         processes = 0
@@ -589,8 +593,17 @@ class Sandboxes:
             pause = self.env.cgroup_dirs(sandbox.id)
             own = cri_stats(pause, read) if pause is not None else None
             parts = [own, *(m[1] for m in members)]
-        network = network_stats(sandbox.pid) if sandbox.netns and sandbox.state == READY else {}
+        network: dict[str, tuple[int, int, int, int]] = {}
+        if sandbox.netns and sandbox.state == READY:
+            # Kept open as the cgroup files are (an open costs twice the read); it stays on
+            # the pod's netns, even if the PID were reused, until the pause ends.
+            network = network_stats(sandbox.pid, read=read)
         return pod, parts, network, processes
+
+    def _forget_net_dev(self, sandbox: Sandbox) -> None:
+        """Close the pod's kept /proc/PID/net/dev: an open one holds its netns alive."""
+        if sandbox.pid:
+            self.env.stats_files.forget([net_dev_path(sandbox.pid).rpartition("/")[0]])
 
     # --- recovery -------------------------------------------------------------------------------
 
