@@ -9,6 +9,12 @@ socket with temp root and state dirs, then measures:
   every few seconds), from one in-process gRPC client, interleaved in blocks (idle
   gaps slow every call on these machines; the daemons take turns going first).
 
+Beside them, two floors for the memory (bench/floor_server.py's bare grpc.aio server, which
+answers Version): "floor", Python with grpcio, protobuf and the CRI descriptors; and
+"design floor", the same with what crib's design adds to any Python CRI server (structlog
+configured and an SQLite database in WAL mode, as cribd sets them up), so crib / design floor
+is what crib's own code and the rest of its imports hold. --no-floors leaves them out.
+
     sudo .venv/bin/python bench/daemon_idle.py [--calls 2000]
 
 Prints a table with crib / containerd and crib / containerd2 ratios. DESIGN.md §7: daemon RSS idle,
@@ -160,6 +166,27 @@ def start_containerd2(
     return ready(Daemon(containerd2.NAME, d, ctrd2_config.socket(d), proc))
 
 
+FLOOR = "floor"
+DESIGN_FLOOR = "design floor"
+RATIOS = (*containerd2.RATIOS, ("crib", FLOOR), ("crib", DESIGN_FLOOR))
+
+
+def start_floor(libraries: bool) -> Daemon:
+    """floor_server.py's bare grpc.aio server answering Version; with `libraries`, with crib's
+    design libraries loaded."""
+    d = Path(tempfile.mkdtemp(prefix="crib-bench-floor-"))
+    sock = d / "floor.sock"
+    cmd = [sys.executable, str(REPO / "bench" / "floor_server.py"), "aio", str(sock), "-"]
+    if libraries:
+        cmd.append("--libraries")
+    log = (d / "floor.log").open("wb")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    daemon = Daemon(DESIGN_FLOOR if libraries else FLOOR, d, sock, proc)
+    _wait_ready(daemon)
+    return daemon
+
+
 def measure(daemons: list[Daemon], calls: int, block: int = 50) -> None:
     channels = {d.name: grpc.insecure_channel(f"unix://{d.socket}") for d in daemons}
     stubs = {n: api_pb2_grpc.RuntimeServiceStub(ch) for n, ch in channels.items()}
@@ -167,15 +194,18 @@ def measure(daemons: list[Daemon], calls: int, block: int = 50) -> None:
         "Version": lambda s: s.Version(api_pb2.VersionRequest(), timeout=5),
         "Status": lambda s: s.Status(api_pb2.StatusRequest(), timeout=5),
     }
+    # The floors answer Version alone.
+    served = {d.name: ["Version"] if d.name in (FLOOR, DESIGN_FLOOR) else list(methods) for d in daemons}
     for _ in range(20):  # warm connections and code paths
-        for s in stubs.values():
-            for m in methods.values():
-                m(s)
+        for d in daemons:
+            for m in served[d.name]:
+                methods[m](stubs[d.name])
     for d in daemons:
-        d.lat = {m: [] for m in methods}
+        d.lat = {m: [] for m in served[d.name]}
     for i in range(calls // block):
         for d in report.in_turn(daemons, i):
-            for name, call in methods.items():
+            for name in served[d.name]:
+                call = methods[name]
                 for _ in range(block):
                     t0 = time.perf_counter()
                     call(stubs[d.name])
@@ -187,6 +217,7 @@ def measure(daemons: list[Daemon], calls: int, block: int = 50) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--calls", type=int, default=2000, help="calls per method per daemon")
+    p.add_argument("--no-floors", action="store_true", help="leave out the two Python floors")
     containerd2.add_argument(p)
     args = p.parse_args()
 
@@ -194,6 +225,8 @@ def main() -> int:
     daemons: list[Daemon] = []
     try:
         daemons.append(start_crib())
+        if not args.no_floors:
+            daemons.extend(start_floor(libraries) for libraries in (False, True))
         ctrd = start_containerd()
         if ctrd is None:
             print("containerd is not installed (apt-get install containerd)\n")
@@ -215,7 +248,7 @@ def main() -> int:
         for d in daemons:
             for method, values in d.lat.items():
                 samples[d.name][f"{method} (ms)"] = values
-        report.show_and_save("daemon_idle", samples, "figure", containerd2.RATIOS, calls=args.calls)
+        report.show_and_save("daemon_idle", samples, "figure", RATIOS, calls=args.calls)
     finally:
         for d in daemons:
             d.stop()

@@ -18,8 +18,9 @@ be judged against what is possible rather than against Go:
 - containerd2: containerd 2.x built from its Go module (bench/containerd2; left out with
   --no-containerd2 or when it does not build), Version and Status.
 
-Every floor is a child process holding no deserializer and no serializer: the request stays
-bytes and the reply is bytes already (`start_replay_floor`). It is served with crib's own
+Every floor is a child process (bench/floor_server.py, which imports nothing of the
+benchmarks, so its memory is a bare server's) holding no deserializer and no serializer: the
+request stays bytes and the reply is bytes already (`start_replay_floor`). It is served with crib's own
 server options (message size limits), by a generic handler as crib's are.
 
 Each is called by two clients in turn: the same in-process Python gRPC client, and
@@ -33,8 +34,6 @@ one. Figures: median and p95 latency per call, the server's CPU time per call (f
 from __future__ import annotations
 
 import argparse
-import asyncio
-import base64
 import json
 import os
 import subprocess
@@ -42,7 +41,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -53,21 +51,10 @@ sys.path.insert(0, str(REPO))
 
 from bench import containerd2, report  # noqa: E402
 from bench.daemon_idle import Daemon, ready, start_containerd, start_containerd2, start_crib  # noqa: E402
+from bench.floor_server import MAX_MESSAGE_BYTES, METHOD, VERSION_REPLY, write_replies  # noqa: E402
 from bench.report import Samples  # noqa: E402
 from crib.proto.cri import api_pb2, api_pb2_grpc  # noqa: E402
 
-VERSION_REPLY = api_pb2.VersionResponse(
-    version="0.1.0", runtime_name="floor", runtime_version="0", runtime_api_version="v1"
-).SerializeToString()
-METHOD = "/runtime.v1.RuntimeService/Version"
-# crib's own server options (crib/cri_server/daemon.py), so a floor differs from crib only
-# in the code between grpcio and the reply. A copy, not an import: importing cribd's daemon
-# would load crib's modules into every floor (tests/test_bench_replay.py keeps them equal).
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-SERVER_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-]
 SERVICES = ("RuntimeService", "ImageService")
 
 
@@ -97,61 +84,6 @@ def capture_replies(socket: Path | str, requests: Mapping[str, Message]) -> dict
         return replies
 
 
-def write_replies(path: Path, replies: Mapping[str, bytes]) -> None:
-    path.write_text(json.dumps({m: base64.b64encode(b).decode() for m, b in replies.items()}))
-
-
-def read_replies(path: Path) -> dict[str, bytes]:
-    return {m: base64.b64decode(b) for m, b in json.loads(path.read_text()).items()}
-
-
-def replay_handlers(replies: Mapping[str, bytes], kind: str) -> list[grpc.GenericRpcHandler]:
-    """One generic handler per service, as crib has, each method answering its fixed bytes;
-    coroutines for grpc.aio, plain functions for the thread-pool server."""
-    by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
-    for path, reply in replies.items():
-        service, _, method = path.lstrip("/").partition("/")
-        if not service or not method:
-            raise ValueError(f"not a full method path: {path!r}")
-        by_service.setdefault(service, {})[method] = _fixed_reply(reply, kind)
-    return [grpc.method_handlers_generic_handler(s, methods) for s, methods in by_service.items()]
-
-
-def _fixed_reply(reply: bytes, kind: str) -> grpc.RpcMethodHandler:
-    # No (de)serializers: the request stays bytes and the reply is bytes already.
-    if kind == "aio":
-
-        async def answer(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            return reply
-
-        return grpc.unary_unary_rpc_method_handler(answer)  # type: ignore[arg-type]
-    if kind == "sync":
-        return grpc.unary_unary_rpc_method_handler(lambda request, context: reply)
-    raise ValueError(f"unknown server kind {kind!r}")
-
-
-# --- the floor servers (run as `grpc_floor.py --serve sync|aio SOCKET REPLIES`) --------------------
-
-
-def serve_sync(socket: str, replies: Mapping[str, bytes]) -> None:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=SERVER_OPTIONS)
-    server.add_generic_rpc_handlers(replay_handlers(replies, "sync"))
-    server.add_insecure_port(f"unix://{socket}")
-    server.start()
-    server.wait_for_termination()
-
-
-def serve_aio(socket: str, replies: Mapping[str, bytes]) -> None:
-    async def run() -> None:
-        server = grpc.aio.server(options=SERVER_OPTIONS)
-        server.add_generic_rpc_handlers(replay_handlers(replies, "aio"))
-        server.add_insecure_port(f"unix://{socket}")
-        await server.start()
-        await server.wait_for_termination()
-
-    asyncio.run(run())
-
-
 def start_replay_floor(replies: Mapping[str, bytes], kind: str = "aio", name: str = "") -> Daemon:
     """A bare server of `kind` ("aio" or "sync") in a child process, answering each full method
     path in `replies` with its bytes whatever the request. Version answers VERSION_REPLY where
@@ -163,7 +95,7 @@ def start_replay_floor(replies: Mapping[str, bytes], kind: str = "aio", name: st
     sock = d / "floor.sock"
     write_replies(d / "replies.json", {METHOD: VERSION_REPLY, **replies})
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", kind, str(sock), str(d / "replies.json")],
+        [sys.executable, str(REPO / "bench" / "floor_server.py"), kind, str(sock), str(d / "replies.json")],
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     return ready(Daemon(name, d, sock, proc))
@@ -241,15 +173,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--calls", type=int, default=2000)
     p.add_argument("--rounds", type=int, default=report.MIN_SAMPLES)
-    p.add_argument("--serve", nargs=3, metavar=("KIND", "SOCKET", "REPLIES"), help=argparse.SUPPRESS)
     containerd2.add_argument(p)
     report.add_pin_argument(p)
     args = p.parse_args()
-    if args.serve:
-        kind, socket, replies = args.serve
-        (serve_sync if kind == "sync" else serve_aio)(socket, read_replies(Path(replies)))
-        return 0
-
     go = build_go_client()
     ctrd2_bin = containerd2.from_args(args)
     clients = ["python"] + (["go"] if go else [])

@@ -14,16 +14,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from bench import report
-from bench.grpc_floor import (
-    MAX_MESSAGE_BYTES,
-    METHOD,
-    VERSION_REPLY,
-    capture_replies,
-    method_path,
-    replay_handlers,
-    start_replay_floor,
-)
+from bench import daemon_idle, report
+from bench.floor_server import MAX_MESSAGE_BYTES, METHOD, VERSION_REPLY, replay_handlers
+from bench.grpc_floor import capture_replies, method_path, start_replay_floor
 from crib.cri_server import daemon as cribd
 from crib.proto.cri import api_pb2, api_pb2_grpc
 
@@ -98,6 +91,29 @@ def test_a_replay_floor_keeps_a_given_version_reply() -> None:
         assert capture_replies(floor.socket, {METHOD: api_pb2.VersionRequest()}) == {METHOD: mine}
     finally:
         floor.stop()
+
+
+def _mapped(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_the_memory_floors_hold_only_what_they_say() -> None:
+    # daemon_idle's floor is a bare server: no benchmark module, no SQLite, no structlog. Its
+    # design floor adds exactly crib's two design libraries, set up and in use.
+    floor = daemon_idle.start_floor(libraries=False)
+    design = daemon_idle.start_floor(libraries=True)
+    try:
+        assert (floor.name, design.name) == (daemon_idle.FLOOR, daemon_idle.DESIGN_FLOOR)
+        assert "_sqlite3" not in _mapped(floor.proc.pid)
+        assert "_sqlite3" in _mapped(design.proc.pid)
+        assert (design.dir / "state.db-wal").exists()  # WAL mode, as crib's state store
+        logged = (design.dir / "floor.log").read_text().splitlines()
+        assert [json.loads(line)["event"] for line in logged] == ["floor.started"]
+        assert not (floor.dir / "state.db").exists()
+        assert (floor.dir / "floor.log").read_text() == ""
+    finally:
+        floor.stop()
+        design.stop()
 
 
 def test_in_turn_lets_every_server_go_first() -> None:
