@@ -77,7 +77,7 @@ def _fixed_reply(reply: bytes, kind: str) -> grpc.RpcMethodHandler:
     raise ValueError(f"unknown server kind {kind!r}")
 
 
-# --- the floor servers (run as `grpc_floor.py --serve sync|aio SOCKET REPLIES`) --------------------
+# --- the servers -------------------------------------------------------------------------------------
 
 
 def serve_sync(socket: str, replies: Mapping[str, bytes]) -> None:
