@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +40,7 @@ import grpc
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench import containerd2, report  # noqa: E402
+from bench import containerd2, floor_server, report  # noqa: E402
 from crib.proto.cri import api_pb2, api_pb2_grpc  # noqa: E402
 from e2e.harness import containerd2 as ctrd2_config  # noqa: E402
 
@@ -171,20 +171,35 @@ DESIGN_FLOOR = "design floor"
 RATIOS = (*containerd2.RATIOS, ("crib", FLOOR), ("crib", DESIGN_FLOOR))
 
 
-def start_floor(libraries: bool) -> Daemon:
-    """floor_server.py's bare grpc.aio server answering Version; with `libraries`, with crib's
-    design libraries loaded."""
-    d = Path(tempfile.mkdtemp(prefix="crib-bench-floor-"))
+def start_replay_floor(
+    replies: Mapping[str, bytes], kind: str = "aio", name: str = "", libraries: bool = False
+) -> Daemon:
+    """floor_server.py's bare server of `kind` ("aio" or "sync") in a child process, answering
+    each full method path in `replies` with its bytes whatever the request. Version answers
+    VERSION_REPLY where `replies` has none, so the floor is found ready as every server is (by
+    a Version). With `libraries`, crib's design libraries are loaded first (the design floor)."""
+    name = name or f"replay ({kind})"
+    if kind not in ("aio", "sync"):
+        raise ValueError(f"unknown server kind {kind!r}")
+    d = Path(tempfile.mkdtemp(prefix=f"crib-floor-{kind}-"))
     sock = d / "floor.sock"
-    cmd = [sys.executable, str(REPO / "bench" / "floor_server.py"), "aio", str(sock), "-"]
+    floor_server.write_replies(
+        d / "replies.json", {floor_server.METHOD: floor_server.VERSION_REPLY, **replies}
+    )
+    cmd = [sys.executable, str(REPO / "bench" / "floor_server.py"), kind, str(sock), str(d / "replies.json")]
     if libraries:
         cmd.append("--libraries")
     log = (d / "floor.log").open("wb")
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    daemon = Daemon(DESIGN_FLOOR if libraries else FLOOR, d, sock, proc)
-    _wait_ready(daemon)
-    return daemon
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONPATH=str(REPO))
+    )
+    return ready(Daemon(name, d, sock, proc))
+
+
+def start_floor(libraries: bool) -> Daemon:
+    """The memory floors: the bare grpc.aio server answering Version; with `libraries`, the
+    design floor."""
+    return start_replay_floor({}, "aio", name=DESIGN_FLOOR if libraries else FLOOR, libraries=libraries)
 
 
 def measure(daemons: list[Daemon], calls: int, block: int = 50) -> None:

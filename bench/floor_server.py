@@ -4,7 +4,7 @@
 
 A bare grpcio server (grpc.aio, or grpc.server with a thread pool) on a unix socket with
 crib's server options, answering each full method path in the REPLIES file (JSON, base64
-bytes; "-" for none) with its bytes whatever the request, and Version with VERSION_REPLY
+bytes) with its bytes whatever the request, and Version with VERSION_REPLY
 where the file has none. Nothing but grpcio, protobuf and the CRI descriptors is imported,
 so its memory is the floor of a Python CRI server: the benchmarks' own modules stay out.
 
@@ -128,7 +128,7 @@ def main(argv: list[str]) -> int:
         return 2
     kind, socket, replies = args
     held = load_design_libraries(Path(socket).parent) if libraries else None
-    answers = {METHOD: VERSION_REPLY, **(read_replies(Path(replies)) if replies != "-" else {})}
+    answers = {METHOD: VERSION_REPLY, **read_replies(Path(replies))}
     (serve_sync if kind == "sync" else serve_aio)(socket, answers)
     del held
     return 0

@@ -20,8 +20,9 @@ be judged against what is possible rather than against Go:
 
 Every floor is a child process (bench/floor_server.py, which imports nothing of the
 benchmarks, so its memory is a bare server's) holding no deserializer and no serializer: the
-request stays bytes and the reply is bytes already (`start_replay_floor`). It is served with crib's own
-server options (message size limits), by a generic handler as crib's are.
+request stays bytes and the reply is bytes already (daemon_idle's `start_replay_floor`). It
+is served with crib's own server options (message size limits), by a generic handler as
+crib's are.
 
 Each is called by two clients in turn: the same in-process Python gRPC client, and
 criclient, a Go CRI client built from the module proxy (bench/goclient) as the kubelet is
@@ -35,10 +36,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,8 +49,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import containerd2, report  # noqa: E402
-from bench.daemon_idle import Daemon, ready, start_containerd, start_containerd2, start_crib  # noqa: E402
-from bench.floor_server import MAX_MESSAGE_BYTES, METHOD, VERSION_REPLY, write_replies  # noqa: E402
+from bench.daemon_idle import (  # noqa: E402
+    Daemon,
+    start_containerd,
+    start_containerd2,
+    start_crib,
+    start_replay_floor,
+)
+from bench.floor_server import MAX_MESSAGE_BYTES, METHOD, VERSION_REPLY  # noqa: E402
 from bench.report import Samples  # noqa: E402
 from crib.proto.cri import api_pb2, api_pb2_grpc  # noqa: E402
 
@@ -82,23 +87,6 @@ def capture_replies(socket: Path | str, requests: Mapping[str, Message]) -> dict
             )
             replies[path] = call(request, timeout=30)
         return replies
-
-
-def start_replay_floor(replies: Mapping[str, bytes], kind: str = "aio", name: str = "") -> Daemon:
-    """A bare server of `kind` ("aio" or "sync") in a child process, answering each full method
-    path in `replies` with its bytes whatever the request. Version answers VERSION_REPLY where
-    `replies` has none, so the floor is found ready as every server is (by a Version)."""
-    name = name or f"replay ({kind})"
-    if kind not in ("aio", "sync"):
-        raise ValueError(f"unknown server kind {kind!r}")
-    d = Path(tempfile.mkdtemp(prefix=f"crib-floor-{kind}-"))
-    sock = d / "floor.sock"
-    write_replies(d / "replies.json", {METHOD: VERSION_REPLY, **replies})
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "bench" / "floor_server.py"), kind, str(sock), str(d / "replies.json")],
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    return ready(Daemon(name, d, sock, proc))
 
 
 def start_floor(kind: str) -> Daemon:

@@ -22,7 +22,7 @@ container each, under a pod cgroup as the kubelet's cgroupfs driver makes them
 
 Beside them at each count, the replay floor of the relists: crib's ListPodSandbox and
 ListContainers replies at that count, captured as the bytes crib sent, answered by a bare
-grpc.aio server (bench/grpc_floor.py's `start_replay_floor`; crib is a grpc.aio server)
+grpc.aio server (bench/daemon_idle.py's `start_replay_floor`; crib is a grpc.aio server)
 whatever the request, timed by the same client with the same relist timing. A list's reply
 grows with the pods, and its size costs grpcio and the client time whatever the server's
 code does; the replay floor pays exactly that, so crib / replay is what crib's own list code
@@ -49,8 +49,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import containerd2, report  # noqa: E402
-from bench.daemon_idle import Daemon  # noqa: E402
-from bench.grpc_floor import capture_replies, method_path, start_replay_floor  # noqa: E402
+from bench.daemon_idle import Daemon, start_replay_floor  # noqa: E402
+from bench.grpc_floor import capture_replies, method_path  # noqa: E402
 from bench.pod_lifecycle import BUSYBOX, PAUSE, Client, helpers, start_daemons, stop_daemons  # noqa: E402
 from bench.report import Samples  # noqa: E402
 from crib.proto.cri import api_pb2  # noqa: E402

@@ -16,7 +16,7 @@ The runtimes (crib, Debian's containerd 1.6, and containerd 2.x where it builds:
 bench/containerd2, --no-containerd2) get the same images from a local registry and the
 same pod (as bench/pod_lifecycle.py). Beside them is timed the replay floor: once crib
 has its pod, crib's reply to each of these calls is captured as the bytes it sent, and a
-bare grpc.aio server (bench/grpc_floor.py's `start_replay_floor`, as crib is a grpc.aio
+bare grpc.aio server (bench/daemon_idle.py's `start_replay_floor`, as crib is a grpc.aio
 server) answers each call with those bytes, whatever the request. It is the fair floor of
 each call: the same reply through the same grpcio, so crib / replay is what crib's own code
 adds; a floor answering Version's 24 bytes would charge crib for the size of its replies,
@@ -57,8 +57,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import containerd2, report  # noqa: E402
-from bench.daemon_idle import Daemon  # noqa: E402
-from bench.grpc_floor import build_go_client, capture_replies, method_path, start_replay_floor  # noqa: E402
+from bench.daemon_idle import Daemon, start_replay_floor  # noqa: E402
+from bench.grpc_floor import build_go_client, capture_replies, method_path  # noqa: E402
 from bench.pod_lifecycle import BUSYBOX, PAUSE, Client, start_daemons, stop_daemons  # noqa: E402
 from bench.report import Samples  # noqa: E402
 from crib.proto.cri import api_pb2  # noqa: E402

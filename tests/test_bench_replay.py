@@ -15,8 +15,9 @@ import grpc
 import pytest
 
 from bench import daemon_idle, report
+from bench.daemon_idle import start_replay_floor
 from bench.floor_server import MAX_MESSAGE_BYTES, METHOD, VERSION_REPLY, replay_handlers
-from bench.grpc_floor import capture_replies, method_path, start_replay_floor
+from bench.grpc_floor import capture_replies, method_path
 from crib.cri_server import daemon as cribd
 from crib.proto.cri import api_pb2, api_pb2_grpc
 
