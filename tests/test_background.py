@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import io
+import json
 
+from crib import log_setup
 from crib.background import Background
 
 
@@ -32,7 +35,10 @@ def test_started_work_runs_to_its_end_and_is_let_go() -> None:
     assert sorted(asyncio.run(main())) == ["a", "b"]
 
 
-def test_work_that_fails_is_let_go_too() -> None:
+def test_work_that_fails_is_let_go_and_logged() -> None:
+    sink = io.StringIO()
+    log_setup.configure("info", "json", sink, cache=False)
+
     async def main() -> int:
         background = Background()
 
@@ -44,4 +50,10 @@ def test_work_that_fails_is_let_go_too() -> None:
             await asyncio.sleep(0)
         return len(background)
 
-    assert asyncio.run(main()) == 0
+    try:
+        assert asyncio.run(main()) == 0
+    finally:
+        log_setup.configure("info", "json", None, cache=False)
+    (event,) = [json.loads(line) for line in sink.getvalue().splitlines()]
+    assert event["event"] == "background.failed" and event["level"] == "error"
+    assert "fail" in event["task"] and "teardown failed" in event["error"]
