@@ -580,6 +580,35 @@ def test_only_the_keys_asked_for_are_read_whole_lines_only() -> None:
     assert _keyed("", ("rss",)) == _keyed(None, ("rss",)) == {}
 
 
+def test_v1_memory_stat_lines_found_whole_totals_first() -> None:
+    text = "cache 1\nrss 4096\nrss_huge 9\npgfault 7\npgmajfault 2\ninactive_file 3\ntotal_rss 8192\n"
+    # total_rss where there is one; the plain line where there is no total_ line; "rss_huge"
+    # is not "rss"; the first line has no newline before it.
+    assert cs._v1_memory_stat(text) == [3, 8192, 7, 2]
+    assert cs._v1_memory_stat("pgfault 5") == [None, None, 5, None]
+    assert cs._v1_memory_stat("rss x\ntotal_pgfault 1\n") == [None, None, 1, None]
+    assert cs._v1_memory_stat("") == cs._v1_memory_stat(None) == [None] * 4
+
+
+def test_a_cgroups_stats_files_are_joined_once(tmp_path: Path) -> None:
+    dirs = cgroup_dirs(
+        "/crib/abc", systemd=False, mountinfo=_mountinfo(tmp_path, v1=["cpu,cpuacct", "memory"])
+    )
+    files = dirs.v1_files
+    assert dirs.v1_files is files  # made at the first read, kept with the dirs
+    assert files[0] == f"{dirs.controller('memory')}/memory.usage_in_bytes"
+    assert files[2] is None  # no pids hierarchy: pids.current is not looked for
+    assert dirs.psi_files == ()  # no cgroup2 mount
+    assert dirs.procs_files == (
+        f"{dirs.controller('memory')}/cgroup.procs",
+        f"{dirs.controller('cpuacct')}/cgroup.procs",
+        f"{dirs.controller('cpu')}/cgroup.procs",
+    )
+    v2 = CgroupDirs("v2", {}, Path("/cg/a"))
+    assert v2.psi_files == ("/cg/a/cpu.pressure", "/cg/a/memory.pressure", "/cg/a/io.pressure")
+    assert v2.procs_files == ("/cg/a/cgroup.procs",)
+
+
 def test_a_cgroups_directories_are_each_named_once() -> None:
     dirs = CgroupDirs(
         "hybrid",
