@@ -354,12 +354,33 @@ def _working_set(usage: int | None, inactive_file: int | None) -> int | None:
     return max(usage - (inactive_file or 0), 0)
 
 
+def _line_value(text: str, probe: str) -> int | None:
+    """The number on the line of a flat keyed file that `probe` ("\\nkey ") starts, found
+    without splitting the file; None when there is no such line."""
+    at = text.find(probe)
+    if at < 0:
+        if not text.startswith(probe[1:]):
+            return None
+        at = -1  # the first line, which no newline starts
+    start = at + len(probe)
+    end = text.find("\n", start)
+    try:
+        return int(text[start:end] if end >= 0 else text[start:])
+    except ValueError:
+        return None
+
+
 def _keyed(text: str | None, keys: Iterable[str]) -> dict[str, int]:
     """Only the named lines of a flat keyed file: memory.stat has 40 to 60 lines, and a stats
     call that parsed them all for the 4 it uses spent 9% of its time there."""
     out: dict[str, int] = {}
     if not text:
         return out
+    for key in keys:
+        value = _line_value(text, f"\n{key} ")
+        if value is not None:
+            out[key] = value
+    return out
     for key in keys:
         probe = key + " "
         at = text.find(probe)
@@ -381,22 +402,6 @@ def _keyed(text: str | None, keys: Iterable[str]) -> dict[str, int]:
 _V1_MEMORY_KEYS = ("inactive_file", "rss", "pgfault", "pgmajfault")
 _V1_MEMORY_PROBES = tuple((f"\ntotal_{key} ", f"\n{key} ") for key in _V1_MEMORY_KEYS)
 _V2_MEMORY_KEYS = ("inactive_file", "anon", "pgfault", "pgmajfault")
-
-
-def _line_value(text: str, probe: str) -> int | None:
-    """The number on the line of a flat keyed file that `probe` ("\\nkey ") starts, found
-    without splitting the file; None when there is no such line."""
-    at = text.find(probe)
-    if at < 0:
-        if not text.startswith(probe[1:]):
-            return None
-        at = -1  # the first line, which no newline starts
-    start = at + len(probe)
-    end = text.find("\n", start)
-    try:
-        return int(text[start:end] if end >= 0 else text[start:])
-    except ValueError:
-        return None
 
 
 def _v1_memory_stat(text: str | None) -> list[int | None]:
@@ -438,10 +443,9 @@ def _v1_stats(dirs: CgroupDirs, oom_kills: bool, tasks: bool, read: Reader) -> C
     )
 
 
-def _v2_stats(
-    dirs: CgroupDirs, directory: Path, oom_kills: bool, tasks: bool, read: Reader
-) -> CgroupStats | None:
-    if not directory.is_dir():
+def _v2_stats(dirs: CgroupDirs, oom_kills: bool, tasks: bool, read: Reader) -> CgroupStats | None:
+    directory = dirs.unified
+    if directory is None or not directory.is_dir():
         return None
     now = time.time_ns()
     base = os.fspath(directory)
@@ -475,7 +479,7 @@ def read_stats(
     stats call saves a file per cgroup for each. `read` reads a file by path (a KeptFiles'
     read keeps the files open for the next call)."""
     if dirs.mode == "v2":
-        return _v2_stats(dirs, dirs.unified, oom_kills, tasks, read) if dirs.unified is not None else None
+        return _v2_stats(dirs, oom_kills, tasks, read)
     return _v1_stats(dirs, oom_kills, tasks, read)
 
 
